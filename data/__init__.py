@@ -1,0 +1,1 @@
+"""Dataset converters: raw public dumps -> data/<Category>/ in the official SPRec format."""

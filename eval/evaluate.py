@@ -1,0 +1,68 @@
+"""Evaluate generated predictions: ground titles to catalog items, compute every metric at each K.
+
+usage: python eval/evaluate.py --result_json models/SFT/ML100K/test_result.json --category ML100K [--topk 1,5]
+       [--data_dir DIR] [--output_dir DIR] [--embedding_model PATH]
+Writes eval_top{K}.json (overwritten, never appended) beside the result file or in --output_dir. The official
+test_result.json shape (records with a `predict` list) is what eval/inference.py writes, so both are accepted.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from utils.data import category_dir, load_catalog, read_records  # noqa: E402
+from utils.io import UserError, run_cli, write_json  # noqa: E402
+
+METRIC_KEYS = ("HR", "NDCG", "diversity", "DivRatio", "ORRatio", "MGU", "DGU", "ValidRatio")
+
+
+def parse_ks(topk) -> list[int]:
+    ks = [topk] if isinstance(topk, int) else [int(k) for k in str(topk).replace(",", " ").split()] \
+        if isinstance(topk, str) else [int(k) for k in topk]
+    if not ks or any(k < 1 for k in ks):
+        raise UserError(f"--topk must be positive integers, got {topk!r}")
+    return sorted(set(ks))
+
+
+def prediction_text(record, path, index) -> str:
+    pred = record.get("predict")
+    if isinstance(pred, list):
+        pred = pred[0] if pred else ""
+    if not isinstance(pred, str):
+        raise UserError(f"{path}: record {index} has no 'predict' text (expected a string or a list of strings)")
+    return pred
+
+
+def write_eval_files(results: dict, output_dir, model: str, category: str) -> list[Path]:
+    """eval_top{K}.json with the spec's keys in the spec's order."""
+    paths = []
+    for k, m in results.items():
+        row = {"model": model, "category": category, "topk": k, "n": m["n"], "n_skipped": m["n_skipped"],
+               **{key: m.get(key) for key in METRIC_KEYS}, "embedding_model": m["embedding_model"]}
+        path = Path(output_dir) / f"eval_top{k}.json"
+        write_json(path, row)
+        paths.append(path)
+    return paths
+
+
+def run(result_json: str, category: str = "ML100K", data_dir: str = "", topk="1,5", output_dir: str = "",
+        embedding_model: str = "", model: str = ""):
+    from utils.metrics import evaluate_predictions
+
+    result_path = Path(result_json)
+    records = read_records(result_path)
+    predictions = [prediction_text(r, result_path, i) for i, r in enumerate(records)]
+    if not any(p.strip() for p in predictions):
+        print(f"warning: every prediction in {result_path} is empty; every title grounds to the same items",
+              file=sys.stderr)
+    data_dir = Path(data_dir) if data_dir else category_dir(category)
+    catalog = load_catalog(data_dir)
+    results = evaluate_predictions(records, predictions, catalog, parse_ks(topk), embedding_model or None)
+    out = Path(output_dir) if output_dir else result_path.parent
+    for path in write_eval_files(results, out, model or str(result_path.parent), category or data_dir.name):
+        m = results[int(path.stem.removeprefix("eval_top"))]
+        print(f"[evaluate] {path}: " + ", ".join(f"{k}={m[k]:.4f}" for k in METRIC_KEYS if m.get(k) is not None))
+
+
+if __name__ == "__main__":
+    run_cli(run)

@@ -1,0 +1,60 @@
+"""Generate one prediction per test record with the shared prompt contract and generation routine.
+
+usage: python eval/inference.py --model_dir models/SFT/ML100K --category ML100K [--test_sample_size 200]
+       (or through accelerate: the records are sharded across processes and gathered in order)
+Writes <model_dir>/test_result.json: the test records, each with a `predict` list holding the generated text.
+"""
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from utils.data import category_dir, load_catalog, load_split, sample_records  # noqa: E402
+from utils.io import UserError, read_json, run_cli, write_json  # noqa: E402
+from utils.prompt import render_prompt  # noqa: E402
+
+
+def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sample_size: int | None = None,
+        seed: int = 0, token_budget: int = 32768, trust_remote_code: bool = False, force: bool = False,
+        split: str = "test"):
+    import torch
+    from accelerate import PartialState
+
+    from utils.generation import generate_sharded, max_answer_tokens
+    from utils.modeling import load_model, load_tokenizer
+
+    state = PartialState()
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise UserError(f"model directory {model_dir} does not exist")
+    out_path = model_dir / f"{split}_result.json"
+    data_dir = Path(data_dir) if data_dir else category_dir(category)
+    records = sample_records(load_split(data_dir, split), test_sample_size, seed)
+    if out_path.is_file() and not force:
+        previous = read_json(out_path)
+        if isinstance(previous, list) and len(previous) == len(records):
+            if state.is_main_process:
+                print(f"{out_path} exists with {len(records)} predictions; skipping generation (--force to redo)")
+            return
+    catalog = load_catalog(data_dir)
+    tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, padding_side="left")
+    model = load_model(model_dir, merge=True, trust_remote_code=trust_remote_code, device=state.device)
+    prompts = [render_prompt(r) for r in records]
+    if state.is_main_process:
+        print(f"[inference] {model_dir}: {len(prompts)} {split} prompts on {state.num_processes} process(es), "
+              f"{state.device}. First prompt:\n{prompts[0]}", flush=True)
+    t0 = time.time()
+    texts = generate_sharded(model, tokenizer, prompts, max_new_tokens=max_answer_tokens(tokenizer, catalog.names),
+                             token_budget=token_budget, seed=seed, desc=f"{split} inference")
+    if state.is_main_process:
+        write_json(out_path, [{**r, "predict": t} for r, t in zip(records, texts)])
+        print(f"[inference] wrote {out_path} ({time.time() - t0:.1f} s generation)", flush=True)
+    state.wait_for_everyone()
+    del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    run_cli(run)

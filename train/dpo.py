@@ -1,0 +1,99 @@
+"""The DPO step of an SPRec iteration: trl's DPOTrainer on self-play pairs.
+
+usage: python train/dpo.py --model_dir models/SPRec/ML100K/it0/SFT --data_dir models/SPRec/ML100K/it0/data \
+           --output_dir models/SPRec/ML100K/it0/DPO [--lr 2e-5] [--beta 0.1] [--loss_type sigmoid]
+The policy starts from `model_dir` and the reference is that same starting model, held once: for a LoRA adapter,
+trl copies it into a frozen "ref" adapter on the same base; for the fully trained small model, trl loads one
+reference copy from the same directory.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from utils.io import UserError, finish_stage, is_done, partial_dir, run_cli, start_stage, write_run_config  # noqa: E402
+from utils.training import device_args, preference_dataset, schedule_args  # noqa: E402
+
+
+def read_pairs(path: Path) -> list[dict]:
+    import json
+
+    pairs = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found (run train/self_play.py first)") from None
+    for i, line in enumerate(lines):
+        try:
+            p = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}: malformed JSON at line {i + 1}: {e.msg}") from None
+        if not all(isinstance(p.get(k), str) for k in ("prompt", "chosen", "rejected")):
+            raise UserError(f"{path}: pair {i} needs string 'prompt', 'chosen' and 'rejected' fields")
+        pairs.append(p)
+    if not pairs:
+        raise UserError(f"{path}: no pairs")
+    return pairs
+
+
+def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: float = 0.1,
+        loss_type: str = "sigmoid", epochs: float = 1, batch_size: int = 2, grad_accum: int = 4,
+        warmup_steps: int = 0, max_length: int = 512, evals_per_run: int = 2, seed: int = 42,
+        report_to: str = "none", logging_steps: int = 10, activation_checkpointing: bool = False,
+        trust_remote_code: bool = False):
+    args = dict(locals())
+    from accelerate import PartialState
+
+    state = PartialState()
+    out = Path(output_dir)
+    if is_done(out):
+        if state.is_main_process:
+            print(f"[dpo] {out} is complete; skipping")
+        return
+    from trl import DPOConfig, DPOTrainer
+
+    from utils.modeling import is_adapter, load_model, load_tokenizer, save_model
+
+    model_dir = str(Path(model_dir).resolve())
+    if not Path(model_dir).is_dir():
+        raise UserError(f"--model_dir {model_dir} does not exist")
+    train_ds = preference_dataset(read_pairs(Path(data_dir) / "dpo_train.jsonl"))
+    valid_ds = preference_dataset(read_pairs(Path(data_dir) / "dpo_valid.jsonl"))
+    loss_types = [t.strip() for t in str(loss_type).split(",") if t.strip()]
+    if state.is_main_process:
+        ex = train_ds[0]
+        print(f"[dpo] start {model_dir} ({'LoRA adapter' if is_adapter(model_dir) else 'full model'}; reference = "
+              f"the same start), {len(train_ds)} pairs, loss {loss_types}, beta {beta}, lr {lr}. First pair:\n"
+              f"{ex['prompt']}chosen: {ex['chosen']!r} rejected: {ex['rejected']!r}", flush=True)
+
+    tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, padding_side="right")
+    model = load_model(model_dir, trainable=True, trust_remote_code=trust_remote_code)
+    tmp = partial_dir(out)
+    config = DPOConfig(
+        output_dir=str(tmp), num_train_epochs=epochs, learning_rate=lr, per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size * 2, gradient_accumulation_steps=grad_accum, beta=beta,
+        loss_type=loss_types, max_length=max_length, lr_scheduler_type="linear", save_strategy="no",
+        logging_steps=logging_steps, report_to=report_to, seed=seed, data_seed=seed,
+        disable_tqdm=not state.is_main_process, dataloader_num_workers=0,
+        **schedule_args(len(train_ds), epochs, batch_size, grad_accum, state.num_processes, evals_per_run,
+                        warmup_steps),
+        **device_args(activation_checkpointing))
+    if state.is_main_process:
+        start_stage(out)
+    state.wait_for_everyone()
+    trainer = DPOTrainer(model=model, ref_model=None, args=config, train_dataset=train_ds, eval_dataset=valid_ds,
+                         processing_class=tokenizer)
+    result = trainer.train()
+    state.wait_for_everyone()
+    if state.is_main_process:
+        save_model(trainer.model, tokenizer, tmp, model_dir)
+        write_run_config(tmp, "dpo", {**args, "start_model": model_dir, "pairs": len(train_ds),
+                                      "world_size": state.num_processes, "train_loss": result.training_loss,
+                                      "steps": result.global_step})
+        finish_stage(out)
+        print(f"[dpo] wrote {out} (train loss {result.training_loss:.4f}, {result.global_step} steps)", flush=True)
+    state.wait_for_everyone()
+
+
+if __name__ == "__main__":
+    run_cli(run)

@@ -1,0 +1,90 @@
+"""Supervised fine-tuning: prompt -> quoted next-item title, EOS learned after it.
+
+usage: python train/sft.py --category ML100K --output_dir models/SFT/ML100K [--base_model PATH_OR_HUB_ID]
+       [--resume_from MODEL_DIR] [--train_file records.jsonl] [--sample_size 4096] [--epochs 4] [--lr 3e-4]
+       (or through accelerate launch for data parallelism)
+A pretrained base gets a LoRA adapter (r 16, alpha 32, dropout 0.05, attention and MLP projections) and loss on the
+completion only; the embedded small model is trained fully with loss on the whole text (it must learn the titles
+from nothing; measured: 0% vs 99.6% valid titles). `--resume_from` continues an existing adapter or model.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from utils.data import category_dir, load_split, read_records, sample_records  # noqa: E402
+from utils.io import UserError, finish_stage, is_done, partial_dir, run_cli, start_stage, write_run_config  # noqa: E402
+from utils.training import device_args, lora_config, prompt_completion_dataset, schedule_args  # noqa: E402
+
+
+def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_from: str = "",
+        data_dir: str = "", train_file: str = "", sample_size: int = 4096, valid_sample_size: int = 256,
+        epochs: float = 4, lr: float = 3e-4, batch_size: int = 4, grad_accum: int = 4, warmup_steps: int = 20,
+        max_length: int = 512, full_finetune: str = "auto", lora_r: int = 16, lora_alpha: int = 32,
+        lora_dropout: float = 0.05, evals_per_run: int = 4, seed: int = 42, report_to: str = "none",
+        logging_steps: int = 10, activation_checkpointing: bool = False, trust_remote_code: bool = False):
+    args = dict(locals())
+    from accelerate import PartialState
+
+    state = PartialState()
+    out = Path(output_dir)
+    if is_done(out):
+        if state.is_main_process:
+            print(f"[sft] {out} is complete; skipping")
+        return
+
+    from trl import SFTConfig, SFTTrainer
+
+    from utils.modeling import is_adapter, is_project_built, load_model, load_tokenizer, resolve_base_model, save_model
+
+    start = str(Path(resume_from).resolve()) if resume_from else resolve_base_model(base_model, category)
+    if resume_from and not Path(start).is_dir():
+        raise UserError(f"--resume_from {resume_from} does not exist")
+    project_built = is_project_built(start)
+    full = project_built if full_finetune == "auto" else str(full_finetune).lower() in ("1", "true", "yes")
+    data = Path(data_dir) if data_dir else category_dir(category)
+    train_records = read_records(train_file) if train_file else load_split(data, "train")
+    train_records = sample_records(train_records, sample_size, seed)
+    valid_records = sample_records(load_split(data, "valid"), valid_sample_size, seed)
+    train_ds, valid_ds = prompt_completion_dataset(train_records), prompt_completion_dataset(valid_records)
+    if state.is_main_process:
+        print(f"[sft] start {start} ({'adapter, continued' if is_adapter(start) else 'full' if full else 'LoRA'}; "
+              f"loss on {'the whole text' if project_built else 'the completion'}), {len(train_ds)} train / "
+              f"{len(valid_ds)} valid records, {state.num_processes} process(es). First example:\n"
+              f"{train_ds[0]['prompt']}{train_ds[0]['completion']}", flush=True)
+
+    tokenizer = load_tokenizer(start, trust_remote_code=trust_remote_code, padding_side="right")
+    model = load_model(start, trainable=True, trust_remote_code=trust_remote_code)
+    peft_config = None
+    if not full and not is_adapter(start):
+        peft_config = lora_config(lora_r, lora_alpha, lora_dropout)
+    tmp = partial_dir(out)
+    config = SFTConfig(
+        output_dir=str(tmp), num_train_epochs=epochs, learning_rate=lr, per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size * 4, gradient_accumulation_steps=grad_accum,
+        lr_scheduler_type="cosine", max_length=max_length, completion_only_loss=not project_built,
+        save_strategy="no", logging_steps=logging_steps,
+        **schedule_args(len(train_ds), epochs, batch_size, grad_accum, state.num_processes, evals_per_run,
+                        warmup_steps),
+        report_to=report_to, seed=seed, data_seed=seed, disable_tqdm=not state.is_main_process,
+        dataloader_num_workers=0, **device_args(activation_checkpointing))
+    if state.is_main_process:
+        start_stage(out)
+    state.wait_for_everyone()
+    trainer = SFTTrainer(model=model, args=config, train_dataset=train_ds, eval_dataset=valid_ds,
+                         processing_class=tokenizer, peft_config=peft_config)
+    result = trainer.train()
+    state.wait_for_everyone()
+    if state.is_main_process:
+        save_model(trainer.model, tokenizer, tmp, start)
+        write_run_config(tmp, "sft", {**args, "start_model": start, "full_finetune": full,
+                                      "loss": "whole text" if project_built else "completion only",
+                                      "train_records": len(train_ds), "world_size": state.num_processes,
+                                      "train_loss": result.training_loss, "steps": result.global_step})
+        finish_stage(out)
+        print(f"[sft] wrote {out} (train loss {result.training_loss:.4f}, {result.global_step} steps)", flush=True)
+    state.wait_for_everyone()
+
+
+if __name__ == "__main__":
+    run_cli(run)

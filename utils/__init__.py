@@ -1,0 +1,1 @@
+"""Shared code for every SPRec stage: data, prompts, models, generation, metrics, I/O."""

@@ -1,0 +1,139 @@
+"""Small I/O helpers every stage shares: atomic writes, stage markers, run configs, clear failures.
+
+A stage writes its outputs under a temporary name and renames them into place last, so a crash never leaves a
+half-written file or directory that a rerun would mistake for a finished stage.
+"""
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+DONE = "DONE"  # marker file written last inside a finished stage directory
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class UserError(Exception):
+    """A problem with the user's input or environment: printed as one line, exit code 2, no traceback."""
+
+
+def fail(message: str, code: int = 2):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def run_cli(fn):
+    """Run a fire CLI entry point; turn UserError into one clear line and a non-zero exit."""
+    import fire
+
+    try:
+        fire.Fire(fn)
+    except UserError as e:
+        fail(str(e))
+
+
+def _atomic_write(path: Path, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            write(f)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file ordinary permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path, obj, indent=2) -> None:
+    _atomic_write(path, lambda f: (json.dump(obj, f, ensure_ascii=False, indent=indent), f.write("\n")))
+
+
+def write_jsonl(path, records) -> None:
+    _atomic_write(path, lambda f: f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def write_text(path, text: str) -> None:
+    _atomic_write(path, lambda f: f.write(text))
+
+
+def read_json(path):
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+
+
+# ---------------------------------------------------------------------------------------------------- stages
+def is_done(stage_dir) -> bool:
+    return (Path(stage_dir) / DONE).is_file()
+
+
+def partial_dir(stage_dir) -> Path:
+    """Where a stage writes before it is complete; renamed to `stage_dir` by `finish_stage`."""
+    stage_dir = Path(stage_dir)
+    return stage_dir.with_name(stage_dir.name + ".partial")
+
+
+def start_stage(stage_dir) -> Path:
+    """Fresh partial directory for a stage (leftovers of a crashed attempt are removed)."""
+    tmp = partial_dir(stage_dir)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as e:
+        raise UserError(f"cannot create {tmp}: {e.strerror}") from None
+    return tmp
+
+
+def finish_stage(stage_dir) -> Path:
+    """Mark the partial directory complete and move it into place atomically."""
+    stage_dir = Path(stage_dir)
+    tmp = partial_dir(stage_dir)
+    write_text(tmp / DONE, "")
+    if stage_dir.exists():  # an incomplete directory left by something else: replace it
+        shutil.rmtree(stage_dir)
+    os.replace(tmp, stage_dir)
+    return stage_dir
+
+
+# ---------------------------------------------------------------------------------------------- run config
+def git_commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parents[1]
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "sentence-transformers"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def write_run_config(directory, stage: str, args: dict) -> None:
+    """Record what produced a directory: the stage, its resolved arguments, versions, git commit."""
+    write_json(Path(directory) / f"run_config_{stage}.json",
+               {"stage": stage, "args": args, "versions": versions(), "git_commit": git_commit(),
+                "argv": sys.argv})

@@ -1,0 +1,80 @@
+"""The one metrics module (shared/spec/metrics.md): HR, NDCG, diversity, DivRatio, ORRatio, MGU, DGU, ValidRatio.
+
+`topk_metrics` works on rankings (the target's rank and the K nearest items per record), so grounded LLM outputs
+and baselines such as MostPop go through the very same code. `evaluate_predictions` does the LLM path: parse,
+validate, ground, rank, then the metrics for every K.
+"""
+import numpy as np
+
+from utils.prompt import parse_title, record_history, record_target
+
+
+def topk_metrics(target_rank: np.ndarray, topk: np.ndarray, k: int, catalog, histories, valid=None) -> dict:
+    """Metrics at K for N evaluated records.
+
+    target_rank: (N,) 0-based rank of each target in its full ranking. topk: (N, >=k) item rows, best first.
+    histories: per record, the catalog rows of its history items. valid: (N,) bools, or None.
+    """
+    n = len(target_rank)
+    if n == 0:
+        return {"n": 0}
+    hit = target_rank < k
+    rec = topk[:, :k]
+    counts = np.bincount(rec.ravel(), minlength=len(catalog))
+    weights = catalog.genre_weights()
+    gp = counts @ weights
+    flat_history = np.array([j for h in histories for j in h], dtype=np.int64)
+    hist_counts = np.bincount(flat_history, minlength=len(catalog))
+    gh = hist_counts @ weights
+    gp = gp / gp.sum() if gp.sum() > 0 else gp
+    gh = gh / gh.sum() if gh.sum() > 0 else gh
+    diff = gp - gh
+    diversity = int((counts > 0).sum())
+    return {
+        "n": n,
+        "HR": float(hit.mean()),
+        "NDCG": float((hit / np.log2(target_rank + 2.0)).mean()),
+        "diversity": diversity,
+        "DivRatio": diversity / (n * k),
+        "ORRatio": float(np.sort(counts)[::-1][:3].sum() / (n * k)),
+        "MGU": float(np.abs(diff).mean()) if len(diff) else 0.0,
+        "DGU": float(diff.max() - diff.min()) if len(diff) else 0.0,
+        "ValidRatio": float(np.mean(valid)) if valid is not None else None,
+    }
+
+
+def evaluated_records(records, catalog):
+    """Split records into those whose target is a catalog item (evaluated) and the count of the others."""
+    keep, targets = [], []
+    for i, r in enumerate(records):
+        t = catalog.index(record_target(r))
+        if t is not None:
+            keep.append(i)
+            targets.append(t)
+    return keep, np.array(targets, dtype=np.int64), len(records) - len(keep)
+
+
+def history_rows(records, catalog) -> list[list[int]]:
+    return [[j for j in (catalog.index(h) for h in record_history(r)) if j is not None] for r in records]
+
+
+def evaluate_predictions(records, predictions, catalog, ks=(1, 5), embedding_model=None) -> dict:
+    """Metrics for every K of generated texts (one per record), grounded by sentence-embedding distance."""
+    from utils.grounding import default_embedding_model, embed_titles, item_embeddings, rank_items
+
+    if len(records) != len(predictions):
+        raise ValueError(f"{len(records)} records but {len(predictions)} predictions")
+    embedding_model = embedding_model or default_embedding_model()
+    keep, targets, n_skipped = evaluated_records(records, catalog)
+    titles = [parse_title(predictions[i]) for i in keep]
+    valid = np.array([catalog.index(t) is not None for t in titles], dtype=bool)
+    results = {}
+    if keep:
+        item_emb = item_embeddings(catalog, embedding_model)
+        query = embed_titles(titles, catalog, item_emb, embedding_model)
+        ranks, topk = rank_items(query, item_emb, targets, max(ks))
+    histories = history_rows([records[i] for i in keep], catalog)
+    for k in ks:
+        m = topk_metrics(ranks, topk, k, catalog, histories, valid) if keep else {"n": 0}
+        results[k] = {"topk": k, **m, "n_skipped": n_skipped, "embedding_model": str(embedding_model)}
+    return results

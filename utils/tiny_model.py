@@ -1,0 +1,80 @@
+"""Build the embedded small model: a byte-level BPE tokenizer trained on the category's text and a small,
+randomly initialised Llama, saved with safetensors. It is trained fully (LoRA on random weights does not learn).
+
+usage: python utils/tiny_model.py --category ML100K [--out models/tiny/ML100K] [--hidden 128] [--layers 4]
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from utils.data import category_dir, load_catalog, load_split  # noqa: E402
+from utils.io import finish_stage, is_done, run_cli, start_stage, write_json  # noqa: E402
+from utils.modeling import TINY_MARKER, tiny_model_dir  # noqa: E402
+from utils.prompt import record_target, render_completion, render_prompt  # noqa: E402
+
+PAD, EOS = "<|pad|>", "<|eos|>"
+
+
+def train_tokenizer(texts, vocab_size: int):
+    """Byte-level BPE whose merges may span spaces (whole titles become few tokens) but never a quote or a
+    newline: a title is tokenized the same in the history and in the answer, and a prompt (which ends in a
+    newline) always ends on a token boundary, so prompt + completion tokenizes as prompt, then completion."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex('["\n]'), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, EOS], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD, padding_side="right",
+                                   model_max_length=1024)
+
+
+def build(category: str = "ML100K", out: str = "", vocab_size: int = 4096, hidden: int = 128, layers: int = 4,
+          heads: int = 4, seed: int = 0, corpus_records: int = 5000, force: bool = False):
+    """Train the tokenizer and save a freshly initialised Llama of the given size into `out`."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out_dir = Path(out) if out else tiny_model_dir(category)
+    if is_done(out_dir) and not force:
+        print(f"{out_dir}: already built (pass --force to rebuild)")
+        return
+    data_dir = category_dir(category)
+    catalog = load_catalog(data_dir)
+    train = load_split(data_dir, "train")[:corpus_records]
+    texts = [render_prompt(r) + render_completion(record_target(r)) for r in train]
+    texts += [render_completion(n) for n in catalog.names]  # every title, even those never in the sample
+    tokenizer = train_tokenizer(texts, vocab_size)
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=4 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+                         max_position_embeddings=1024, tie_word_embeddings=True, bos_token_id=None,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+
+    tmp = start_stage(out_dir)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    n_params = sum(p.numel() for p in model.parameters())
+    lengths = [len(tokenizer(t).input_ids) for t in texts[:500]]
+    info = {"category": category, "parameters": n_params, "vocab_size": len(tokenizer), "hidden": hidden,
+            "layers": layers, "heads": heads, "seed": seed, "train": "full fine-tuning, loss on the whole text",
+            "mean_tokens_per_record": round(sum(lengths) / len(lengths), 1)}
+    write_json(tmp / TINY_MARKER, info)
+    finish_stage(out_dir)
+    print(f"built {out_dir}: {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer)}, "
+          f"{info['mean_tokens_per_record']} tokens per training record")
+
+
+if __name__ == "__main__":
+    run_cli(build)
