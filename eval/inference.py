@@ -1,8 +1,10 @@
 """Generate one prediction per test record with the shared prompt contract and generation routine.
 
 usage: python eval/inference.py --model_dir models/SFT/ML100K --category ML100K [--test_sample_size 200]
+       [--evaluate] [--topk 1,5] [--embedding_model PATH]
        (or through accelerate: the records are sharded across processes and gathered in order)
 Writes <model_dir>/test_result.json: the test records, each with a `predict` list holding the generated text.
+With --evaluate, eval/evaluate.py then runs in the same process (one Python start-up instead of two).
 """
 import sys
 import time
@@ -17,7 +19,7 @@ from utils.prompt import render_prompt  # noqa: E402
 
 def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sample_size: int | None = None,
         seed: int = 0, token_budget: int = 32768, trust_remote_code: bool = False, force: bool = False,
-        split: str = "test"):
+        split: str = "test", evaluate: bool = False, topk="1,5", embedding_model: str = ""):
     import torch
     from accelerate import PartialState
 
@@ -36,6 +38,8 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
         if isinstance(previous, list) and len(previous) == len(records):
             if state.is_main_process:
                 print(f"{out_path} exists with {len(records)} predictions; skipping generation (--force to redo)")
+                if evaluate:
+                    evaluate_results(out_path, category, data_dir, topk, embedding_model)
             return
     catalog = load_catalog(data_dir)
     tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, padding_side="left")
@@ -50,10 +54,19 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
     if state.is_main_process:
         write_json(out_path, [{**r, "predict": t} for r, t in zip(records, texts)])
         print(f"[inference] wrote {out_path} ({time.time() - t0:.1f} s generation)", flush=True)
-    state.wait_for_everyone()
     del model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    if evaluate and state.is_main_process:
+        evaluate_results(out_path, category, data_dir, topk, embedding_model)
+    state.wait_for_everyone()
+
+
+def evaluate_results(result_path, category, data_dir, topk, embedding_model):
+    from eval.evaluate import run as evaluate_run
+
+    evaluate_run(str(result_path), category=category, data_dir=str(data_dir), topk=topk,
+                 embedding_model=embedding_model)
 
 
 if __name__ == "__main__":

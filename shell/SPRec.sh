@@ -64,7 +64,7 @@ for CATEGORY in $CATEGORIES; do
           --valid_sample_size "$VALID_SAMPLE_SIZE" --epochs 1 --lr "$LR" --warmup_steps 0 \
           --batch_size "$SFT_BATCH_SIZE" --grad_accum "$SFT_GRAD_ACCUM" --seed "$((SEED + i))" --report_to "$REPORT_TO"
       fi
-      bash shell/eval.sh "$IT/SFT" "$CATEGORY" "${GPU_IDS[@]}"
+      bash shell/eval.sh "$IT/SFT" "$CATEGORY" "${GPU_IDS[@]}" 9>&-
       current="$IT/SFT"
     fi
     if (( dpo_step )); then
@@ -73,7 +73,7 @@ for CATEGORY in $CATEGORIES; do
           --beta "$BETA" --loss_type "$LOSS_TYPE" --batch_size "$BATCH_SIZE" --grad_accum "$GRAD_ACCUM" \
           --seed "$((SEED + i))" --report_to "$REPORT_TO"
       fi
-      bash shell/eval.sh "$IT/DPO" "$CATEGORY" "${GPU_IDS[@]}"
+      bash shell/eval.sh "$IT/DPO" "$CATEGORY" "${GPU_IDS[@]}" 9>&-
       current="$IT/DPO"
     fi
   done

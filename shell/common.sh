@@ -51,18 +51,19 @@ launch() {
   if (( n > 0 )); then
     local ids; ids=$(IFS=,; echo "${GPU_IDS[*]}")
     if (( n > 1 )); then common+=(--multi_gpu); fi
-    CUDA_VISIBLE_DEVICES="$ids" accelerate launch --num_processes "$n" "${common[@]}" "$@"
+    CUDA_VISIBLE_DEVICES="$ids" accelerate launch --num_processes "$n" "${common[@]}" "$@" 9>&-
   elif (( ${CPU_PROCESSES:-1} > 1 )); then
     ACCELERATE_USE_CPU=1 CUDA_VISIBLE_DEVICES="" accelerate launch --multi_gpu --num_processes "$CPU_PROCESSES" \
-      "${common[@]}" "$@"
+      "${common[@]}" "$@" 9>&-
   else
-    CUDA_VISIBLE_DEVICES="" python "$@"
+    CUDA_VISIBLE_DEVICES="" python "$@" 9>&-
   fi
 }
 
 free_port() { python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-# One run per output directory at a time: hold an flock on a lock file until the script exits.
+# One run per output directory at a time: hold an flock on a lock file until the script exits. Only the script
+# holds it (`launch` closes fd 9 for its children), so a killed run's lock goes with the script.
 take_lock() {
   local lock="$1"
   mkdir -p "$(dirname "$lock")"

@@ -25,6 +25,5 @@ fi
 banner "evaluating $MODEL_DIR"
 sample_args=()
 [[ -n "$TEST_SAMPLE_SIZE" ]] && sample_args=(--test_sample_size "$TEST_SAMPLE_SIZE")
-launch eval/inference.py --model_dir "$MODEL_DIR" --category "$CATEGORY" --seed "$SEED" "${sample_args[@]}"
-python eval/evaluate.py --result_json "$MODEL_DIR/test_result.json" --category "$CATEGORY" --topk "$TOPK" \
-  --embedding_model "$EMBEDDING_MODEL"
+launch eval/inference.py --model_dir "$MODEL_DIR" --category "$CATEGORY" --seed "$SEED" "${sample_args[@]}" \
+  --evaluate --topk "$TOPK" --embedding_model "$EMBEDDING_MODEL"

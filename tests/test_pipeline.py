@@ -1,0 +1,135 @@
+"""End to end through the shell scripts at toy sizes: layout, resumability, interruption, data parallelism."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+TOY = {"SFT_SAMPLE_SIZE": "256", "SFT_EPOCHS": "1", "TRAIN_SAMPLE_SIZE": "32", "VALID_SAMPLE_SIZE": "8",
+       "TEST_SAMPLE_SIZE": "48", "SEED": "7", "CATEGORIES": "ML100K", "BASE_MODEL": ""}
+METRICS = ("n", "n_skipped", "HR", "NDCG", "diversity", "DivRatio", "ORRatio", "MGU", "DGU", "ValidRatio")
+
+
+def env_for(root, **extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "CONDA_PREFIX")}
+    env.update(TOY, OUTPUT_ROOT=str(root), PATH=os.path.dirname(sys.executable) + os.pathsep + env["PATH"],
+               VIRTUAL_ENV=str(os.path.dirname(os.path.dirname(sys.executable))), **extra)
+    return env
+
+
+def sh(root, *args, check=True, **extra):
+    p = subprocess.run(["bash", *args], cwd=ROOT, env=env_for(root, **extra), capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{args} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
+    return p
+
+
+def metrics(model_dir, k):
+    row = json.loads((model_dir / f"eval_top{k}.json").read_text())
+    return {key: row[key] for key in METRICS}
+
+
+@pytest.fixture(scope="module")
+def run(ml100k, tmp_path_factory):
+    """SFT then 2 SPRec iterations, uninterrupted; the reference for the tests below."""
+    root = tmp_path_factory.mktemp("run")
+    logs = sh(root, "shell/SFT.sh"), sh(root, "shell/SPRec.sh", "2")
+    return root, "".join(p.stdout + p.stderr for p in logs)
+
+
+def test_layout_and_eval_files(run):
+    root, log = run
+    model_dirs = [root / "SFT/ML100K"] + [root / f"SPRec/ML100K/it{i}/{s}" for i in (0, 1) for s in ("SFT", "DPO")]
+    for d in model_dirs:
+        assert (d / "DONE").is_file(), d
+        for k in (1, 5):
+            row = json.loads((d / f"eval_top{k}.json").read_text())
+            assert row["topk"] == k and row["n"] == 48 and isinstance(row["HR"], float)
+        assert len(json.loads((d / "test_result.json").read_text())) == 48
+        assert list(d.glob("*.safetensors")) and not list(d.glob("*.bin"))
+    for i in (0, 1):
+        data = root / f"SPRec/ML100K/it{i}/data"
+        summary = json.loads((data / "summary.json").read_text())
+        assert summary["kept_train"] == 32 and summary["drawn"] == 44
+        pairs = [json.loads(x) for x in (data / "dpo_train.jsonl").read_text().splitlines()]
+        assert all(p["chosen"] != p["rejected"] for p in pairs)
+        assert json.loads((data / "run_config_self_play.json").read_text())["args"]["seed"] == 7
+    assert "FutureWarning" not in log and "DeprecationWarning" not in log, log[-3000:]
+    assert not list(root.rglob("*.partial"))
+
+
+def test_extending_runs_only_the_new_iteration(run, tmp_path):
+    root, _ = run
+    ext = tmp_path / "ext"
+    shutil.copytree(root, ext)
+    before = {p: p.stat().st_mtime_ns for p in ext.rglob("DONE")}
+    log = sh(ext, "shell/SPRec.sh", "3").stdout
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # nothing finished was redone
+    assert (ext / "SPRec/ML100K/it2/DPO/eval_top5.json").is_file()
+    assert "[self-play] iteration 0" not in log and "[self-play] iteration 2" in log
+
+
+def run_until(root, marker, done_file=None):
+    """Start SPRec.sh 2 and SIGKILL its whole process group when `marker` is printed (after `done_file` exists)."""
+    p = subprocess.Popen(["bash", "shell/SPRec.sh", "2"], cwd=ROOT, env=env_for(root), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    for line in p.stdout:
+        if marker in line and (done_file is None or done_file.exists()):
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            return
+    p.wait()
+    raise AssertionError(f"the run ended before {marker!r}")
+
+
+def test_killed_run_resumes_to_the_same_result(run, tmp_path):
+    """SIGKILL during self-play generation, then during a training stage; each rerun skips finished stages, and
+    the final metrics equal those of the uninterrupted run with the same seed."""
+    root, _ = run
+    new = tmp_path / "new"
+    shutil.copytree(root / "SFT", new / "SFT")
+    it = new / "SPRec/ML100K"
+    run_until(new, "[self-play] iteration 1")  # generating iteration 1's pairs
+    assert not (it / "it1/data").exists()
+    finished = {q: q.stat().st_mtime_ns for q in (it / "it0").rglob("DONE")}
+    assert len(finished) == 3
+    run_until(new, "[dpo] start", done_file=it / "it1/data/DONE")  # training iteration 1's DPO step
+    assert (it / "it1/DPO.partial").is_dir() and not (it / "it1/DPO").exists()
+    finished.update({q: q.stat().st_mtime_ns for q in (it / "it1").rglob("DONE")})
+    log = sh(new, "shell/SPRec.sh", "2").stdout
+    assert {q: q.stat().st_mtime_ns for q in finished} == finished  # nothing finished was redone
+    assert "[self-play] iteration" not in log and "[sft] start" not in log and "[dpo] start" in log
+    for stage in ("it1/SFT", "it1/DPO"):
+        for k in (1, 5):
+            assert metrics(it / stage, k) == metrics(root / "SPRec/ML100K" / stage, k)
+    assert not list(new.rglob("*.partial"))
+
+
+def test_sft_with_two_cpu_processes(ml100k, tmp_path):
+    """accelerate launch over 2 gloo processes (DDP): the recorded world size is 2."""
+    out = tmp_path / "SFT/ML100K"
+    script = ("source shell/common.sh; parse_gpu_ids 0; launch train/sft.py --category ML100K "
+              f"--output_dir {out} --sample_size 64 --valid_sample_size 8 --epochs 1 --batch_size 8 --grad_accum 1")
+    p = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env_for(tmp_path, CPU_PROCESSES="2"),
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-4000:]
+    config = json.loads((out / "run_config_sft.json").read_text())
+    assert config["args"]["world_size"] == 2 and config["args"]["steps"] == 4  # 64 records / (8 x 2 processes)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["shell/SPRec.sh", "0"], "the iteration count must be a positive integer, got '0'"),
+    (["shell/SPRec.sh", "two"], "the iteration count must be a positive integer, got 'two'"),
+    (["shell/SPRec.sh"], "usage: bash shell/SPRec.sh"),
+    (["shell/SPRec.sh", "a", "2"], "GPU id 'a' is not a non-negative integer"),
+    (["shell/SFT.sh", "-1"], "GPU id '-1' is not a non-negative integer"),
+])
+def test_usage_errors(tmp_path, args, message):
+    p = sh(tmp_path, *args, check=False)
+    assert p.returncode == 2 and message in p.stderr, p.stderr
