@@ -4,24 +4,32 @@ usage: python eval/evaluate.py --result_json models/SFT/ML100K/test_result.json 
        [--data_dir DIR] [--output_dir DIR] [--embedding_model PATH]
 Writes eval_top{K}.json (overwritten, never appended) beside the result file or in --output_dir. The official
 test_result.json shape (records with a `predict` list) is what eval/inference.py writes, so both are accepted.
+Generations that are all empty still evaluate (the spec grounds the empty title like any other: ValidRatio 0, every
+record on the same items) with one warning line: a collapsed model is a result to report, not a crash.
 """
+import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.data import category_dir, load_catalog, read_records  # noqa: E402
-from utils.io import UserError, run_cli, write_json  # noqa: E402
+from utils.io import UserError, check_output_dir, run_cli, write_json  # noqa: E402
 
 METRIC_KEYS = ("HR", "NDCG", "diversity", "DivRatio", "ORRatio", "MGU", "DGU", "ValidRatio")
 
 
-def parse_ks(topk) -> list[int]:
-    ks = [topk] if isinstance(topk, int) else [int(k) for k in str(topk).replace(",", " ").split()] \
-        if isinstance(topk, str) else [int(k) for k in topk]
-    if not ks or any(k < 1 for k in ks):
-        raise UserError(f"--topk must be positive integers, got {topk!r}")
-    return sorted(set(ks))
+def parse_ks(topk, n_items: int | None = None) -> list[int]:
+    """`--topk` as sorted distinct positive integers: "1,5", (1, 5) (fire's parse of 1,5), 5 or [1, 5]."""
+    raw = list(topk) if isinstance(topk, (list, tuple)) else str(topk).replace(",", " ").split()
+    if not raw or not all(isinstance(k, (int, str)) and re.fullmatch(r"\s*\d+\s*", str(k)) for k in raw) \
+            or any(int(k) < 1 for k in raw):  # bools, floats and words fail the pattern
+        shown = ",".join(map(str, topk)) if isinstance(topk, (list, tuple)) else str(topk)
+        raise UserError(f"--topk must be positive integers separated by commas (e.g. 1,5), got {shown!r}")
+    ks = sorted({int(k) for k in raw})
+    if n_items is not None and ks[-1] > n_items:
+        raise UserError(f"--topk {ks[-1]} is larger than the catalog ({n_items} items); use a smaller K")
+    return ks
 
 
 def prediction_text(record, path, index) -> str:
@@ -49,16 +57,19 @@ def run(result_json: str, category: str = "ML100K", data_dir: str = "", topk="1,
         embedding_model: str = "", model: str = ""):
     from utils.metrics import evaluate_predictions
 
+    parse_ks(topk)  # a bad --topk fails before any work
     result_path = Path(result_json)
-    records = read_records(result_path)
-    predictions = [prediction_text(r, result_path, i) for i, r in enumerate(records)]
-    if not any(p.strip() for p in predictions):
-        print(f"warning: every prediction in {result_path} is empty; every title grounds to the same items",
-              file=sys.stderr)
+    out = Path(output_dir) if output_dir else result_path.parent
+    check_output_dir(out)
     data_dir = Path(data_dir) if data_dir else category_dir(category)
     catalog = load_catalog(data_dir)
-    results = evaluate_predictions(records, predictions, catalog, parse_ks(topk), embedding_model or None)
-    out = Path(output_dir) if output_dir else result_path.parent
+    ks = parse_ks(topk, len(catalog))
+    records = read_records(result_path)
+    predictions = [prediction_text(r, result_path, i) for i, r in enumerate(records)]
+    if not any(p.strip() for p in predictions):  # still evaluated (the spec grounds the empty title like any other)
+        print(f"warning: every prediction in {result_path} is empty (the model generated no title); the metrics are "
+              f"still written: ValidRatio 0 and every record grounds to the same items", file=sys.stderr)
+    results = evaluate_predictions(records, predictions, catalog, ks, embedding_model or None)
     for path in write_eval_files(results, out, model or str(result_path.parent), category or data_dir.name):
         m = results[int(path.stem.removeprefix("eval_top"))]
         print(f"[evaluate] {path}: " + ", ".join(f"{k}={m[k]:.4f}" for k in METRIC_KEYS if m.get(k) is not None))

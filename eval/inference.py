@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.data import category_dir, load_catalog, load_split, sample_records  # noqa: E402
-from utils.io import UserError, read_json, run_cli, write_json  # noqa: E402
+from utils.io import read_json, run_cli, write_json  # noqa: E402
 from utils.prompt import render_prompt  # noqa: E402
 
 
@@ -23,13 +23,15 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
     import torch
     from accelerate import PartialState
 
+    from eval.evaluate import parse_ks
     from utils.generation import generate_sharded, max_answer_tokens
-    from utils.modeling import load_model, load_tokenizer
+    from utils.modeling import check_model_dir, load_model, load_tokenizer
 
     state = PartialState()
+    check_model_dir(model_dir, "--model_dir")
     model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise UserError(f"model directory {model_dir} does not exist")
+    if evaluate:
+        parse_ks(topk)  # a bad --topk fails now, not after generation
     out_path = model_dir / f"{split}_result.json"
     data_dir = Path(data_dir) if data_dir else category_dir(category)
     records = sample_records(load_split(data_dir, split), test_sample_size, seed)

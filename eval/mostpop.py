@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eval.evaluate import parse_ks, write_eval_files  # noqa: E402
 from utils.data import category_dir, load_catalog, load_split, sample_records  # noqa: E402
-from utils.io import run_cli  # noqa: E402
+from utils.io import check_output_dir, run_cli  # noqa: E402
 from utils.metrics import evaluated_records, history_rows, topk_metrics  # noqa: E402
 from utils.prompt import record_target  # noqa: E402
 
@@ -26,19 +26,20 @@ def popularity(records, catalog) -> np.ndarray:
 
 def run(output_dir: str, category: str = "ML100K", data_dir: str = "", topk="1,5",
         test_sample_size: int | None = None, seed: int = 42):
+    ks = parse_ks(topk)
+    check_output_dir(output_dir)
     data = Path(data_dir) if data_dir else category_dir(category)
     catalog = load_catalog(data)
+    ks = parse_ks(ks, len(catalog))
     order = np.lexsort((np.arange(len(catalog)), -popularity(load_split(data, "train"), catalog)))
     rank_of = np.empty(len(catalog), dtype=np.int64)
     rank_of[order] = np.arange(len(catalog))
     test = sample_records(load_split(data, "test"), test_sample_size, seed)
     keep, targets, n_skipped = evaluated_records(test, catalog)
-    ks = parse_ks(topk)
     topk_rows = np.tile(order[:max(ks)], (len(keep), 1))
     histories = history_rows([test[i] for i in keep], catalog)
     results = {k: {**topk_metrics(rank_of[targets], topk_rows, k, catalog, histories), "n_skipped": n_skipped,
                    "embedding_model": None} for k in ks}
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
     for path in write_eval_files(results, output_dir, "MostPop", category or data.name):
         print(f"[mostpop] wrote {path}: HR={results[int(path.stem[8:])]['HR']:.4f}")
 

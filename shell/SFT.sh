@@ -9,7 +9,7 @@ parse_gpu_ids 0 "$@"
 # ---- edit here (or set any of these in the environment) ------------- GPU (official) / CPU (embedded demo) ----
 CATEGORIES=${CATEGORIES:-"ML100K"}          # space-separated names of data/<Category>/ directories
 BASE_MODEL=${BASE_MODEL:-""}                # local path or hub id; empty = the embedded small model
-SFT_SAMPLE_SIZE=${SFT_SAMPLE_SIZE:-$(pick 4096 6000)}
+SFT_SAMPLE_SIZE=${SFT_SAMPLE_SIZE:-$(pick 4096 8000)}
 SFT_EPOCHS=${SFT_EPOCHS:-$(pick 4 2)}
 SFT_LR=${SFT_LR:-$(pick 3e-4 3e-3)}         # LoRA on a pretrained model / full training of the small model
 SFT_BATCH_SIZE=${SFT_BATCH_SIZE:-$(pick 4 16)}

@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.io import UserError, finish_stage, is_done, partial_dir, run_cli, start_stage, write_run_config  # noqa: E402
-from utils.training import device_args, preference_dataset, schedule_args  # noqa: E402
+from utils.training import device_args, peak_memory_mb, preference_dataset, schedule_args  # noqa: E402
 
 
 def read_pairs(path: Path) -> list[dict]:
@@ -23,16 +23,20 @@ def read_pairs(path: Path) -> list[dict]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         raise UserError(f"{path}: file not found (run train/self_play.py first)") from None
-    for i, line in enumerate(lines):
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
             p = json.loads(line)
         except json.JSONDecodeError as e:
-            raise UserError(f"{path}: malformed JSON at line {i + 1}: {e.msg}") from None
-        if not all(isinstance(p.get(k), str) for k in ("prompt", "chosen", "rejected")):
-            raise UserError(f"{path}: pair {i} needs string 'prompt', 'chosen' and 'rejected' fields")
+            raise UserError(f"{path}: malformed JSON at line {lineno}: {e.msg}") from None
+        if not (isinstance(p, dict) and all(isinstance(p.get(k), str) for k in ("prompt", "chosen", "rejected"))):
+            raise UserError(f"{path}: line {lineno} needs an object with string 'prompt', 'chosen' and 'rejected'")
         pairs.append(p)
     if not pairs:
-        raise UserError(f"{path}: no pairs")
+        raise UserError(f"{path}: no pairs (rerun train/self_play.py)")
     return pairs
 
 
@@ -50,15 +54,19 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
         if state.is_main_process:
             print(f"[dpo] {out} is complete; skipping")
         return
+    from utils.io import check_output_dir
+    from utils.modeling import check_model_dir
+
+    # Every check on the user's input comes before the heavy imports and before anything is written.
+    model_dir = check_model_dir(model_dir, "--model_dir")
+    check_output_dir(out)
+    train_pairs = read_pairs(Path(data_dir) / "dpo_train.jsonl")
+    valid_pairs = read_pairs(Path(data_dir) / "dpo_valid.jsonl")
     from trl import DPOConfig, DPOTrainer
 
     from utils.modeling import is_adapter, load_model, load_tokenizer, save_model
 
-    model_dir = str(Path(model_dir).resolve())
-    if not Path(model_dir).is_dir():
-        raise UserError(f"--model_dir {model_dir} does not exist")
-    train_ds = preference_dataset(read_pairs(Path(data_dir) / "dpo_train.jsonl"))
-    valid_ds = preference_dataset(read_pairs(Path(data_dir) / "dpo_valid.jsonl"))
+    train_ds, valid_ds = preference_dataset(train_pairs), preference_dataset(valid_pairs)
     loss_types = [t.strip() for t in str(loss_type).split(",") if t.strip()]
     if state.is_main_process:
         ex = train_ds[0]
@@ -88,7 +96,8 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
     if state.is_main_process:
         save_model(trainer.model, tokenizer, tmp, model_dir)
         write_run_config(tmp, "dpo", {**args, "start_model": model_dir, "pairs": len(train_ds),
-                                      "world_size": state.num_processes, "train_loss": result.training_loss,
+                                      "world_size": state.num_processes,
+                                      "peak_memory_mb": round(peak_memory_mb(), 1), "train_loss": result.training_loss,
                                       "steps": result.global_step})
         finish_stage(out)
         print(f"[dpo] wrote {out} (train loss {result.training_loss:.4f}, {result.global_step} steps)", flush=True)

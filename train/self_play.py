@@ -40,17 +40,14 @@ def random_negative(record, catalog, rng: random.Random) -> str:
 
 def ground_titles(titles, catalog, embedding_model: str) -> list[str]:
     """Each title as the catalog name evaluation would ground it to (its top-1 item)."""
-    import numpy as np
-
-    from utils.grounding import default_embedding_model, embed_titles, item_embeddings, rank_items
+    from utils.grounding import default_embedding_model, embed_titles, item_embeddings, nearest_items
 
     embedding_model = embedding_model or default_embedding_model()
     if all(catalog.index(t) is not None for t in titles):
         return list(titles)
     item_emb = item_embeddings(catalog, embedding_model)
     query = embed_titles(titles, catalog, item_emb, embedding_model)
-    _, top = rank_items(query, item_emb, np.zeros(len(titles), dtype=np.int64), 1)
-    return [catalog.names[i] for i in top[:, 0]]
+    return [catalog.names[i] for i in nearest_items(query, item_emb, 1)[:, 0]]
 
 
 def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir: str = "", iteration: int = 0,
@@ -70,6 +67,14 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
         raise UserError("--negatives must be 'self' or 'random'; --rejected 'grounded' or 'raw'")
     if num_negatives > 1 and temperature <= 0:
         raise UserError("--num_negatives > 1 needs sampling: set --temperature > 0")
+    from utils.io import check_output_dir
+    from utils.modeling import check_model_dir
+
+    if negatives == "self":  # the model samples the negatives: check it before drawing anything
+        if not model_dir:
+            raise UserError("--model_dir is required with --negatives self (the model whose predictions are sampled)")
+        model_dir = check_model_dir(model_dir, "--model_dir")
+    check_output_dir(out)
     data = Path(data_dir) if data_dir else category_dir(category)
     catalog = load_catalog(data)
     train = [r for r in load_split(data, "train") if catalog.index(record_target(r)) is not None]

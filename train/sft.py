@@ -13,8 +13,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.data import category_dir, load_split, read_records, sample_records  # noqa: E402
-from utils.io import UserError, finish_stage, is_done, partial_dir, run_cli, start_stage, write_run_config  # noqa: E402
-from utils.training import device_args, lora_config, prompt_completion_dataset, schedule_args  # noqa: E402
+from utils.io import check_output_dir, finish_stage, is_done, partial_dir, run_cli, start_stage, write_run_config  # noqa: E402
+from utils.training import device_args, lora_config, peak_memory_mb, prompt_completion_dataset, schedule_args  # noqa: E402
 
 
 def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_from: str = "",
@@ -33,20 +33,22 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
             print(f"[sft] {out} is complete; skipping")
         return
 
-    from trl import SFTConfig, SFTTrainer
+    from utils.modeling import check_model_dir, is_project_built, resolve_base_model
 
-    from utils.modeling import is_adapter, is_project_built, load_model, load_tokenizer, resolve_base_model, save_model
-
-    start = str(Path(resume_from).resolve()) if resume_from else resolve_base_model(base_model, category)
-    if resume_from and not Path(start).is_dir():
-        raise UserError(f"--resume_from {resume_from} does not exist")
+    # Every check on the user's input comes before the heavy imports and before anything is written.
+    data = Path(data_dir) if data_dir else category_dir(category)
+    check_output_dir(out)
+    start = check_model_dir(resume_from, "--resume_from") if resume_from else resolve_base_model(base_model, category)
     project_built = is_project_built(start)
     full = project_built if full_finetune == "auto" else str(full_finetune).lower() in ("1", "true", "yes")
-    data = Path(data_dir) if data_dir else category_dir(category)
     train_records = read_records(train_file) if train_file else load_split(data, "train")
     train_records = sample_records(train_records, sample_size, seed)
     valid_records = sample_records(load_split(data, "valid"), valid_sample_size, seed)
     train_ds, valid_ds = prompt_completion_dataset(train_records), prompt_completion_dataset(valid_records)
+    from trl import SFTConfig, SFTTrainer
+
+    from utils.modeling import is_adapter, load_model, load_tokenizer, save_model
+
     if state.is_main_process:
         print(f"[sft] start {start} ({'adapter, continued' if is_adapter(start) else 'full' if full else 'LoRA'}; "
               f"loss on {'the whole text' if project_built else 'the completion'}), {len(train_ds)} train / "
@@ -80,6 +82,7 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
         write_run_config(tmp, "sft", {**args, "start_model": start, "full_finetune": full,
                                       "loss": "whole text" if project_built else "completion only",
                                       "train_records": len(train_ds), "world_size": state.num_processes,
+                                      "peak_memory_mb": round(peak_memory_mb(), 1),
                                       "train_loss": result.training_loss, "steps": result.global_step})
         finish_stage(out)
         print(f"[sft] wrote {out} (train loss {result.training_loss:.4f}, {result.global_step} steps)", flush=True)

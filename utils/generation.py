@@ -2,7 +2,8 @@
 
 Prompts are sorted by length and batched by a token budget (not a fixed count), left-padded, decoded with the KV
 cache, and a row stops at end-of-sequence or at the first newline (the answer is one quoted title on one line).
-Under several processes the prompts are sharded across them and gathered back in order.
+A finished row is dropped from the batch and its cache, so it stops costing; only the last position's logits are
+computed. Under several processes the prompts are sharded across them and gathered back in order.
 """
 from utils.prompt import render_completion
 
@@ -37,12 +38,43 @@ def _batches(lengths, order, token_budget, max_new_tokens, max_batch):
         yield batch
 
 
+def _decode(model, ids, mask, max_new_tokens: int, stop, temperature: float, generator) -> list[list[int]]:
+    """Greedy (or sampled) decoding of one left-padded batch; rows leave the batch as soon as they stop."""
+    import torch
+
+    pos = (mask.cumsum(1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+    cache, logits, next_pos = out.cache, out.logits[:, -1], pos[:, -1] + 1
+    rows = torch.arange(ids.shape[0], device=ids.device)
+    tokens = [[] for _ in range(ids.shape[0])]
+    for step in range(max_new_tokens):
+        if temperature > 0:
+            probs = torch.softmax(logits.float() / temperature, dim=-1)
+            nxt = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(ids.device)
+        else:
+            nxt = logits.argmax(-1)
+        for r, t in zip(rows.tolist(), nxt.tolist()):
+            tokens[r].append(t)
+        alive = ~torch.isin(nxt, stop)
+        if step == max_new_tokens - 1 or not alive.any():
+            break
+        if not alive.all():  # drop finished rows from the batch and the cache
+            keep = alive.nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            rows, nxt, mask, next_pos = rows[keep], nxt[keep], mask[keep], next_pos[keep]
+        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+        out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos[:, None],
+                    cache=cache, use_cache=True)
+        cache, logits, next_pos = out.cache, out.logits[:, -1], next_pos + 1
+    return tokens
+
+
 def generate(model, tokenizer, prompts, *, max_new_tokens: int, token_budget: int = 32768, max_batch: int = 512,
              num_return_sequences: int = 1, temperature: float = 0.0, seed: int = 0, desc: str = "generating",
              progress: bool = True) -> list[list[str]]:
     """Generated answer texts for each prompt (a list of `num_return_sequences` each), in the order given.
 
-    Greedy when temperature is 0. Each text is cut after its first newline.
+    Greedy when temperature is 0, else sampled (seeded). Each text is cut after its first newline.
     """
     import torch
     from tqdm.auto import tqdm
@@ -53,38 +85,27 @@ def generate(model, tokenizer, prompts, *, max_new_tokens: int, token_budget: in
     enc = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
     lengths = [len(x) for x in enc]
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
-    stop = stop_token_ids(tokenizer)
+    stop = torch.tensor(stop_token_ids(tokenizer), device=device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    sampling = temperature > 0
-    gen_kwargs = dict(max_new_tokens=max_new_tokens, eos_token_id=stop, pad_token_id=pad_id, do_sample=sampling,
-                      num_return_sequences=num_return_sequences)
-    if sampling:
-        gen_kwargs.update(temperature=temperature, top_k=0, top_p=1.0)
-    else:
-        gen_kwargs.update(temperature=None, top_k=None, top_p=None)
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    n_ret = num_return_sequences
     out = [None] * len(prompts)
-    budget = max(token_budget // max(1, num_return_sequences), 1)
     bar = tqdm(total=len(prompts), desc=desc, disable=not progress, leave=False)
-    try:
-        with torch.inference_mode():
-            for batch in _batches(lengths, order, budget, max_new_tokens, max_batch):
-                width = max(lengths[i] for i in batch)
-                ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for row, i in enumerate(batch):  # left padding: every prompt ends where generation starts
-                    ids[row, width - lengths[i]:] = torch.tensor(enc[i])
-                    mask[row, width - lengths[i]:] = 1
-                gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen_kwargs)
-                texts = tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
-                for row, i in enumerate(batch):
-                    chunk = texts[row * num_return_sequences:(row + 1) * num_return_sequences]
-                    out[i] = [t.split("\n", 1)[0] + "\n" if "\n" in t else t for t in chunk]
-                bar.update(len(batch))
-    finally:
-        bar.close()
-        torch.random.set_rng_state(generator_state)
+    with torch.inference_mode():
+        for batch in _batches(lengths, order, max(token_budget // n_ret, 1), max_new_tokens, max_batch):
+            width = max(lengths[i] for i in batch)
+            ids = torch.full((len(batch) * n_ret, width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch) * n_ret, width), dtype=torch.long)
+            for row, i in enumerate(batch):  # left padding: every prompt ends where generation starts
+                ids[row * n_ret:(row + 1) * n_ret, width - lengths[i]:] = torch.tensor(enc[i])
+                mask[row * n_ret:(row + 1) * n_ret, width - lengths[i]:] = 1
+            new = _decode(model, ids.to(device), mask.to(device), max_new_tokens, stop, temperature, generator)
+            texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+            for row, i in enumerate(batch):
+                chunk = texts[row * n_ret:(row + 1) * n_ret]
+                out[i] = [t.split("\n", 1)[0] + "\n" if "\n" in t else t for t in chunk]
+            bar.update(len(batch))
+    bar.close()
     return out
 
 

@@ -3,7 +3,7 @@
 Item embeddings are computed once per (catalog, embedding model) and cached beside the dataset as safetensors.
 Titles that are exact catalog names reuse their item's row, so the embedding model is loaded only when some title
 is not a catalog name. Ranking is by Euclidean distance, ascending, ties broken by the smaller item id (catalog rows
-are in id order); it runs in chunks, with no full sort of the (titles x items) distance matrix.
+are in id order); it runs in chunks, with no sort of the (titles x items) distance matrix.
 """
 import hashlib
 import sys
@@ -37,10 +37,12 @@ def embed_texts(texts, model_path: str, batch_size: int = 256) -> np.ndarray:
 
         if not Path(model_path).exists() and model_path.startswith((".", "/", "~")):
             raise UserError(f"embedding model {model_path} does not exist")
-        try:
-            _EMBEDDERS[model_path] = SentenceTransformer(model_path, device=_device())
-        except OSError as e:
-            raise UserError(f"cannot load embedding model {model_path}: {e}") from None
+        try:  # weights from safetensors only (never a pickled pytorch_model.bin)
+            _EMBEDDERS[model_path] = SentenceTransformer(model_path, device=_device(),
+                                                         model_kwargs={"use_safetensors": True})
+        except (OSError, ValueError) as e:
+            msg = next((x.strip() for x in str(e).splitlines() if x.strip()), type(e).__name__)
+            raise UserError(f"cannot load embedding model {model_path}: {msg}") from None
     emb = _EMBEDDERS[model_path].encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
                                         show_progress_bar=False)
     return emb.astype(np.float32, copy=False)
@@ -91,35 +93,48 @@ def embed_titles(titles, catalog, item_emb: np.ndarray, model_path: str) -> np.n
     return out
 
 
-def rank_items(query: np.ndarray, items: np.ndarray, targets: np.ndarray, k: int, chunk: int = 1024):
-    """For each query row: the 0-based rank of its target item and the k nearest items, by L2 distance.
+def nearest_items(query: np.ndarray, items: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
+    """The k nearest item rows to each query row by L2 distance, ties broken by the smaller row (= item id).
 
-    Ties are broken by the smaller item row. Works on the available device in chunks of `chunk` queries, so memory
-    stays at chunk x items whatever the number of queries.
+    Identical queries (greedy decoding repeats titles a lot) are scored once. Each chunk of distinct queries costs
+    one matrix product, |item|^2 - 2 q.item (the squared distance less |q|^2: the same order), and a top-(k+1);
+    memory stays at chunk x items whatever the number of queries. No sort of the full distance matrix.
     """
     import torch
 
     dev = _device()
     item_t = torch.as_tensor(items, device=dev)
-    n_items = item_t.shape[0]
-    k = min(k, n_items)
-    col = torch.arange(n_items, device=dev)
-    ranks = np.empty(len(query), dtype=np.int64)
-    topk = np.empty((len(query), k), dtype=np.int64)
-    for s in range(0, len(query), chunk):
-        q = torch.as_tensor(query[s:s + chunk], device=dev)
-        d = torch.cdist(q, item_t)  # (chunk, items)
-        t = torch.as_tensor(targets[s:s + chunk], device=dev)
-        td = d.gather(1, t[:, None])
-        ranks[s:s + chunk] = ((d < td) | ((d == td) & (col[None, :] < t[:, None]))).sum(1).cpu().numpy()
-        # k smallest with ties by smaller row: take every item at or below the k-th distance, then sort those by
-        # (distance, row). Only the few candidates per row are sorted.
-        kth = d.topk(k, dim=1, largest=False).values[:, -1:]
-        r, c = torch.nonzero(d <= kth, as_tuple=True)
-        dist = d[r, c]
-        order = np.lexsort((c.cpu().numpy(), dist.cpu().numpy(), r.cpu().numpy()))
-        r, c = r.cpu().numpy()[order], c.cpu().numpy()[order]
-        first = np.searchsorted(r, np.arange(len(q)))
-        for j in range(k):  # k is small (the largest K asked for)
-            topk[s + np.arange(len(q)), j] = c[first + j]
+    k = min(k, item_t.shape[0])
+    sq = (item_t * item_t).sum(1)
+    uniq, inverse = np.unique(query, axis=0, return_inverse=True)
+    top = np.empty((len(uniq), k), dtype=np.int64)
+    for s in range(0, len(uniq), chunk):
+        d = torch.addmm(sq, torch.as_tensor(uniq[s:s + chunk], device=dev), item_t.T, alpha=-2)
+        top[s:s + chunk] = _k_smallest(d, k)
+    return top[inverse.reshape(-1)]
+
+
+def _k_smallest(d, k: int) -> np.ndarray:
+    """Per row, the k smallest columns ordered by (value, column)."""
+    import torch
+
+    kk = min(k + 1, d.shape[1])
+    vals, idx = (x.cpu().numpy() for x in d.topk(kk, dim=1, largest=False, sorted=True))
+    out = np.take_along_axis(idx[:, :k], np.lexsort((idx[:, :k], vals[:, :k]), axis=1), 1)
+    if kk > k:  # a tie across the k-th place: the k smallest by (value, column) among every tied column
+        for row in np.nonzero(vals[:, k] == vals[:, k - 1])[0]:
+            cand = torch.nonzero(d[row] <= d[row].new_tensor(vals[row, k - 1])).squeeze(1)
+            dist, cand = d[row, cand].cpu().numpy(), cand.cpu().numpy()
+            out[row] = cand[np.lexsort((cand, dist))][:k]
+    return out
+
+
+def rank_items(query: np.ndarray, items: np.ndarray, targets: np.ndarray, k: int, chunk: int = 1024):
+    """The k nearest items of each query and the 0-based rank of its target among them.
+
+    A target ranked k or later is reported as k: HR@K and NDCG@K only look at ranks below K <= k.
+    """
+    topk = nearest_items(query, items, k, chunk)
+    hit = topk == np.asarray(targets)[:, None]
+    ranks = np.where(hit.any(1), hit.argmax(1), topk.shape[1])
     return ranks, topk

@@ -36,10 +36,23 @@ def run_cli(fn):
         fail(str(e))
 
 
+def check_output_dir(path) -> Path:
+    """Fail before any work when `path` cannot become a directory (e.g. a parent is a file); creates nothing."""
+    path = Path(path)
+    p = path
+    while not p.exists() and p != p.parent:  # the nearest existing ancestor
+        p = p.parent
+    if not p.is_dir():
+        raise UserError(f"cannot create {path}: {p} is not a directory; choose another output path")
+    if not os.access(p, os.W_OK):
+        raise UserError(f"cannot create {path}: {p} is not writable; choose another output path")
+    return path
+
+
 def _atomic_write(path: Path, write) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror}") from None
@@ -48,8 +61,10 @@ def _atomic_write(path: Path, write) -> None:
             write(f)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file ordinary permissions
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)  # never leave a half-written file behind
+        if isinstance(e, OSError):  # disk full, quota, I/O error: one line, not a traceback
+            raise UserError(f"cannot write {path}: {e.strerror or e}") from None
         raise
 
 

@@ -8,7 +8,7 @@ import shutil
 import warnings
 from pathlib import Path
 
-from utils.data import REPO_ROOT
+from utils.data import REPO_ROOT, check_category_name
 from utils.io import UserError
 
 TINY_MARKER = "sprec_tiny.json"  # written by utils/tiny_model.py into the model it builds, kept by its descendants
@@ -19,13 +19,13 @@ warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprec
 
 
 def tiny_model_dir(category: str) -> Path:
-    return REPO_ROOT / "models" / "tiny" / category
+    return REPO_ROOT / "models" / "tiny" / check_category_name(category)
 
 
 def resolve_base_model(base_model: str | None, category: str) -> str:
     """`base_model` as given (local path or hub id); empty means the project-built small model of the category."""
     if base_model:
-        return check_model_path(base_model)
+        return check_model_path(base_model, "--base_model")
     d = tiny_model_dir(category)
     if not (d / TINY_MARKER).is_file():
         raise UserError(f"no embedded small model at {d}: build it with "
@@ -33,14 +33,27 @@ def resolve_base_model(base_model: str | None, category: str) -> str:
     return str(d)
 
 
-def check_model_path(path: str) -> str:
-    """Local paths become absolute and must exist; anything else is taken as a hub id."""
+def check_model_path(path: str, flag: str = "model path") -> str:
+    """Local paths become absolute and must hold a model; anything else is taken as a hub id."""
     p = Path(path).expanduser()
     if p.exists():
-        return str(p.resolve())
+        return check_model_dir(p, flag)
     if path.startswith((".", "/", "~")) or path.count("/") > 1 or "\\" in path:
-        raise UserError(f"model path {path} does not exist")
+        raise UserError(f"{flag} {path} does not exist: give a local model directory or a hub id "
+                        f"(e.g. meta-llama/Llama-3.2-1B-Instruct)")
     return path  # a hub id such as meta-llama/Llama-3.2-1B-Instruct
+
+
+def check_model_dir(path, flag: str = "model directory") -> str:
+    """A local directory holding a full model (config.json) or a LoRA adapter (adapter_config.json); absolute."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        what = "does not exist" if not p.exists() else "is not a directory"
+        raise UserError(f"{flag} {path} {what}: give a trained model directory (e.g. models/SFT/<Category>)")
+    if not ((p / "config.json").is_file() or (p / "adapter_config.json").is_file()):
+        hint = "an unfinished stage: rerun it" if p.name.endswith(".partial") else "point it at a trained model"
+        raise UserError(f"{flag} {path} holds no model (no config.json or adapter_config.json): {hint}")
+    return str(p.resolve())
 
 
 def is_adapter(model_dir) -> bool:
@@ -51,7 +64,14 @@ def base_of(model_dir) -> str:
     """The base model a directory stands on (itself when it holds a full model)."""
     model_dir = Path(model_dir)
     if is_adapter(model_dir):
-        return json.loads((model_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
+        path = model_dir / "adapter_config.json"
+        try:
+            base = json.loads(path.read_text(encoding="utf-8"))["base_model_name_or_path"]
+        except (ValueError, KeyError, TypeError):
+            raise UserError(f"{path}: not a LoRA adapter config (needs 'base_model_name_or_path')") from None
+        if not isinstance(base, str) or not base:
+            raise UserError(f"{path}: 'base_model_name_or_path' must name the base model")
+        return base
     return str(model_dir)
 
 
@@ -59,7 +79,7 @@ def is_project_built(model_dir) -> bool:
     """True for the embedded small model and anything trained from it (trained fully, loss on the whole text)."""
     try:
         return (Path(base_of(model_dir)) / TINY_MARKER).is_file()
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, UserError):
         return False
 
 
@@ -74,10 +94,14 @@ def default_dtype():
 def load_tokenizer(model_dir, trust_remote_code=False, padding_side="right"):
     from transformers import AutoTokenizer
 
+    local = Path(model_dir)
+    if local.is_dir() and not any((local / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+        raise UserError(f"{model_dir} holds no tokenizer (tokenizer.json or tokenizer_config.json): "
+                        f"save the tokenizer beside the model")
     try:
         tok = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
-    except OSError as e:
-        raise UserError(f"cannot load a tokenizer from {model_dir}: {e}") from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load a tokenizer from {model_dir}: {_first_line(e)}") from None
     tok.padding_side = padding_side
     if tok.pad_token is None:  # e.g. Llama 3: pad with EOS (masked out by the attention mask)
         tok.pad_token = tok.eos_token
@@ -91,8 +115,10 @@ def load_model(model_dir, *, trainable=False, merge=False, trust_remote_code=Fal
     model_dir = str(model_dir)
     dtype = dtype or default_dtype()
     base = base_of(model_dir)
-    if not (Path(base).exists() or "/" in base):
+    if not Path(base).exists() and (base.startswith((".", "/", "~")) or base.count("/") != 1):
         raise UserError(f"base model {base} (named by {model_dir}) does not exist")
+    if is_adapter(model_dir) and not (Path(model_dir) / "adapter_model.safetensors").is_file():
+        raise UserError(f"{model_dir}: no adapter_model.safetensors (adapter weights are loaded from safetensors only)")
     try:
         model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, use_safetensors=True,
                                                      trust_remote_code=trust_remote_code)
@@ -102,13 +128,18 @@ def load_model(model_dir, *, trainable=False, merge=False, trust_remote_code=Fal
             model = PeftModel.from_pretrained(model, model_dir, is_trainable=trainable)
             if merge:
                 model = model.merge_and_unload()
-    except OSError as e:
-        raise UserError(f"cannot load model {model_dir}: {e}") from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load model {model_dir}: {_first_line(e)}") from None
     if device is not None:
         model.to(device)
     if not trainable:
         model.eval()
     return model
+
+
+def _first_line(e: Exception) -> str:
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    return lines[0] if lines else type(e).__name__
 
 
 def save_model(model, tokenizer, out_dir, start_dir) -> None:

@@ -43,3 +43,14 @@ def schedule_args(n_examples: int, epochs: float, batch_size: int, grad_accum: i
     steps = max(1, int(n_examples * epochs) // (batch_size * grad_accum * world))
     return {"eval_strategy": "steps" if evals else "no", "eval_steps": max(1, steps // max(1, evals)),
             "warmup_steps": min(warmup_steps, steps // 10)}
+
+
+def peak_memory_mb() -> float:
+    """Peak memory of this process so far: GPU allocations on CUDA, else the resident set's high-water mark."""
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB

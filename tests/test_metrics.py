@@ -1,0 +1,262 @@
+"""The evaluation contract (shared/spec/metrics.md), checked against numbers worked out by hand.
+
+A six-item catalog sits on a line: each item's "embedding" is (x, 0) with x chosen per item, and every title the
+tests generate has a chosen x as well, so every L2 distance is |x_title - x_item| and can be read off the table
+below. `utils.grounding.embed_texts` is replaced by that table; the real sentence-embedding model is used only by
+the ML-100K test at the end.
+
+    row  id  name      x     genres (vocabulary: Action, Comedy, Drama)   weights
+    0    1   Alpha     2     [Action]                                     Action 1
+    1    2   Bravo     0     [Action, Comedy]                             Action 1/2, Comedy 1/2
+    2    3   Charlie   1     [Comedy]                                     Comedy 1
+    3    4   Delta     3     [Drama, Unknown]  (Unknown: not in vocab)    Drama 1
+    4    5   Echo      4     [Unknown]                                    nothing
+    5    6   Foxtrot   5     (absent from name2genre.json)                nothing
+
+Ids are deliberately not in x order, so "ties broken by smaller item id" differs from "by smaller x".
+"""
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import utils.grounding as grounding
+from utils.data import load_catalog
+from utils.metrics import evaluate_predictions, topk_metrics
+from utils.prompt import parse_title, render_completion
+
+REPO = Path(__file__).resolve().parents[1]
+ML100K = REPO / "data" / "ML100K"
+
+ITEMS = [  # (id, name, x, genres or None when absent from name2genre.json)
+    (1, "Alpha", 2.0, ["Action"]),
+    (2, "Bravo", 0.0, ["Action", "Comedy"]),
+    (3, "Charlie", 1.0, ["Comedy"]),
+    (4, "Delta", 3.0, ["Drama", "Unknown"]),
+    (5, "Echo", 4.0, ["Unknown"]),
+    (6, "Foxtrot", 5.0, None),
+]
+GENRES = ["Action", "Comedy", "Drama"]
+# x of the generated titles that are not catalog names (what the stand-in embedding model returns for them)
+TITLE_X = {"": 10.0, "My pick: Charlie or Alpha": 1.5, "Zulu": 2.5, "Delt": 2.75}
+POSITION = {name: x for _, name, x, _ in ITEMS} | TITLE_X
+
+
+def _record(history, target, predict=None):
+    """A record in the official shape: no structured history/target, so both are parsed from the text."""
+    r = {"instruction": "Given a list of movies the user recently watched, please recommend a new movie",
+         "input": "The user has watched the following movies before: " + ", ".join(f'"{h}"' for h in history),
+         "output": render_completion(target)}
+    if predict is not None:
+        r["predict"] = [predict]
+    return r
+
+
+# (history, target, generated text)
+CASES = [
+    (["Alpha", "Bravo"], "Alpha", '"Alpha"\n'),                           # r0: exact catalog name (valid)
+    (["Charlie"], "Bravo", ""),                                            # r1: empty output
+    (["Delta", "Echo"], "Bravo", "My pick: Charlie or Alpha"),             # r2: no quotes: whole first line
+    (["Bravo", "Unseen Movie"], "Delta", 'I liked "Zulu" a lot'),          # r3: quoted, not in the catalog
+    (["Alpha", "Alpha", "Alpha"], "Nonexistent", '"Alpha"'),               # r4: target not in catalog: skipped
+    (["Charlie", "Foxtrot"], "Delta", '"Delt\nsecond line'),              # r5: unclosed quote: rest of line 1
+]
+
+
+@pytest.fixture
+def calls():
+    return []
+
+
+@pytest.fixture
+def catalog(tmp_path, monkeypatch, calls):
+    d = tmp_path / "Tiny"
+    d.mkdir()
+    shuffled = [ITEMS[i] for i in (3, 0, 5, 1, 4, 2)]  # file order is not id order; rows must be in id order
+    files = {
+        "id2name.json": {str(i): n for i, n, _, _ in shuffled},
+        "name2id.json": {n: i for i, n, _, _ in shuffled},
+        "name2genre.json": {n: g for _, n, _, g in shuffled if g is not None},
+        "genre_dict.json": dict.fromkeys(GENRES, 0),
+    }
+    for name, obj in files.items():
+        (d / name).write_text(json.dumps(obj))
+
+    def fake_embed(texts, model_path, batch_size=256):
+        calls.append(list(texts))
+        return np.array([[POSITION[t], 0.0] for t in texts], dtype=np.float32)
+
+    monkeypatch.setattr(grounding, "embed_texts", fake_embed)
+    return load_catalog(d)
+
+
+def _records():
+    return [_record(h, t) for h, t, _ in CASES], [p for _, _, p in CASES]
+
+
+# ------------------------------------------------------------------------------------------ hand-computed answers
+# Grounding order of each evaluated record (distance |x - x_item|, ties by smaller id):
+#   r0 x=2    : Alpha 0 | Charlie 1 = Delta 1 (id 3 < 4) | Bravo 2 = Echo 2 (id 2 < 5) | Foxtrot 3
+#               -> Alpha, Charlie, Delta, Bravo, Echo, Foxtrot          target Alpha   r=0
+#   r1 x=10   : Foxtrot 5, Echo 6, Delta 7, Alpha 8, Charlie 9, Bravo 10
+#               -> Foxtrot, Echo, Delta, Alpha, Charlie, Bravo          target Bravo   r=5
+#   r2 x=1.5  : Alpha .5 = Charlie .5 (id 1 < 3: Alpha, although it lies to the right) | Bravo 1.5 = Delta 1.5
+#               (id 2 < 4) | Echo 2.5 | Foxtrot 3.5
+#               -> Alpha, Charlie, Bravo, Delta, Echo, Foxtrot          target Bravo   r=2 (wins its tie)
+#   r3 x=2.5  : Alpha .5 = Delta .5 (id 1 < 4) | Charlie 1.5 = Echo 1.5 (id 3 < 5) | Bravo 2.5 = Foxtrot 2.5
+#               -> Alpha, Delta, Charlie, Echo, Bravo, Foxtrot          target Delta   r=1 (loses its tie)
+#   r5 x=2.75 : Delta .25, Alpha .75, Echo 1.25, Charlie 1.75, Foxtrot 2.25, Bravo 2.75
+#               -> Delta, Alpha, Echo, Charlie, Foxtrot, Bravo          target Delta   r=0
+#   r4 is not evaluated: its target "Nonexistent" is not a catalog name.  N = 5, n_skipped = 1.
+ORDERS = [
+    ["Alpha", "Charlie", "Delta", "Bravo", "Echo", "Foxtrot"],
+    ["Foxtrot", "Echo", "Delta", "Alpha", "Charlie", "Bravo"],
+    ["Alpha", "Charlie", "Bravo", "Delta", "Echo", "Foxtrot"],
+    ["Alpha", "Delta", "Charlie", "Echo", "Bravo", "Foxtrot"],
+    ["Delta", "Alpha", "Echo", "Charlie", "Foxtrot", "Bravo"],
+]
+RANKS = [0, 5, 2, 1, 0]
+# GH (history; evaluated records only, names outside the catalog dropped):
+#   Alpha(A1) Bravo(A.5 C.5) | Charlie(C1) | Delta(D1) Echo(-) | Bravo(A.5 C.5) Unseen(-) | Charlie(C1) Foxtrot(-)
+#   Action 1+.5+.5 = 2, Comedy .5+1+.5+1 = 3, Drama 1; sum 6 -> GH = (2/6, 3/6, 1/6) = (12, 18, 6)/36
+#   (r4's three Alphas would add 3 to Action if the skipped record were counted.)
+#
+# K=1  top-1: Alpha, Foxtrot, Alpha, Alpha, Delta
+#   HR   = #{r < 1} / 5 = 2/5 (r0, r5)
+#   NDCG = (1/log2(0+2) + 1/log2(0+2)) / 5 = 2/5
+#   counts Alpha 3, Foxtrot 1, Delta 1: diversity 3, DivRatio 3/(5*1), ORRatio (3+1+1)/(5*1) = 1
+#   GP: Alpha 3 -> Action 3; Delta -> Drama 1; Foxtrot nothing: (3, 0, 1)/4 = (9, 0, 3)/12;  GH = (4, 6, 2)/12
+#   GP - GH = (5, -6, 1)/12: MGU = (5 + 6 + 1)/12/3 = 1/3, DGU = 5/12 - (-6/12) = 11/12
+#   ValidRatio = 1/5 (only r0's "Alpha" is a catalog name; r4's valid "Alpha" is not evaluated)
+#
+# K=5  top-5 = the first five of each order above
+#   HR   = #{r < 5} / 5 = 4/5 (all but r1)
+#   NDCG = (1/log2(2) + 1/log2(4) + 1/log2(3) + 1/log2(2)) / 5 = (2.5 + 1/log2(3)) / 5
+#   counts Alpha 5, Charlie 5, Delta 5, Echo 5, Bravo 3 (r0 r2 r3), Foxtrot 2 (r1 r5); total 25 = 5*5
+#   diversity 6, DivRatio 6/25, ORRatio (5+5+5)/25 = 3/5
+#   GP: Action 5 (Alpha) + 3*.5 (Bravo) = 6.5, Comedy 5 (Charlie) + 1.5 = 6.5, Drama 5; sum 18
+#       = (13, 13, 10)/36;  GH = (12, 18, 6)/36
+#   GP - GH = (1, -5, 4)/36: MGU = (1 + 5 + 4)/36/3 = 5/54, DGU = 4/36 - (-5/36) = 1/4
+#   ValidRatio = 1/5
+EXPECTED = {
+    1: {"n": 5, "n_skipped": 1, "HR": 2 / 5, "NDCG": 2 / 5, "diversity": 3, "DivRatio": 3 / 5, "ORRatio": 5 / 5,
+        "MGU": 1 / 3, "DGU": 11 / 12, "ValidRatio": 1 / 5},
+    5: {"n": 5, "n_skipped": 1, "HR": 4 / 5, "NDCG": (2.5 + 1 / math.log2(3)) / 5, "diversity": 6,
+        "DivRatio": 6 / 25, "ORRatio": 15 / 25, "MGU": 5 / 54, "DGU": 1 / 4, "ValidRatio": 1 / 5},
+}
+METRICS = ("HR", "NDCG", "diversity", "DivRatio", "ORRatio", "MGU", "DGU", "ValidRatio")
+
+
+def _check(got, want):
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, abs=1e-12), key
+        if key in ("n", "n_skipped", "diversity"):
+            assert type(got[key]) is int, key
+
+
+# --------------------------------------------------------------------------------------------------------- tests
+def test_title_extraction_cases():
+    assert [parse_title(p) for _, _, p in CASES] == ["Alpha", "", "My pick: Charlie or Alpha", "Zulu", "Alpha",
+                                                     "Delt"]
+
+
+def test_genre_weights(catalog):
+    assert catalog.names == ["Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot"]  # rows in id order
+    assert catalog.genre_weights().tolist() == [[1, 0, 0], [.5, .5, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0], [0, 0, 0]]
+
+
+def test_rank_items_ties_by_smaller_id(catalog):
+    items = np.array([[x, 0.0] for _, _, x, _ in ITEMS], dtype=np.float32)
+    xs = [2.0, 10.0, 1.5, 2.5, 2.75]
+    query = np.array([[x, 0.0] for x in xs], dtype=np.float32)
+    targets = np.array([catalog.index(n) for n in ["Alpha", "Bravo", "Bravo", "Delta", "Delta"]])
+    ranks, topk = grounding.rank_items(query, items, targets, k=6, chunk=2)  # chunks of 2: 3 chunks
+    assert ranks.tolist() == RANKS
+    assert [[catalog.names[j] for j in row] for row in topk] == ORDERS
+
+
+def test_every_metric_by_hand(catalog, calls):
+    records, predictions = _records()
+    results = evaluate_predictions(records, predictions, catalog, ks=(1, 5), embedding_model="stub")
+    assert sorted(results) == [1, 5]
+    for k in (1, 5):
+        _check(results[k], EXPECTED[k])
+        assert results[k]["topk"] == k
+    # The stand-in model saw the catalog once (for the item cache), then only the titles that are not catalog names
+    # (empty, unquoted, quoted-unknown, unclosed quote), each once.
+    assert calls == [["Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot"],
+                     ["", "Delt", "My pick: Charlie or Alpha", "Zulu"]]
+    assert len(list(catalog.directory.glob("item_emb_*.safetensors"))) == 1
+    calls.clear()  # second evaluation: item embeddings come from the cache
+    again = evaluate_predictions(records, predictions, catalog, ks=(1, 5), embedding_model="stub")
+    assert calls == [["", "Delt", "My pick: Charlie or Alpha", "Zulu"]]
+    assert again == results
+
+
+def test_topk_metrics_directly(catalog):
+    """The ranking-level entry point (also used by baselines) gives the same numbers from the same rankings."""
+    records, _ = _records()
+    evaluated = [r for i, r in enumerate(records) if i != 4]
+    from utils.metrics import history_rows
+
+    histories = history_rows(evaluated, catalog)
+    topk = np.array([[catalog.index(n) for n in order] for order in ORDERS])
+    valid = np.array([True, False, False, False, False])
+    for k in (1, 5):
+        m = topk_metrics(np.array(RANKS), topk, k, catalog, histories, valid)
+        _check(m, {key: v for key, v in EXPECTED[k].items() if key != "n_skipped"})
+
+
+def test_all_targets_missing(catalog):
+    records = [_record(["Alpha"], "Nobody"), _record(["Bravo"], "Nothing")]
+    results = evaluate_predictions(records, ['"Alpha"', ""], catalog, ks=(1, 5), embedding_model="stub")
+    for k in (1, 5):
+        assert results[k]["n"] == 0 and results[k]["n_skipped"] == 2
+
+
+def _evaluate_module():
+    spec = importlib.util.spec_from_file_location("eval_evaluate", REPO / "eval" / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_run_official_shape_overwrites(catalog, tmp_path):
+    evaluate = _evaluate_module()
+    run_dir = tmp_path / "model"
+    run_dir.mkdir()
+    result_json = run_dir / "test_result.json"
+    # the official test_result.json: {instruction, input, output} records with a `predict` list
+    result_json.write_text(json.dumps([_record(h, t, p) for h, t, p in CASES], indent=4))
+    contents = []
+    for _ in range(2):
+        evaluate.run(str(result_json), category="Tiny", data_dir=str(catalog.directory), topk="1,5",
+                     embedding_model="stub", model="tiny-model")
+        contents.append({k: (run_dir / f"eval_top{k}.json").read_text() for k in (1, 5)})
+    assert contents[0] == contents[1]  # rerun overwrites, never appends
+    for k in (1, 5):
+        row = json.loads(contents[1][k])  # one JSON object (json.loads rejects two concatenated objects)
+        assert list(row) == ["model", "category", "topk", "n", "n_skipped", *METRICS, "embedding_model"]
+        assert row["model"] == "tiny-model" and row["category"] == "Tiny" and row["topk"] == k
+        assert row["embedding_model"] == "stub"
+        for key in ("topk", "n", "n_skipped", *METRICS):
+            assert type(row[key]) in (int, float), key  # plain numbers, not one-element lists
+        _check(row, EXPECTED[k])
+
+
+@pytest.mark.skipif(not (ML100K / "DONE").is_file(), reason="data/ML100K not built (python data/prepare.py ml-100k)")
+def test_ml100k_exact_titles_hit_at_one():
+    from utils.data import load_split
+
+    catalog = load_catalog(ML100K)
+    records = load_split(ML100K, "test")
+    predictions = [render_completion(r["target"]) if "target" in r else r["output"] for r in records]
+    results = evaluate_predictions(records, predictions, catalog, ks=(1, 5))
+    for k in (1, 5):
+        m = results[k]
+        assert m["n"] + m["n_skipped"] == len(records) and m["n"] > 0
+        assert m["HR"] == 1.0 and m["NDCG"] == 1.0 and m["ValidRatio"] == 1.0
+    assert results[1]["diversity"] == len({r["target"] for r in records if catalog.index(r["target"]) is not None})
