@@ -13,13 +13,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.data import category_dir, load_catalog, load_split, sample_records  # noqa: E402
-from utils.io import read_json, run_cli, write_json  # noqa: E402
+from utils.io import read_json, run_cli, write_json, write_run_config  # noqa: E402
 from utils.prompt import render_prompt  # noqa: E402
 
 
 def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sample_size: int | None = None,
         seed: int = 0, token_budget: int = 32768, trust_remote_code: bool = False, force: bool = False,
         split: str = "test", evaluate: bool = False, topk="1,5", embedding_model: str = ""):
+    args = dict(locals())
     import torch
     from accelerate import PartialState
 
@@ -55,6 +56,8 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
                              token_budget=token_budget, seed=seed, desc=f"{split} inference")
     if state.is_main_process:
         write_json(out_path, [{**r, "predict": t} for r, t in zip(records, texts)])
+        write_run_config(model_dir, "inference", {**args, "records": len(records),
+                                                  "world_size": state.num_processes})
         print(f"[inference] wrote {out_path} ({time.time() - t0:.1f} s generation)", flush=True)
     del model
     if torch.cuda.is_available():

@@ -39,15 +39,18 @@ def random_negative(record, catalog, rng: random.Random) -> str:
 
 
 def ground_titles(titles, catalog, embedding_model: str) -> list[str]:
-    """Each title as the catalog name evaluation would ground it to (its top-1 item)."""
+    """Each title as the catalog name evaluation would ground it to (its top-1 item); an empty title (nothing
+    parsable was generated) stays empty: it names no item, so it makes no pair."""
     from utils.grounding import default_embedding_model, embed_titles, item_embeddings, nearest_items
 
-    embedding_model = embedding_model or default_embedding_model()
-    if all(catalog.index(t) is not None for t in titles):
+    todo = [t for t in dict.fromkeys(titles) if t and catalog.index(t) is None]
+    if not todo:
         return list(titles)
+    embedding_model = embedding_model or default_embedding_model()
     item_emb = item_embeddings(catalog, embedding_model)
-    query = embed_titles(titles, catalog, item_emb, embedding_model)
-    return [catalog.names[i] for i in nearest_items(query, item_emb, 1)[:, 0]]
+    top = nearest_items(embed_titles(todo, catalog, item_emb, embedding_model), item_emb, 1)[:, 0]
+    grounded = {t: catalog.names[i] for t, i in zip(todo, top)}
+    return [grounded.get(t, t) for t in titles]
 
 
 def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir: str = "", iteration: int = 0,
@@ -107,7 +110,7 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
     titles = [parse_title(t) for texts in outputs for t in texts]
     mapped = ground_titles(titles, catalog, embedding_model) if rejected == "grounded" else titles
     pairs, counts = [], {"drawn": len(drawn), "generated": len(titles), "parsed": 0, "valid": 0,
-                                        "dropped_equal": 0, "dropped_empty": 0}
+                         "dropped_equal": 0, "dropped_empty": 0}
     per_record = num_negatives if negatives == "self" else 1
     for j, r in enumerate(drawn):
         target = record_target(r)

@@ -1,0 +1,72 @@
+import json
+import random
+
+import pytest
+
+from train import self_play
+from utils.data import load_catalog, load_split
+from utils.io import UserError
+from utils.prompt import record_history, record_target, render_completion
+
+
+def test_random_negative_is_never_the_target_or_a_history_item(ml100k):
+    catalog = load_catalog(ml100k)
+    rng = random.Random(0)
+    for record in load_split(ml100k, "test")[:200]:
+        excluded = {record_target(record), *record_history(record)}
+        for _ in range(20):
+            neg = self_play.random_negative(record, catalog, rng)
+            assert neg not in excluded and catalog.index(neg) is not None
+
+
+def test_random_negative_needs_a_free_item(tmp_path):
+    class Tiny:
+        names = ["A", "B"]
+
+        def __len__(self):
+            return 2
+
+    record = {"instruction": "", "input": "", "output": "", "history": ["A"], "target": "B"}
+    with pytest.raises(UserError, match="no item outside"):
+        self_play.random_negative(record, Tiny(), random.Random(0))
+
+
+def test_iteration_seed_differs_per_iteration_and_run():
+    seeds = {self_play.iteration_seed(s, i) for s in (1, 2) for i in range(5)}
+    assert len(seeds) == 10
+
+
+def test_self_play_pairs(ml100k, tmp_path, monkeypatch):
+    """Predictions become grounded rejected items; equal-to-target and empty ones are dropped and counted; the
+    spare draws fill the requested counts; the same seed gives the same pairs."""
+    train = load_split(ml100k, "train")
+    catalog = load_catalog(ml100k)
+    by_prompt = {self_play.render_prompt(r): r for r in train}
+    calls = []
+
+    def fake_generate(model, tokenizer, prompts, **kwargs):
+        calls.append(kwargs)
+        out = []
+        for j, p in enumerate(prompts):
+            target = record_target(by_prompt[p])
+            other = catalog.names[(catalog.index(target) + 1) % len(catalog)]
+            out.append([render_completion(target) if j % 5 == 0 else "" if j % 7 == 0 else f'"{other}"\n'])
+        return out
+
+    monkeypatch.setattr("utils.generation.generate_sharded", fake_generate)
+    monkeypatch.setattr("utils.generation.max_answer_tokens", lambda tok, names: 8)
+    monkeypatch.setattr("utils.modeling.load_tokenizer", lambda *a, **k: None)
+    monkeypatch.setattr("utils.modeling.load_model", lambda *a, **k: None)
+    monkeypatch.setattr("utils.modeling.check_model_dir", lambda path, flag="": str(path))
+    for name in ("a", "b"):
+        self_play.run(str(tmp_path / name), model_dir=str(tmp_path), category="ML100K", iteration=1, seed=3,
+                      train_sample_size=40, valid_sample_size=10, spare_ratio=0.5)
+    summary = json.loads((tmp_path / "a/summary.json").read_text())
+    assert summary["drawn"] == 75 and summary["kept_train"] == 40 and summary["kept_valid"] == 10
+    assert summary["dropped_equal"] == 15 and summary["dropped_empty"] > 0
+    pairs = [json.loads(x) for x in (tmp_path / "a/dpo_train.jsonl").read_text().splitlines()]
+    assert all(p["chosen"] != p["rejected"] and p["rejected"] != render_completion("") for p in pairs)
+    assert (tmp_path / "a/dpo_train.jsonl").read_text() == (tmp_path / "b/dpo_train.jsonl").read_text()
+    sft = [json.loads(x) for x in (tmp_path / "a/sft_train.jsonl").read_text().splitlines()]
+    assert len(sft) == 40 and {self_play.render_prompt(r) for r in sft} == {p["prompt"] for p in pairs}
+    assert calls[0]["seed"] == self_play.iteration_seed(3, 1)
