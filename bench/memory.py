@@ -1,4 +1,6 @@
 """Benchmark: peak memory of an SFT stage and a DPO stage on the same model (target: DPO <= 1.3x SFT).
+Both stages process the same number of sequences per step (DPO: half as many pairs), so the difference is what
+DPO adds: the reference model and its forward pass.
 
 usage: python bench/memory.py [--hidden 512] [--layers 8] [--steps 8] [--work /tmp/sprec_memory]
 Builds a small Llama of the given size (the embedded model's recipe, full training), then runs train/sft.py and
@@ -55,15 +57,18 @@ def main():
            "--batch_size", str(args.batch_size), "--grad_accum", "1", "--evals_per_run", "0")
     python("train/self_play.py", "--category", args.category, "--output_dir", str(work / "pairs"),
            "--negatives", "random", "--train_sample_size", str(n), "--valid_sample_size", "8")
+    # A DPO step of B pairs runs 2B sequences (chosen and rejected): B/2 pairs match SFT's B sequences per step.
     python("train/dpo.py", "--model_dir", str(model), "--data_dir", str(work / "pairs"), "--output_dir",
-           str(work / "dpo"), "--batch_size", str(args.batch_size), "--grad_accum", "1", "--evals_per_run", "0")
+           str(work / "dpo"), "--batch_size", str(max(1, args.batch_size // 2)), "--grad_accum", "1",
+           "--evals_per_run", "0")
 
     peak = {s: json.loads((work / s / f"run_config_{s}.json").read_text())["args"]["peak_memory_mb"]
             for s in ("sft", "dpo")}
     params = json.loads((model / "sprec_tiny.json").read_text())["parameters"]
     gpu = "cuda" in python("-c", "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
     print(f"model: Llama hidden {args.hidden}, {args.layers} layers, {params / 1e6:.1f}M parameters, full training; "
-          f"{args.steps} steps of batch {args.batch_size}; {'GPU max allocated' if gpu else 'CPU peak RSS'}")
+          f"SFT {args.batch_size} sequences per step, DPO {max(1, args.batch_size // 2)} pairs (the same number of "
+          f"sequences); {'GPU max allocated' if gpu else 'CPU peak RSS'}")
     if not gpu:
         print(f"load-only process: {base:.0f} MB (subtracted below)")
         peak = {s: v - base for s, v in peak.items()}

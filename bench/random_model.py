@@ -2,6 +2,7 @@
 downloaded on the machines this project is tested on), so GPU checks can time the real stages at real sizes.
 
 usage: python bench/random_model.py --shape llama-1b --out /tmp/llama-1b [--tokenizer models/tiny/ML100K]
+       python bench/random_model.py --shape embedder --out /tmp/embedder   # a stand-in grounding model
 """
 import sys
 from pathlib import Path
@@ -33,10 +34,28 @@ def random_llama(shape: str, tokenizer, seed: int = 0):
     return model
 
 
+def build_embedder(out: str, tokenizer, seed: int = 0):
+    """A small random sentence-transformers model (BERT + mean pooling + normalisation) as a grounding stand-in."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    bert = Path(out) / "bert"
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=256, pad_token_id=tokenizer.pad_token_id)).save_pretrained(bert)
+    tokenizer.save_pretrained(bert)
+    st = SentenceTransformer(modules=[models.Transformer(str(bert)), models.Pooling(128), models.Normalize()])
+    st.save(out, safe_serialization=True)
+    print(f"{out}: random stand-in sentence embedder (128-d)")
+
+
 def build(out: str, shape: str = "llama-1b", tokenizer: str = "models/tiny/ML100K", seed: int = 0):
     from utils.modeling import load_tokenizer
 
     tok = load_tokenizer(tokenizer)
+    if shape == "embedder":
+        return build_embedder(out, tok, seed)
     model = random_llama(shape, tok, seed)
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)

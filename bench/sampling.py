@@ -2,7 +2,7 @@
 
 usage: python bench/sampling.py [--model models/SFT/ML100K] [--n_prompts 1024] [--category ML100K]
        python bench/sampling.py --shape llama-1b --n_prompts 2804        # random Llama-3.2-1B-shaped model (GPU)
-Official settings: batches of 64 in prompt order, 128 new tokens, no stop but EOS (HF generate; fp16 on GPU).
+Official settings: batches of 64 in prompt order, 128 new tokens for every row (HF generate; fp16 on GPU).
 Ours: utils.generation.generate (length-sorted token-budget batches, stop at newline/EOS, finished rows dropped,
 new-token limit from the catalog's longest title; bf16 on GPU). Each is warmed up on a batch of the same shape
 before it is timed. Prints both times, the ratio, and how often the parsed titles agree.
@@ -20,7 +20,9 @@ from utils.prompt import parse_title, render_prompt  # noqa: E402
 
 
 def official_generate(model, tokenizer, prompts, batch_size=64, max_new_tokens=128):
-    """The official data_generate.py loop: fixed batches in prompt order, 128 new tokens, greedy."""
+    """The official data_generate.py loop: fixed batches in prompt order, greedy, 128 new tokens. Its models never
+    learned EOS (their SFT appended none), so every row ran to the limit: `min_new_tokens` reproduces that here,
+    whatever this model learned."""
     import torch
 
     texts = []
@@ -28,7 +30,8 @@ def official_generate(model, tokenizer, prompts, batch_size=64, max_new_tokens=1
     for s in range(0, len(prompts), batch_size):
         enc = tokenizer(prompts[s:s + batch_size], return_tensors="pt", padding=True).to(model.device)
         with torch.inference_mode():
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens,
+                                 do_sample=False, num_beams=1,
                                  pad_token_id=tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
         texts += tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
     return texts

@@ -55,7 +55,7 @@ for CATEGORY in $CATEGORIES; do
     if ! stage_done "$IT/data"; then
       launch train/self_play.py --model_dir "$current" --output_dir "$IT/data" --category "$CATEGORY" \
         --iteration "$i" --seed "$SEED" --negatives "$negatives" --train_sample_size "$TRAIN_SAMPLE_SIZE" \
-        --valid_sample_size "$VALID_SAMPLE_SIZE"
+        --valid_sample_size "$VALID_SAMPLE_SIZE" --embedding_model "${EMBEDDING_MODEL:-}"
     fi
     if (( sft_step )); then
       if ! stage_done "$IT/SFT"; then

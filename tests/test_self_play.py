@@ -37,8 +37,10 @@ def test_iteration_seed_differs_per_iteration_and_run():
 
 
 def test_self_play_pairs(ml100k, tmp_path, monkeypatch):
-    """Predictions become grounded rejected items; equal-to-target and empty ones are dropped and counted; the
-    spare draws fill the requested counts; the same seed gives the same pairs."""
+    """Predictions become grounded rejected items (an empty one too, as evaluation grounds it); those equal to the
+    target are dropped and counted; the spare draws fill the requested counts; the same seed gives the same pairs."""
+    import numpy as np
+
     train = load_split(ml100k, "train")
     catalog = load_catalog(ml100k)
     by_prompt = {self_play.render_prompt(r): r for r in train}
@@ -58,14 +60,20 @@ def test_self_play_pairs(ml100k, tmp_path, monkeypatch):
     monkeypatch.setattr("utils.modeling.load_tokenizer", lambda *a, **k: None)
     monkeypatch.setattr("utils.modeling.load_model", lambda *a, **k: None)
     monkeypatch.setattr("utils.modeling.check_model_dir", lambda path, flag="": str(path))
+    items = np.ones((len(catalog), 8), dtype=np.float32)
+    items[0] = 0.5  # item 0 is the nearest to the zero vector every non-catalog title embeds to here
+    monkeypatch.setattr("utils.grounding.item_embeddings", lambda catalog, model: items)
+    monkeypatch.setattr("utils.grounding.embed_texts", lambda texts, model: np.zeros((len(texts), 8), np.float32))
     for name in ("a", "b"):
         self_play.run(str(tmp_path / name), model_dir=str(tmp_path), category="ML100K", iteration=1, seed=3,
                       train_sample_size=40, valid_sample_size=10, spare_ratio=0.5)
     summary = json.loads((tmp_path / "a/summary.json").read_text())
     assert summary["drawn"] == 75 and summary["kept_train"] == 40 and summary["kept_valid"] == 10
-    assert summary["dropped_equal"] == 15 and summary["dropped_empty"] > 0
+    assert summary["dropped_equal"] >= 15 and summary["parsed"] < summary["generated"]
     pairs = [json.loads(x) for x in (tmp_path / "a/dpo_train.jsonl").read_text().splitlines()]
-    assert all(p["chosen"] != p["rejected"] and p["rejected"] != render_completion("") for p in pairs)
+    assert all(p["chosen"] != p["rejected"] for p in pairs)
+    empty = [p for p in pairs if p["rejected_raw"] == ""]
+    assert empty and all(p["rejected"] == render_completion(catalog.names[0]) for p in empty)
     assert (tmp_path / "a/dpo_train.jsonl").read_text() == (tmp_path / "b/dpo_train.jsonl").read_text()
     sft = [json.loads(x) for x in (tmp_path / "a/sft_train.jsonl").read_text().splitlines()]
     assert len(sft) == 40 and {self_play.render_prompt(r) for r in sft} == {p["prompt"] for p in pairs}

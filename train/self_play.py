@@ -39,11 +39,11 @@ def random_negative(record, catalog, rng: random.Random) -> str:
 
 
 def ground_titles(titles, catalog, embedding_model: str) -> list[str]:
-    """Each title as the catalog name evaluation would ground it to (its top-1 item); an empty title (nothing
-    parsable was generated) stays empty: it names no item, so it makes no pair."""
+    """Each title as the catalog name evaluation would ground it to (its top-1 item). An empty title is grounded
+    too, as evaluation grounds it; each distinct non-catalog title is embedded once."""
     from utils.grounding import default_embedding_model, embed_titles, item_embeddings, nearest_items
 
-    todo = [t for t in dict.fromkeys(titles) if t and catalog.index(t) is None]
+    todo = [t for t in dict.fromkeys(titles) if catalog.index(t) is None]
     if not todo:
         return list(titles)
     embedding_model = embedding_model or default_embedding_model()
