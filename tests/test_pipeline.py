@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import ROOT
@@ -75,12 +76,15 @@ def test_extending_runs_only_the_new_iteration(run, tmp_path):
     assert "[self-play] iteration 0" not in log and "[self-play] iteration 2" in log
 
 
-def run_until(root, marker, done_file=None):
-    """Start SPRec.sh 2 and SIGKILL its whole process group when `marker` is printed (after `done_file` exists)."""
+def run_until(root, marker, wait_for=None):
+    """Start SPRec.sh 2 and SIGKILL its whole process group once `marker` is printed (and `wait_for` exists)."""
     p = subprocess.Popen(["bash", "shell/SPRec.sh", "2"], cwd=ROOT, env=env_for(root), stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, start_new_session=True)
     for line in p.stdout:
-        if marker in line and (done_file is None or done_file.exists()):
+        if marker in line:
+            deadline = time.time() + 120
+            while wait_for is not None and not wait_for.exists() and time.time() < deadline:
+                time.sleep(0.01)
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
             return
@@ -99,7 +103,7 @@ def test_killed_run_resumes_to_the_same_result(run, tmp_path):
     assert not (it / "it1/data").exists()
     finished = {q: q.stat().st_mtime_ns for q in (it / "it0").rglob("DONE")}
     assert len(finished) == 3
-    run_until(new, "[dpo] start", done_file=it / "it1/data/DONE")  # training iteration 1's DPO step
+    run_until(new, "[dpo] start", wait_for=it / "it1/DPO.partial")  # training iteration 1's DPO step
     assert (it / "it1/DPO.partial").is_dir() and not (it / "it1/DPO").exists()
     finished.update({q: q.stat().st_mtime_ns for q in (it / "it1").rglob("DONE")})
     log = sh(new, "shell/SPRec.sh", "2").stdout
