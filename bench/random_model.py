@@ -37,15 +37,21 @@ def random_llama(shape: str, tokenizer, seed: int = 0):
 def build_embedder(out: str, tokenizer, seed: int = 0):
     """A small random sentence-transformers model (BERT + mean pooling + normalisation) as a grounding stand-in."""
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from tokenizers.processors import TemplateProcessing
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(seed)
     bert = Path(out) / "bert"
     BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
                          intermediate_size=256, pad_token_id=tokenizer.pad_token_id)).save_pretrained(bert)
+    # Like BERT's [CLS], a leading special token: an empty title still embeds (to a sequence of one token).
+    eos = tokenizer.eos_token
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{eos} $A", special_tokens=[(eos, tokenizer.eos_token_id)])
     tokenizer.save_pretrained(bert)
-    st = SentenceTransformer(modules=[models.Transformer(str(bert)), models.Pooling(128), models.Normalize()])
+    st = SentenceTransformer(modules=[Transformer(str(bert)), Pooling(128), Normalize()])
     st.save(out, safe_serialization=True)
     print(f"{out}: random stand-in sentence embedder (128-d)")
 
