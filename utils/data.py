@@ -116,6 +116,7 @@ class Catalog:
     genres: list[str]
     directory: Path | None = None
     name_to_index: dict[str, int] = field(init=False)
+    _genre_weights: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         self.name_to_index = {n: i for i, n in enumerate(self.names)}
@@ -128,14 +129,17 @@ class Catalog:
         return self.name_to_index.get(name)
 
     def genre_weights(self) -> np.ndarray:
-        """(items, genres) matrix: an item spreads weight 1 evenly over its genres in the vocabulary."""
-        col = {g: j for j, g in enumerate(self.genres)}
-        w = np.zeros((len(self.names), len(self.genres)), dtype=np.float64)
-        for i, name in enumerate(self.names):
-            js = sorted({col[g] for g in self.name2genre.get(name, []) if g in col})
-            if js:
-                w[i, js] = 1.0 / len(js)
-        return w
+        """(items, genres) matrix: an item spreads weight 1 evenly over its genres in the vocabulary (computed once)."""
+        if self._genre_weights is None:
+            col = {g: j for j, g in enumerate(self.genres)}
+            w = np.zeros((len(self.names), len(self.genres)), dtype=np.float64)
+            for i, name in enumerate(self.names):
+                js = sorted({col[g] for g in self.name2genre.get(name, []) if g in col})
+                if js:
+                    w[i, js] = 1.0 / len(js)
+            w.flags.writeable = False  # shared by every caller
+            self._genre_weights = w
+        return self._genre_weights
 
 
 def load_catalog(directory) -> Catalog:
