@@ -78,7 +78,7 @@ def category(tmp_path, ml100k) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- models
-def test_missing_base_model(tmp_path):
+def test_missing_base_model(tmp_path, ml100k):  # data exists: the model is what is wrong
     out = tmp_path / "out"
     user_error(py("train/sft.py", "--output_dir", out, "--base_model", "/nonexistent"),
                "--base_model /nonexistent does not exist", "hub id")
@@ -91,7 +91,7 @@ def test_missing_base_model(tmp_path):
     (["train/self_play.py", "--model_dir", "/nonexistent", "--output_dir", "{out}"], "--model_dir"),
     (["eval/inference.py", "--model_dir", "/nonexistent"], "--model_dir"),
 ])
-def test_missing_model_dir(tmp_path, cmd, flag):
+def test_missing_model_dir(tmp_path, ml100k, cmd, flag):
     out = tmp_path / "out"
     args = [a.format(out=out, tmp=tmp_path) for a in cmd]
     user_error(py(*args), f"{flag} /nonexistent does not exist", "give a trained model directory")

@@ -247,8 +247,7 @@ def test_cli_run_official_shape_overwrites(catalog, tmp_path):
         _check(row, EXPECTED[k])
 
 
-@pytest.mark.skipif(not (ML100K / "DONE").is_file(), reason="data/ML100K not built (python data/prepare.py ml-100k)")
-def test_ml100k_exact_titles_hit_at_one():
+def test_ml100k_exact_titles_hit_at_one(ml100k):  # the fixture builds data/ML100K when it is missing
     from utils.data import load_split
 
     catalog = load_catalog(ML100K)

@@ -132,14 +132,12 @@ def test_ml100k_bad_line(tmp_path, capsys):
     assert stats["bad_lines_skipped"] == 1 and stats["bad_lines_per_file"] == {"u.data": 1}
 
 
-WHEEL = REPO_ROOT / ".cache" / "downloads" / movielens.RECBOLE_WHEEL
 # sha256 over (file name, bytes) of the default ML-100K output (DONE left out): the protocol's options must not change
 # the default output by a single byte.
 ML100K_DIGEST = "c2ca11037bdd0a42a0cd4d022019300cda399684755ff312f37ef8ede13e67a1"
 
 
-@pytest.mark.skipif(not WHEEL.is_file(), reason="recbole wheel not downloaded (python data/prepare.py ml-100k)")
-def test_real_ml100k_unchanged(tmp_path, capsys):
+def test_real_ml100k_unchanged(ml100k, tmp_path, capsys):  # the fixture downloads the recbole wheel if needed
     main(["ml-100k", "--out_root", str(tmp_path)])
     d = tmp_path / "ML100K"
     stats = json.loads((d / "stats.json").read_text())
