@@ -45,13 +45,15 @@ def build_embedder(out: str, tokenizer, seed: int = 0):
     torch.manual_seed(seed)
     bert = Path(out) / "bert"
     BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=256, pad_token_id=tokenizer.pad_token_id)).save_pretrained(bert)
+                         intermediate_size=256, pad_token_id=tokenizer.pad_token_id)).save_pretrained(
+        bert, safe_serialization=True)
     # Like BERT's [CLS], a leading special token: an empty title still embeds (to a sequence of one token).
     eos = tokenizer.eos_token
     tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
         single=f"{eos} $A", special_tokens=[(eos, tokenizer.eos_token_id)])
     tokenizer.save_pretrained(bert)
-    st = SentenceTransformer(modules=[Transformer(str(bert)), Pooling(128), Normalize()])
+    encoder = Transformer(str(bert), model_kwargs={"use_safetensors": True})
+    st = SentenceTransformer(modules=[encoder, Pooling(128), Normalize()])  # built from modules: loads nothing
     st.save(out, safe_serialization=True)
     print(f"{out}: random stand-in sentence embedder (128-d)")
 

@@ -63,8 +63,8 @@ def test_weights_are_safetensors_only():
                 seen[name] += 1
                 if not keyword_is(call, "safe_serialization", True):
                     bad.append(where)
-            elif name == "SentenceTransformer":
-                seen[name] += 1
+            elif name in ("SentenceTransformer", "Transformer") and call.args:  # loads from a path
+                seen["SentenceTransformer"] += name == "SentenceTransformer"
                 if "'use_safetensors': True" not in ast.unparse(call):
                     bad.append(where)
             if any(k.arg in ("safe_serialization", "save_safetensors", "use_safetensors")
