@@ -262,18 +262,6 @@ def plot_metrics_per_iteration(rows: dict, n_roots: int, category: str, path) ->
 
 
 # ------------------------------------------------------------------------------------------------ figure (b)
-def popularity_counts(records, catalog) -> np.ndarray:
-    """(items,) how often each catalog item is a target in `records` (targets outside the catalog are ignored)."""
-    from utils.prompt import record_target
-
-    counts = np.zeros(len(catalog), dtype=np.int64)
-    for r in records:
-        i = catalog.index(record_target(r))
-        if i is not None:
-            counts[i] += 1
-    return counts
-
-
 def item_deciles(popularity, n_bins: int = 10) -> np.ndarray:
     """(items,) popularity bin of each catalog row: 0 = the most popular 10% of items.
 
@@ -311,20 +299,17 @@ def top_items(result_path, catalog, k: int = 5, embedding_model: str | None = No
     """
     from eval.evaluate import prediction_text
     from utils.data import read_records
-    from utils.grounding import default_embedding_model, embed_titles, item_embeddings, rank_items
+    from utils.grounding import ground_titles
     from utils.metrics import evaluated_records
     from utils.prompt import parse_title
 
     result_path = Path(result_path)
     records = read_records(result_path)
-    keep, targets, _ = evaluated_records(records, catalog)
+    keep, _, _ = evaluated_records(records, catalog)
     if not keep:
         return np.zeros((0, k), dtype=np.int64)
-    embedding_model = embedding_model or default_embedding_model()
     titles = [parse_title(prediction_text(records[i], result_path, i)) for i in keep]
-    item_emb = item_embeddings(catalog, embedding_model)
-    _, topk = rank_items(embed_titles(titles, catalog, item_emb, embedding_model), item_emb, targets, k)
-    return topk
+    return ground_titles(titles, catalog, k, embedding_model)
 
 
 def exposure_sources(run_root, category) -> dict[str, Path]:
@@ -344,12 +329,13 @@ def exposure_sources(run_root, category) -> dict[str, Path]:
 
 def exposure_shares(roots, category, data_dir=None, embedding_model=None, k: int = 5):
     """({label: (roots, 10) shares}, test-target shares, notes) for the exposure figure."""
+    from eval.mostpop import popularity as mostpop_popularity
     from utils.data import category_dir, load_catalog, load_split
     from utils.prompt import record_target
 
     data_dir = Path(data_dir) if data_dir else category_dir(category)
     catalog = load_catalog(data_dir)
-    popularity = popularity_counts(load_split(data_dir, "train"), catalog)
+    popularity = mostpop_popularity(load_split(data_dir, "train"), catalog)  # the one MostPop ranks by
     test_rows = [i for i in (catalog.index(record_target(r)) for r in load_split(data_dir, "test")) if i is not None]
     target_shares = decile_shares(popularity, [test_rows])
     sources = [exposure_sources(r, category) for r in roots]

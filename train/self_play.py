@@ -38,17 +38,15 @@ def random_negative(record, catalog, rng: random.Random) -> str:
             return name
 
 
-def ground_titles(titles, catalog, embedding_model: str) -> list[str]:
-    """Each title as the catalog name evaluation would ground it to (its top-1 item). An empty title is grounded
-    too, as evaluation grounds it; each distinct non-catalog title is embedded once."""
-    from utils.grounding import default_embedding_model, embed_titles, item_embeddings, nearest_items
+def ground_to_catalog(titles, catalog, embedding_model: str) -> list[str]:
+    """Each title mapped to a catalog name: itself when it is one, else the item evaluation grounds it to (its
+    nearest; an empty title too). Each distinct non-catalog title is grounded once."""
+    from utils.grounding import ground_titles
 
     todo = [t for t in dict.fromkeys(titles) if catalog.index(t) is None]
     if not todo:
         return list(titles)
-    embedding_model = embedding_model or default_embedding_model()
-    item_emb = item_embeddings(catalog, embedding_model)
-    top = nearest_items(embed_titles(todo, catalog, item_emb, embedding_model), item_emb, 1)[:, 0]
+    top = ground_titles(todo, catalog, 1, embedding_model or None)[:, 0]
     grounded = {t: catalog.names[i] for t, i in zip(todo, top)}
     return [grounded.get(t, t) for t in titles]
 
@@ -108,7 +106,7 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
         return
 
     titles = [parse_title(t) for texts in outputs for t in texts]
-    mapped = ground_titles(titles, catalog, embedding_model) if rejected == "grounded" else titles
+    mapped = ground_to_catalog(titles, catalog, embedding_model) if rejected == "grounded" else titles
     pairs, counts = [], {"drawn": len(drawn), "generated": len(titles), "parsed": 0, "valid": 0,
                          "dropped_equal": 0, "dropped_empty": 0}
     per_record = num_negatives if negatives == "self" else 1

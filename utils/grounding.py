@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.io import UserError
+from utils.io import UserError, first_line
 
 _EMBEDDERS = {}
 
@@ -41,8 +41,7 @@ def embed_texts(texts, model_path: str, batch_size: int = 256) -> np.ndarray:
             _EMBEDDERS[model_path] = SentenceTransformer(model_path, device=_device(),
                                                          model_kwargs={"use_safetensors": True})
         except (OSError, ValueError) as e:
-            msg = next((x.strip() for x in str(e).splitlines() if x.strip()), type(e).__name__)
-            raise UserError(f"cannot load embedding model {model_path}: {msg}") from None
+            raise UserError(f"cannot load embedding model {model_path}: {first_line(e)}") from None
     emb = _EMBEDDERS[model_path].encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
                                         show_progress_bar=False)
     return emb.astype(np.float32, copy=False)
@@ -129,12 +128,21 @@ def _k_smallest(d, k: int) -> np.ndarray:
     return out
 
 
-def rank_items(query: np.ndarray, items: np.ndarray, targets: np.ndarray, k: int, chunk: int = 1024):
-    """The k nearest items of each query and the 0-based rank of its target among them.
-
-    A target ranked k or later is reported as k: HR@K and NDCG@K only look at ranks below K <= k.
-    """
-    topk = nearest_items(query, items, k, chunk)
+def target_ranks(topk: np.ndarray, targets) -> np.ndarray:
+    """0-based rank of each target among its row's k nearest items; k when it is not among them (HR@K and NDCG@K
+    only look at ranks below K <= k)."""
     hit = topk == np.asarray(targets)[:, None]
-    ranks = np.where(hit.any(1), hit.argmax(1), topk.shape[1])
-    return ranks, topk
+    return np.where(hit.any(1), hit.argmax(1), topk.shape[1])
+
+
+def rank_items(query: np.ndarray, items: np.ndarray, targets: np.ndarray, k: int, chunk: int = 1024):
+    """The k nearest items of each query embedding and the rank of its target among them (`target_ranks`)."""
+    topk = nearest_items(query, items, k, chunk)
+    return target_ranks(topk, targets), topk
+
+
+def ground_titles(titles, catalog, k: int, embedding_model: str | None = None) -> np.ndarray:
+    """(len(titles), k) catalog rows nearest to each extracted title: what every stage grounds a title to."""
+    embedding_model = embedding_model or default_embedding_model()
+    item_emb = item_embeddings(catalog, embedding_model)
+    return nearest_items(embed_titles(titles, catalog, item_emb, embedding_model), item_emb, k)

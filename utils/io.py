@@ -21,6 +21,11 @@ class UserError(Exception):
     """A problem with the user's input or environment: printed as one line, exit code 2, no traceback."""
 
 
+def first_line(e: Exception) -> str:
+    """The first non-empty line of an exception's message (library errors can run to pages)."""
+    return next((x.strip() for x in str(e).splitlines() if x.strip()), type(e).__name__)
+
+
 def fail(message: str, code: int = 2):
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)

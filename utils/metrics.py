@@ -60,7 +60,7 @@ def history_rows(records, catalog) -> list[list[int]]:
 
 def evaluate_predictions(records, predictions, catalog, ks=(1, 5), embedding_model=None) -> dict:
     """Metrics for every K of generated texts (one per record), grounded by sentence-embedding distance."""
-    from utils.grounding import default_embedding_model, embed_titles, item_embeddings, rank_items
+    from utils.grounding import default_embedding_model, ground_titles, target_ranks
 
     if len(records) != len(predictions):
         raise ValueError(f"{len(records)} records but {len(predictions)} predictions")
@@ -70,9 +70,8 @@ def evaluate_predictions(records, predictions, catalog, ks=(1, 5), embedding_mod
     valid = np.array([catalog.index(t) is not None for t in titles], dtype=bool)
     results = {}
     if keep:
-        item_emb = item_embeddings(catalog, embedding_model)
-        query = embed_titles(titles, catalog, item_emb, embedding_model)
-        ranks, topk = rank_items(query, item_emb, targets, max(ks))
+        topk = ground_titles(titles, catalog, max(ks), embedding_model)
+        ranks = target_ranks(topk, targets)
     histories = history_rows([records[i] for i in keep], catalog)
     for k in ks:
         m = topk_metrics(ranks, topk, k, catalog, histories, valid) if keep else {"n": 0}

@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from utils.data import REPO_ROOT, check_category_name
-from utils.io import UserError
+from utils.io import UserError, first_line
 
 TINY_MARKER = "sprec_tiny.json"  # written by utils/tiny_model.py into the model it builds, kept by its descendants
 
@@ -101,7 +101,7 @@ def load_tokenizer(model_dir, trust_remote_code=False, padding_side="right"):
     try:
         tok = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
-        raise UserError(f"cannot load a tokenizer from {model_dir}: {_first_line(e)}") from None
+        raise UserError(f"cannot load a tokenizer from {model_dir}: {first_line(e)}") from None
     tok.padding_side = padding_side
     if tok.pad_token is None:  # e.g. Llama 3: pad with EOS (masked out by the attention mask)
         tok.pad_token = tok.eos_token
@@ -129,17 +129,13 @@ def load_model(model_dir, *, trainable=False, merge=False, trust_remote_code=Fal
             if merge:
                 model = model.merge_and_unload()
     except (OSError, ValueError) as e:
-        raise UserError(f"cannot load model {model_dir}: {_first_line(e)}") from None
+        raise UserError(f"cannot load model {model_dir}: {first_line(e)}") from None
     if device is not None:
         model.to(device)
     if not trainable:
         model.eval()
     return model
 
-
-def _first_line(e: Exception) -> str:
-    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
-    return lines[0] if lines else type(e).__name__
 
 
 def save_model(model, tokenizer, out_dir, start_dir) -> None:
