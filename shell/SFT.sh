@@ -6,15 +6,19 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 parse_gpu_ids 0 "$@"
 
-# ---- edit here (or set any of these in the environment) ------------- GPU (official) / CPU (embedded demo) ----
+# ---- edit here (or set any of these in the environment) -------------------------------------------------------
 CATEGORIES=${CATEGORIES:-"ML100K"}          # space-separated names of data/<Category>/ directories
-BASE_MODEL=${BASE_MODEL:-""}                # local path or hub id; empty = the embedded small model
-SFT_SAMPLE_SIZE=${SFT_SAMPLE_SIZE:-$(pick 4096 8000)}
-SFT_EPOCHS=${SFT_EPOCHS:-$(pick 4 2)}
-SFT_LR=${SFT_LR:-$(pick 3e-4 3e-3)}         # LoRA on a pretrained model / full training of the small model
-SFT_BATCH_SIZE=${SFT_BATCH_SIZE:-$(pick 4 16)}
-SFT_GRAD_ACCUM=${SFT_GRAD_ACCUM:-$(pick 4 1)}
-SFT_WARMUP_STEPS=${SFT_WARMUP_STEPS:-$(pick 20 50)}
+BASE_MODEL=${BASE_MODEL:-""}                # local path, hub id, or smollm2 (built on first use); empty = small model
+MODEL_KIND=$(kind_of_base "$BASE_MODEL")
+# Recipe defaults:                      small model (full) / pretrained + LoRA on GPUs (official) / on the CPU
+SFT_SAMPLE_SIZE=${SFT_SAMPLE_SIZE:-$(recipe 8000 4096 512)}
+SFT_VALID_SAMPLE_SIZE=${SFT_VALID_SAMPLE_SIZE:-$(recipe 256 256 16)}   # validation loss, a few times a run
+SFT_EPOCHS=${SFT_EPOCHS:-$(recipe 2 4 1)}
+SFT_LR=${SFT_LR:-$(recipe 3e-3 3e-4 5e-4)}
+SFT_BATCH_SIZE=${SFT_BATCH_SIZE:-$(recipe 16 4 8)}
+SFT_GRAD_ACCUM=${SFT_GRAD_ACCUM:-$(recipe 1 4 1)}
+SFT_WARMUP_STEPS=${SFT_WARMUP_STEPS:-$(recipe 50 20 20)}
+LORA_TARGETS=${LORA_TARGETS:-"all-linear"}  # pretrained base: peft's all-linear, or module names (q_proj,v_proj)
 SEED=${SEED:-42}
 OUTPUT_ROOT=${OUTPUT_ROOT:-"models"}
 TEST_SAMPLE_SIZE=${TEST_SAMPLE_SIZE:-""}    # empty = the whole test split
@@ -32,8 +36,9 @@ for CATEGORY in $CATEGORIES; do
     ensure_base_model "$CATEGORY"
     banner "SFT on $CATEGORY -> $OUT"
     launch train/sft.py --category "$CATEGORY" --base_model "$BASE_MODEL" --output_dir "$OUT" \
-      --sample_size "$SFT_SAMPLE_SIZE" --epochs "$SFT_EPOCHS" --lr "$SFT_LR" --batch_size "$SFT_BATCH_SIZE" \
-      --grad_accum "$SFT_GRAD_ACCUM" --warmup_steps "$SFT_WARMUP_STEPS" --seed "$SEED" --report_to "$REPORT_TO"
+      --sample_size "$SFT_SAMPLE_SIZE" --valid_sample_size "$SFT_VALID_SAMPLE_SIZE" --epochs "$SFT_EPOCHS" --lr "$SFT_LR" --batch_size "$SFT_BATCH_SIZE" \
+      --grad_accum "$SFT_GRAD_ACCUM" --warmup_steps "$SFT_WARMUP_STEPS" --lora_targets "$LORA_TARGETS" --seed "$SEED" \
+      --report_to "$REPORT_TO"
   fi
   bash shell/eval.sh "$OUT" "$CATEGORY" "${GPU_IDS[@]}" 9>&-
 done

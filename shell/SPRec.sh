@@ -16,20 +16,24 @@ if ! [[ "$ITERATIONS" =~ ^[0-9]+$ ]] || (( 10#$ITERATIONS == 0 )); then
 fi
 ITERATIONS=$((10#$ITERATIONS))
 
-# ---- edit here (or set any of these in the environment) ------------- GPU (official) / CPU (embedded demo) ----
+# ---- edit here (or set any of these in the environment) -------------------------------------------------------
 CATEGORIES=${CATEGORIES:-"ML100K"}
 METHOD=${METHOD:-"SPRec"}                          # SPRec, DPO or SFT-only
-TRAIN_SAMPLE_SIZE=${TRAIN_SAMPLE_SIZE:-$(pick 2048 512)}   # pairs (and SFT positives) per iteration
-VALID_SAMPLE_SIZE=${VALID_SAMPLE_SIZE:-$(pick 256 64)}
-LR=${LR:-$(pick 2e-5 2e-5)}                        # DPO step and SFT step
+OUTPUT_ROOT=${OUTPUT_ROOT:-"models"}
+# The recipe follows the SFT model: the small model (full training) or a pretrained base (its LoRA adapter).
+MODEL_KIND=${MODEL_KIND:-$(kind_of_model_dir "$OUTPUT_ROOT/SFT/${CATEGORIES%% *}")}
+# Recipe defaults:                           small model / pretrained + LoRA on GPUs (official) / on the CPU
+TRAIN_SAMPLE_SIZE=${TRAIN_SAMPLE_SIZE:-$(recipe 512 2048 64)}   # pairs (and SFT positives) per iteration
+VALID_SAMPLE_SIZE=${VALID_SAMPLE_SIZE:-$(recipe 64 256 8)}
+LR=${LR:-$(recipe 2e-5 2e-5 1e-4)}                 # DPO step and SFT step (CPU: 8 steps, not 256, so larger)
 BETA=${BETA:-0.1}
 LOSS_TYPE=${LOSS_TYPE:-"sigmoid"}                  # trl loss types, comma-separated (e.g. sigmoid,sft)
-BATCH_SIZE=${BATCH_SIZE:-$(pick 2 8)}              # DPO pairs per device step
-GRAD_ACCUM=${GRAD_ACCUM:-$(pick 4 1)}
-SFT_BATCH_SIZE=${SFT_BATCH_SIZE:-$(pick 4 16)}     # the SFT step
-SFT_GRAD_ACCUM=${SFT_GRAD_ACCUM:-$(pick 4 1)}
+BATCH_SIZE=${BATCH_SIZE:-$(recipe 8 2 4)}          # DPO pairs per device step
+GRAD_ACCUM=${GRAD_ACCUM:-$(recipe 1 4 2)}
+SFT_BATCH_SIZE=${SFT_BATCH_SIZE:-$(recipe 16 4 8)} # the SFT step
+SFT_GRAD_ACCUM=${SFT_GRAD_ACCUM:-$(recipe 1 4 1)}
+EVAL_SFT_STEP=${EVAL_SFT_STEP:-1}                  # 0: skip evaluating each iteration's intermediate SFT-step model
 SEED=${SEED:-42}
-OUTPUT_ROOT=${OUTPUT_ROOT:-"models"}
 TEST_SAMPLE_SIZE=${TEST_SAMPLE_SIZE:-""}           # empty = the whole test split
 REPORT_TO=${REPORT_TO:-"none"}
 export TEST_SAMPLE_SIZE SEED
@@ -46,6 +50,8 @@ for CATEGORY in $CATEGORIES; do
   check_category "$CATEGORY"
   SFT_DIR="$OUTPUT_ROOT/SFT/$CATEGORY"
   stage_done "$SFT_DIR" || die "$SFT_DIR is not finished: run bash shell/SFT.sh first"
+  [[ "$(kind_of_model_dir "$SFT_DIR")" == "$MODEL_KIND" ]] \
+    || die "$SFT_DIR is a $(kind_of_model_dir "$SFT_DIR") model, the recipe one for a $MODEL_KIND model: run them apart"
   RUN="$OUTPUT_ROOT/$METHOD/$CATEGORY"
   take_lock "$RUN/.lock"
   current="$SFT_DIR"
@@ -64,7 +70,8 @@ for CATEGORY in $CATEGORIES; do
           --valid_sample_size "$VALID_SAMPLE_SIZE" --epochs 1 --lr "$LR" --warmup_steps 0 \
           --batch_size "$SFT_BATCH_SIZE" --grad_accum "$SFT_GRAD_ACCUM" --seed "$((SEED + i))" --report_to "$REPORT_TO"
       fi
-      bash shell/eval.sh "$IT/SFT" "$CATEGORY" "${GPU_IDS[@]}" 9>&-
+      # The SFT step's model is intermediate for SPRec (the paper evaluates it too); for SFT-only it is the result.
+      if (( EVAL_SFT_STEP || ! dpo_step )); then bash shell/eval.sh "$IT/SFT" "$CATEGORY" "${GPU_IDS[@]}" 9>&-; fi
       current="$IT/SFT"
     fi
     if (( dpo_step )); then

@@ -40,8 +40,22 @@ parse_gpu_ids() {
   fi
 }
 
-# Pick the GPU (official) or the CPU value of a recipe default: pick GPU_VALUE CPU_VALUE.
-pick() { if (( ${#GPU_IDS[@]} )); then echo "$1"; else echo "$2"; fi; }
+# A recipe default follows the model, not the hardware: the small model is trained fully with loss on the whole text
+# wherever it runs; a pretrained base gets LoRA and completion-only loss wherever it runs, with the official sizes on
+# GPUs and smaller ones sized for a 2-core CPU. Set MODEL_KIND (small or pretrained) first.
+#   recipe SMALL_MODEL_VALUE PRETRAINED_GPU_VALUE PRETRAINED_CPU_VALUE
+recipe() {
+  if [[ "${MODEL_KIND:?}" == small ]]; then echo "$1"
+  elif (( ${#GPU_IDS[@]} )); then echo "$2"
+  else echo "$3"; fi
+}
+
+# The model kind a BASE_MODEL value stands for: empty is the embedded small model, anything else a pretrained base.
+kind_of_base() { if [[ -z "$1" ]]; then echo small; else echo pretrained; fi; }
+
+# The model kind of a trained model directory: the small model's marker travels with every model trained from it.
+# (A directory that is not there yet counts as small; the scripts stop on it before training anything.)
+kind_of_model_dir() { if [[ -f "$1/sprec_tiny.json" ]] || ! stage_done "$1"; then echo small; else echo pretrained; fi; }
 
 # Run a Python entry point: plain python on one CPU process, else accelerate (DDP) over the GPU ids, or over
 # CPU_PROCESSES gloo processes on the CPU (accelerate's --cpu flag would silently start only one).
@@ -73,12 +87,17 @@ take_lock() {
 
 stage_done() { [[ -f "$1/DONE" ]]; }
 
-# The embedded default: build the category's small model when BASE_MODEL is empty and it does not exist yet.
+# The embedded defaults, built on first use: the category's small model when BASE_MODEL is empty, and a pretrained
+# model given by its short name (BASE_MODEL=smollm2; see utils/pretrained.py). Paths and hub ids are used as given.
 ensure_base_model() {
   local category="$1"
-  if [[ -z "${BASE_MODEL:-}" ]] && ! stage_done "models/tiny/$category"; then
-    banner "building the embedded small model for $category"
-    python utils/tiny_model.py --category "$category"
+  if [[ -z "${BASE_MODEL:-}" ]]; then
+    if ! stage_done "models/tiny/$category"; then
+      banner "building the embedded small model for $category"
+      python utils/tiny_model.py --category "$category"
+    fi
+  elif [[ "$BASE_MODEL" =~ ^[a-z0-9]+$ && ! -e "$BASE_MODEL" ]]; then
+    python utils/pretrained.py --name "$BASE_MODEL"
   fi
 }
 

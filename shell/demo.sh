@@ -3,6 +3,8 @@
 # The main job on the embedded default, from a fresh clone: set-up, MovieLens-100K, the small model the project
 # builds itself, SFT, 2 SPRec iterations, the baselines (DPO, SFT-only, MostPop) and the results report.
 # About 10 minutes on a 2-core CPU. Every stage is resumable: rerunning skips what is finished.
+# BASE_MODEL=smollm2 runs the same job with the embedded pretrained SmolLM2-135M-Instruct and LoRA (see the README's
+# real-LLM section for the sizes and the time it takes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash shell/setup.sh
@@ -15,7 +17,8 @@ ITERATIONS=${ITERATIONS:-2}
 OUTPUT_ROOT=${OUTPUT_ROOT:-"models"}
 SEED=${SEED:-42}
 FIGS_DIR=${FIGS_DIR:-"figs"}
-export CATEGORIES=ML100K BASE_MODEL="" OUTPUT_ROOT SEED
+BASE_MODEL=${BASE_MODEL:-""}   # empty = the small model the project builds; smollm2 = the embedded pretrained model
+export CATEGORIES=ML100K BASE_MODEL OUTPUT_ROOT SEED
 # ------------------------------------------------
 
 start=$(date +%s)

@@ -3,7 +3,8 @@
 usage: python train/sft.py --category ML100K --output_dir models/SFT/ML100K [--base_model PATH_OR_HUB_ID]
        [--resume_from MODEL_DIR] [--train_file records.jsonl] [--sample_size 4096] [--epochs 4] [--lr 3e-4]
        (or through accelerate launch for data parallelism)
-A pretrained base gets a LoRA adapter (r 16, alpha 32, dropout 0.05, attention and MLP projections) and loss on the
+A pretrained base (a local path, a hub id, or `smollm2`, the embedded SmolLM2-135M-Instruct) gets a LoRA adapter
+(r 16, alpha 32, dropout 0.05, every linear layer but the head; `--lora_targets` overrides) and loss on the
 completion only; the embedded small model is trained fully with loss on the whole text (it must learn the titles
 from nothing; measured: 0% vs 99.6% valid titles). `--resume_from` continues an existing adapter or model.
 """
@@ -21,8 +22,9 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
         data_dir: str = "", train_file: str = "", sample_size: int = 4096, valid_sample_size: int = 256,
         epochs: float = 4, lr: float = 3e-4, batch_size: int = 4, grad_accum: int = 4, warmup_steps: int = 20,
         max_length: int = 512, full_finetune: str = "auto", lora_r: int = 16, lora_alpha: int = 32,
-        lora_dropout: float = 0.05, evals_per_run: int = 4, seed: int = 42, report_to: str = "none",
-        logging_steps: int = 10, activation_checkpointing: bool = False, trust_remote_code: bool = False):
+        lora_dropout: float = 0.05, lora_targets="all-linear", evals_per_run: int = 4, seed: int = 42,
+        report_to: str = "none", logging_steps: int = 10, activation_checkpointing: bool = False,
+        trust_remote_code: bool = False):
     args = dict(locals())
     from accelerate import PartialState
 
@@ -56,10 +58,10 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
               f"{train_ds[0]['prompt']}{train_ds[0]['completion']}", flush=True)
 
     tokenizer = load_tokenizer(start, trust_remote_code=trust_remote_code, padding_side="right")
-    model = load_model(start, trainable=True, trust_remote_code=trust_remote_code)
     peft_config = None
     if not full and not is_adapter(start):
-        peft_config = lora_config(lora_r, lora_alpha, lora_dropout)
+        peft_config = lora_config(lora_r, lora_alpha, lora_dropout, lora_targets)
+    model = load_model(start, trainable=True, full=full, trust_remote_code=trust_remote_code)
     tmp = partial_dir(out)
     config = SFTConfig(
         output_dir=str(tmp), num_train_epochs=epochs, learning_rate=lr, per_device_train_batch_size=batch_size,

@@ -23,7 +23,16 @@ def tiny_model_dir(category: str) -> Path:
 
 
 def resolve_base_model(base_model: str | None, category: str) -> str:
-    """`base_model` as given (local path or hub id); empty means the project-built small model of the category."""
+    """`base_model` as given (local path, hub id, or the short name of an embedded pretrained model such as
+    'smollm2'); empty means the project-built small model of the category."""
+    from utils.pretrained import PRETRAINED, pretrained_dir
+
+    if base_model in PRETRAINED:
+        d = pretrained_dir(base_model)
+        if not (d / "DONE").is_file():
+            raise UserError(f"the embedded pretrained model '{base_model}' is not built yet: "
+                            f"python utils/pretrained.py --name {base_model}")
+        return str(d)
     if base_model:
         return check_model_path(base_model, "--base_model")
     d = tiny_model_dir(category)
@@ -83,10 +92,16 @@ def is_project_built(model_dir) -> bool:
         return False
 
 
-def default_dtype():
+def default_dtype(trainable_weights: bool = False):
+    """bf16 (fp16 on cards without bf16) on a GPU, fp32 on the CPU; fp32 always for weights that are trained.
+
+    Weights that the optimizer updates stay fp32, with bf16/fp16 autocast doing the arithmetic (see
+    utils/training.device_args): a bf16 weight cannot take a small step (bf16(0.02) + 2e-5 == 0.02). A frozen base
+    under LoRA may be bf16/fp16; peft keeps the adapter itself in fp32.
+    """
     import torch
 
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and not trainable_weights:
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
 
@@ -108,12 +123,19 @@ def load_tokenizer(model_dir, trust_remote_code=False, padding_side="right"):
     return tok
 
 
-def load_model(model_dir, *, trainable=False, merge=False, trust_remote_code=False, dtype=None, device=None):
-    """A full model, or base + LoRA adapter (trainable, or merged into the base for fast inference)."""
+def load_model(model_dir, *, trainable=False, full=None, merge=False, trust_remote_code=False, dtype=None,
+                device=None):
+    """A full model, or base + LoRA adapter (trainable, or merged into the base for fast inference).
+
+    `full`: whether every weight will be trained (default: trainable and not an adapter). Such a model is loaded in
+    fp32 on any device; otherwise the base takes the device's inference dtype (`default_dtype`).
+    """
     from transformers import AutoModelForCausalLM
 
     model_dir = str(model_dir)
-    dtype = dtype or default_dtype()
+    if full is None:
+        full = trainable and not is_adapter(model_dir)
+    dtype = dtype or default_dtype(trainable_weights=trainable and full)
     base = base_of(model_dir)
     if not Path(base).exists() and (base.startswith((".", "/", "~")) or base.count("/") != 1):
         raise UserError(f"base model {base} (named by {model_dir}) does not exist")

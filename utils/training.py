@@ -1,13 +1,20 @@
 """Pieces the SFT and DPO stages share: datasets in trl's formats, the LoRA recipe, device-dependent arguments."""
+from utils.io import UserError
 from utils.prompt import record_target, render_completion, render_prompt
 
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
-
-def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05):
+def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05, targets="all-linear"):
+    """LoRA on every linear layer but the output head (peft's 'all-linear': any architecture, and for Llama the
+    official q,k,v,o,gate,up,down projections), or on the comma-separated module names in `targets`."""
     from peft import LoraConfig
 
-    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
+    if isinstance(targets, (list, tuple)):  # fire turns "a,b" into a tuple
+        targets = ",".join(map(str, targets))
+    targets = str(targets).strip()
+    names = targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
+    if not names:
+        raise UserError("--lora_targets is empty: use 'all-linear' or comma-separated module names")
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=names, task_type="CAUSAL_LM")
 
 
 def prompt_completion_dataset(records):
@@ -26,14 +33,17 @@ def preference_dataset(pairs):
 
 
 def device_args(activation_checkpointing: bool = False) -> dict:
-    """Trainer arguments that depend on the device: bf16 on a GPU that has it; on the CPU fp32 and no activation
-    checkpointing (trl turns both on by default: bf16 fails without a GPU, checkpointing costs 10-20% here)."""
+    """Trainer arguments that depend on the device. On a GPU: bf16 autocast, or on cards without bf16 (V100, T4)
+    fp16 autocast with loss scaling; the trained weights themselves stay fp32 (utils.modeling.default_dtype). On the
+    CPU: fp32 and no activation checkpointing (trl turns both on by default: bf16 fails without a GPU, checkpointing
+    costs 10-20% here)."""
     import datasets
     import torch
 
     datasets.disable_progress_bars()  # per-map progress bars drown the training log
     if torch.cuda.is_available():
-        return {"bf16": torch.cuda.is_bf16_supported(), "activation_checkpointing": activation_checkpointing}
+        bf16 = torch.cuda.is_bf16_supported()
+        return {"bf16": bf16, "fp16": not bf16, "activation_checkpointing": activation_checkpointing}
     return {"bf16": False, "use_cpu": True, "activation_checkpointing": False}
 
 
