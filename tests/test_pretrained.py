@@ -1,0 +1,196 @@
+"""The pretrained + LoRA path with a real pretrained model, SmolLM2-135M-Instruct (built once per clone under models/):
+completion-only labels, the adapter continued and saved alone, trl's reference adapter equal to the start model,
+merged equal to unmerged inference, and the shell pipeline on 1 and 2 CPU processes and on a non-Llama architecture.
+"""
+import json
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from utils.data import load_split
+from utils.prompt import parse_title, record_target, render_completion, render_prompt
+
+pytestmark = pytest.mark.slow
+
+# SFT_BATCH_SIZE serves SFT.sh and the SFT step of SPRec.sh alike.
+TOY = {"SFT_SAMPLE_SIZE": "4", "SFT_VALID_SAMPLE_SIZE": "2", "SFT_EPOCHS": "1", "SFT_BATCH_SIZE": "2",
+       "TRAIN_SAMPLE_SIZE": "2", "VALID_SAMPLE_SIZE": "1", "BATCH_SIZE": "2", "GRAD_ACCUM": "1",
+       "TEST_SAMPLE_SIZE": "4", "SEED": "3", "CATEGORIES": "ML100K"}
+
+
+@pytest.fixture(scope="session")
+def smollm2(ml100k):
+    from utils.pretrained import build
+
+    return build("smollm2")
+
+
+@pytest.fixture(scope="session")
+def start_adapter(smollm2, tmp_path_factory):
+    """A LoRA adapter on SmolLM2 whose weights are not the identity (B != 0), as a trained adapter's are."""
+    import torch
+    from peft import get_peft_model
+
+    from utils.modeling import load_model, load_tokenizer
+    from utils.training import lora_config
+
+    out = tmp_path_factory.mktemp("adapter") / "start"
+    torch.manual_seed(0)
+    model = get_peft_model(load_model(smollm2, trainable=True, full=False), lora_config())
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.002)
+    model.save_pretrained(out, safe_serialization=True)
+    load_tokenizer(smollm2).save_pretrained(out)
+    return out
+
+
+def records(n, split="train"):
+    return load_split(ROOT / "data" / "ML100K", split)[:n]
+
+
+def test_lora_sft_labels_cover_the_completion_and_eos_only(smollm2):
+    from trl import SFTConfig, SFTTrainer
+
+    from utils.modeling import load_model, load_tokenizer
+    from utils.training import device_args, lora_config, prompt_completion_dataset
+
+    recs = records(3)
+    tok = load_tokenizer(smollm2)
+    config = SFTConfig(output_dir="unused", per_device_train_batch_size=3, max_length=512, completion_only_loss=True,
+                       report_to="none", **device_args())
+    trainer = SFTTrainer(model=load_model(smollm2, trainable=True, full=False), args=config,
+                         train_dataset=prompt_completion_dataset(recs), processing_class=tok, peft_config=lora_config())
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert len(batch["input_ids"]) == len(recs)
+    for ids, labels in zip(batch["input_ids"].tolist(), batch["labels"].tolist()):  # rows come shuffled
+        r = next(r for r in recs if ids[:len(tok(render_prompt(r)).input_ids)] == tok(render_prompt(r)).input_ids)
+        prompt = tok(render_prompt(r)).input_ids
+        completion = tok(render_completion(record_target(r)), add_special_tokens=False).input_ids + [tok.eos_token_id]
+        assert labels[:len(prompt)] == [-100] * len(prompt)  # no loss on any prompt token
+        assert labels[len(prompt):len(prompt) + len(completion)] == completion  # the whole title, its newline, EOS
+        assert set(labels[len(prompt) + len(completion):]) <= {-100}  # padding (EOS-valued here) is not learned
+
+
+def sequence_logps(model, batch):
+    """Summed log-probabilities of each row's completion tokens, computed directly from the logits."""
+    import torch
+
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    logps = torch.log_softmax(logits.float(), -1).gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
+    return (logps * batch["completion_mask"][:, 1:]).sum(1)
+
+
+def test_dpo_reference_is_the_start_model_not_the_base(start_adapter):
+    """trl's frozen 'ref' adapter must give the start model's log-probabilities even after the policy moved."""
+    import torch
+    from trl import DPOConfig, DPOTrainer
+
+    from utils.modeling import load_model, load_tokenizer
+    from utils.training import device_args, preference_dataset
+
+    recs = records(2)
+    pairs = [{"prompt": render_prompt(r), "chosen": render_completion(record_target(r)),
+              "rejected": render_completion(record_target(recs[1 - i]))} for i, r in enumerate(recs)]
+    tok = load_tokenizer(start_adapter)
+    trainer = DPOTrainer(model=load_model(start_adapter, trainable=True), ref_model=None,
+                         args=DPOConfig(output_dir="unused", per_device_train_batch_size=2, report_to="none",
+                                        **device_args()),
+                         train_dataset=preference_dataset(pairs), processing_class=tok)
+    with torch.no_grad():  # the policy moves away from the start, as training would move it
+        for name, p in trainer.model.named_parameters():
+            if ".default." in name and "lora_B" in name:
+                p.add_(torch.randn_like(p) * 0.01)
+    batch = next(iter(trainer.get_train_dataloader()))
+    ref_chosen, ref_rejected = trainer.compute_ref_log_probs(trainer.model, batch)
+    start = load_model(start_adapter)  # the start model, loaded afresh (unmerged)
+    expected = sequence_logps(start, batch)
+    torch.testing.assert_close(torch.cat([ref_chosen, ref_rejected]), expected, rtol=1e-4, atol=1e-3)
+    with start.disable_adapter():  # the base without the adapter is a different model: the check can fail
+        assert not torch.allclose(sequence_logps(start, batch), expected, atol=1e-2)
+    assert not torch.allclose(sequence_logps(trainer.model, batch), expected, atol=1e-2)  # the policy did move
+
+
+def test_merged_and_unmerged_inference_give_the_same_titles(start_adapter):
+    from utils.data import load_catalog
+    from utils.generation import generate, max_answer_tokens
+    from utils.modeling import load_model, load_tokenizer
+
+    prompts = [render_prompt(r) for r in records(16, "test")]
+    tok = load_tokenizer(start_adapter, padding_side="left")
+    n = max_answer_tokens(tok, load_catalog(ROOT / "data" / "ML100K").names)
+    titles = {}
+    for merge in (True, False):
+        texts = generate(load_model(start_adapter, merge=merge), tok, prompts, max_new_tokens=n, progress=False)
+        titles[merge] = [parse_title(t[0]) for t in texts]
+    assert titles[True] == titles[False]
+    assert sum(bool(t) for t in titles[True]) >= 8  # real answers, not empty strings that agree trivially
+
+
+def adapter_tensors(model_dir):
+    from safetensors.torch import load_file
+
+    return load_file(str(model_dir / "adapter_model.safetensors"))
+
+
+def run_pipeline(root, **extra):
+    from test_pipeline import sh
+
+    env = {**TOY, **extra}
+    logs = [sh(root, "shell/SFT.sh", **env), sh(root, "shell/SPRec.sh", "1", **env)]
+    return "".join(p.stdout + p.stderr for p in logs)
+
+
+def check_pipeline(root, base, processes):
+    dirs = [root / "SFT/ML100K", root / "SPRec/ML100K/it0/SFT", root / "SPRec/ML100K/it0/DPO"]
+    for d in dirs:
+        for k in (1, 5):
+            row = json.loads((d / f"eval_top{k}.json").read_text())
+            assert row["topk"] == k and row["n"] == 4
+        assert json.loads((d / "adapter_config.json").read_text())["base_model_name_or_path"] == str(base.resolve())
+        assert not (d / "model.safetensors").exists()  # an adapter, not a merged or full copy
+    for stage in ("sft", "dpo"):
+        d = dirs[0] if stage == "sft" else dirs[2]
+        assert json.loads((d / f"run_config_{stage}.json").read_text())["args"]["world_size"] == processes
+    # One adapter, continued: every stage saves the same tensor names (no 'ref' copy, nothing stacked), and a
+    # continued adapter starts from the previous one (a new adapter would re-draw A at random).
+    tensors = [adapter_tensors(d) for d in dirs]
+    assert all(t.keys() == tensors[0].keys() for t in tensors)
+    assert not any(".ref." in k or "default.default" in k for k in tensors[0])
+    for before, after in zip(tensors, tensors[1:]):
+        a_keys = [k for k in before if "lora_A" in k]
+        drift = sum(float((after[k] - before[k]).norm() / before[k].norm()) for k in a_keys) / len(a_keys)
+        assert drift < 0.2, drift
+
+
+def test_smollm2_through_the_scripts_on_one_process(smollm2, tmp_path):
+    log = run_pipeline(tmp_path, BASE_MODEL="smollm2")
+    check_pipeline(tmp_path, Path(smollm2), 1)
+    assert "FutureWarning" not in log and "DeprecationWarning" not in log
+
+
+def test_smollm2_through_the_scripts_on_two_cpu_processes(smollm2, tmp_path):
+    run_pipeline(tmp_path, BASE_MODEL="smollm2", CPU_PROCESSES="2")
+    check_pipeline(tmp_path, Path(smollm2), 2)
+
+
+def test_a_non_llama_architecture_through_the_scripts(smollm2, tmp_path):
+    """A tiny randomly initialised GPT-NeoX with SmolLM2's tokenizer: LoRA on all-linear finds its modules."""
+    import torch
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    from utils.modeling import load_tokenizer
+
+    base = tmp_path / "neox"
+    tok = load_tokenizer(smollm2)
+    torch.manual_seed(0)
+    config = GPTNeoXConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=1024, eos_token_id=tok.eos_token_id,
+                           pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id)
+    GPTNeoXForCausalLM(config).save_pretrained(base, safe_serialization=True)
+    tok.save_pretrained(base)
+    run_pipeline(tmp_path / "run", BASE_MODEL=str(base))
+    check_pipeline(tmp_path / "run", base, 1)
