@@ -167,14 +167,19 @@ def check_pipeline(root, base, processes):
 
 
 def test_smollm2_through_the_scripts_on_one_process(smollm2, tmp_path):
-    log = run_pipeline(tmp_path, BASE_MODEL="smollm2")
+    # A two-term DPO loss from the shell (it crashed at trl's first step when fire's tuple was split as text).
+    log = run_pipeline(tmp_path, BASE_MODEL="smollm2", LOSS_TYPE="sigmoid,sft")
     check_pipeline(tmp_path, Path(smollm2), 1)
+    dpo = json.loads((tmp_path / "SPRec/ML100K/it0/DPO/run_config_dpo.json").read_text())["args"]
+    assert dpo["loss_type"] == ["sigmoid", "sft"]
     assert "FutureWarning" not in log and "DeprecationWarning" not in log
 
 
 def test_smollm2_through_the_scripts_on_two_cpu_processes(smollm2, tmp_path):
-    run_pipeline(tmp_path, BASE_MODEL="smollm2", CPU_PROCESSES="2")
+    run_pipeline(tmp_path, BASE_MODEL="smollm2", CPU_PROCESSES="2", LORA_TARGETS="q_proj,v_proj")
     check_pipeline(tmp_path, Path(smollm2), 2)
+    config = json.loads((tmp_path / "SFT/ML100K/adapter_config.json").read_text())
+    assert sorted(config["target_modules"]) == ["q_proj", "v_proj"]
 
 
 def test_a_non_llama_architecture_through_the_scripts(smollm2, tmp_path):

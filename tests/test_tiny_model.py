@@ -56,3 +56,27 @@ def test_sampling_is_seeded(tiny_model, ml100k):
     b = generate(model, tok, prompts, max_new_tokens=6, temperature=1.0, num_return_sequences=2, seed=7,
                  progress=False)
     assert a == b and all(len(x) == 2 for x in a)
+
+
+def test_a_sampling_generation_config_does_not_make_greedy_sample(tiny_model, ml100k):
+    """Llama-3.2-Instruct ships do_sample=True in generation_config.json: greedy decoding must stay greedy, and equal
+    transformers' own greedy `generate` on each prompt."""
+    import torch
+
+    from utils.generation import generate, stop_token_ids
+
+    torch.manual_seed(0)
+    model = load_model(tiny_model)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(4)
+    model.generation_config.update(do_sample=True, temperature=1.5, top_k=50, top_p=0.9)
+    tok = load_tokenizer(tiny_model, padding_side="left")
+    prompts = [render_prompt(r) for r in json.loads((ml100k / "test.json").read_text())[:6]]
+    ours = [generate(model, tok, prompts, max_new_tokens=8, seed=s, progress=False) for s in (1, 2)]
+    assert ours[0] == ours[1]
+    for prompt, (text,) in zip(prompts, ours[0]):
+        ids = tok(prompt, return_tensors="pt")
+        out = model.generate(**ids, do_sample=False, temperature=None, top_k=None, top_p=None, max_new_tokens=8,
+                             eos_token_id=stop_token_ids(tok), pad_token_id=tok.pad_token_id)
+        reference = tok.decode(out[0, ids.input_ids.shape[1]:], skip_special_tokens=True)
+        assert text == (reference.split("\n", 1)[0] + "\n" if "\n" in reference else reference)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.io import UserError, finish_stage, is_done, partial_dir, run_cli, start_stage, write_run_config  # noqa: E402
+from utils.io import UserError, comma_list, finish_stage, is_done, partial_dir, run_cli, start_stage, write_run_config  # noqa: E402
 from utils.training import device_args, peak_memory_mb, preference_dataset, schedule_args  # noqa: E402
 
 
@@ -67,7 +67,7 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
     from utils.modeling import is_adapter, load_model, load_tokenizer, save_model
 
     train_ds, valid_ds = preference_dataset(train_pairs), preference_dataset(valid_pairs)
-    loss_types = [t.strip() for t in str(loss_type).split(",") if t.strip()]
+    loss_types = comma_list(loss_type, "--loss_type")  # e.g. sigmoid,sft (fire hands it over as a tuple)
     if state.is_main_process:
         ex = train_ds[0]
         print(f"[dpo] start {model_dir} ({'LoRA adapter' if is_adapter(model_dir) else 'full model'}; reference = "
@@ -95,7 +95,7 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
     state.wait_for_everyone()
     if state.is_main_process:
         save_model(trainer.model, tokenizer, tmp, model_dir)
-        write_run_config(tmp, "dpo", {**args, "start_model": model_dir, "pairs": len(train_ds),
+        write_run_config(tmp, "dpo", {**args, "loss_type": loss_types, "start_model": model_dir, "pairs": len(train_ds),
                                       "world_size": state.num_processes,
                                       "peak_memory_mb": round(peak_memory_mb(), 1), "train_loss": result.training_loss,
                                       "steps": result.global_step})

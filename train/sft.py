@@ -50,6 +50,7 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     from trl import SFTConfig, SFTTrainer
 
     from utils.modeling import is_adapter, load_model, load_tokenizer, save_model
+    from utils.training import check_lora_targets
 
     if state.is_main_process:
         print(f"[sft] start {start} ({'adapter, continued' if is_adapter(start) else 'full' if full else 'LoRA'}; "
@@ -62,6 +63,8 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     if not full and not is_adapter(start):
         peft_config = lora_config(lora_r, lora_alpha, lora_dropout, lora_targets)
     model = load_model(start, trainable=True, full=full, trust_remote_code=trust_remote_code)
+    if peft_config is not None:
+        check_lora_targets(model, peft_config)
     tmp = partial_dir(out)
     config = SFTConfig(
         output_dir=str(tmp), num_train_epochs=epochs, learning_rate=lr, per_device_train_batch_size=batch_size,

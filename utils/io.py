@@ -31,6 +31,15 @@ def fail(message: str, code: int = 2):
     sys.exit(code)
 
 
+def comma_list(value, flag: str) -> list[str]:
+    """A list-valued CLI argument from the shell: "a,b" arrives from fire as the tuple ('a', 'b'), "a" as a string."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    items = [str(x).strip() for x in items if str(x).strip()]
+    if not items:
+        raise UserError(f"{flag} is empty: give one or more comma-separated values")
+    return items
+
+
 def run_cli(fn):
     """Run a fire CLI entry point; turn UserError into one clear line and a non-zero exit."""
     import fire

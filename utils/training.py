@@ -1,5 +1,5 @@
 """Pieces the SFT and DPO stages share: datasets in trl's formats, the LoRA recipe, device-dependent arguments."""
-from utils.io import UserError
+from utils.io import UserError, comma_list
 from utils.prompt import record_target, render_completion, render_prompt
 
 
@@ -8,13 +8,23 @@ def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05, targets="al
     official q,k,v,o,gate,up,down projections), or on the comma-separated module names in `targets`."""
     from peft import LoraConfig
 
-    if isinstance(targets, (list, tuple)):  # fire turns "a,b" into a tuple
-        targets = ",".join(map(str, targets))
-    targets = str(targets).strip()
-    names = targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
-    if not names:
-        raise UserError("--lora_targets is empty: use 'all-linear' or comma-separated module names")
+    names = comma_list(targets, "--lora_targets")
+    if names == ["all-linear"]:
+        names = "all-linear"
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=names, task_type="CAUSAL_LM")
+
+
+def check_lora_targets(model, config) -> None:
+    """Named LoRA targets must exist in this architecture: one clear line instead of peft's error deep in trl."""
+    import torch
+
+    if config.target_modules == "all-linear":
+        return
+    linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+    missing = sorted(set(config.target_modules) - set(linear))
+    if missing:
+        raise UserError(f"--lora_targets {','.join(missing)}: no such linear layer in {type(model).__name__} "
+                        f"(it has {','.join(linear)}); use all-linear or some of these")
 
 
 def prompt_completion_dataset(records):
