@@ -54,13 +54,14 @@ def main():
     base = float(python("-c", LOAD_ONLY.format(root=str(ROOT), model=str(model))).strip())
     python("train/sft.py", "--category", args.category, "--base_model", str(model), "--output_dir",
            str(work / "sft"), "--sample_size", str(n), "--valid_sample_size", "8", "--epochs", "1",
-           "--batch_size", str(args.batch_size), "--grad_accum", "1", "--evals_per_run", "0")
+           "--global_batch_size", str(args.batch_size), "--per_device_batch_size", str(args.batch_size),
+           "--evals_per_run", "0")
     python("train/self_play.py", "--category", args.category, "--output_dir", str(work / "pairs"),
            "--negatives", "random", "--train_sample_size", str(n), "--valid_sample_size", "8")
     # A DPO step of B pairs runs 2B sequences (chosen and rejected): B/2 pairs match SFT's B sequences per step.
     python("train/dpo.py", "--model_dir", str(model), "--data_dir", str(work / "pairs"), "--output_dir",
-           str(work / "dpo"), "--batch_size", str(max(1, args.batch_size // 2)), "--grad_accum", "1",
-           "--evals_per_run", "0")
+           str(work / "dpo"), "--global_batch_size", str(max(1, args.batch_size // 2)),
+           "--per_device_batch_size", str(max(1, args.batch_size // 2)), "--evals_per_run", "0")
 
     peak = {s: json.loads((work / s / f"run_config_{s}.json").read_text())["args"]["peak_memory_mb"]
             for s in ("sft", "dpo")}

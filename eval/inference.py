@@ -22,13 +22,12 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
         split: str = "test", evaluate: bool = False, topk="1,5", embedding_model: str = ""):
     args = dict(locals())
     import torch
-    from accelerate import PartialState
 
     from eval.evaluate import parse_ks
     from utils.generation import generate_sharded, max_answer_tokens
-    from utils.modeling import check_model_dir, load_model, load_tokenizer
+    from utils.modeling import check_model_dir, load_model, load_tokenizer, process_state
 
-    state = PartialState()
+    state = process_state()
     check_model_dir(model_dir, "--model_dir")
     model_dir = Path(model_dir)
     if evaluate:

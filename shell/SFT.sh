@@ -15,8 +15,8 @@ SFT_SAMPLE_SIZE=${SFT_SAMPLE_SIZE:-$(recipe 8000 4096 512)}
 SFT_VALID_SAMPLE_SIZE=${SFT_VALID_SAMPLE_SIZE:-$(recipe 256 256 16)}   # validation loss, a few times a run
 SFT_EPOCHS=${SFT_EPOCHS:-$(recipe 2 4 1)}
 SFT_LR=${SFT_LR:-$(recipe 3e-3 3e-4 5e-4)}
-SFT_BATCH_SIZE=${SFT_BATCH_SIZE:-$(recipe 16 4 8)}
-SFT_GRAD_ACCUM=${SFT_GRAD_ACCUM:-$(recipe 1 4 1)}
+SFT_BATCH_SIZE=${SFT_BATCH_SIZE:-$(recipe 16 16 8)}   # global: records per optimizer step, whatever the GPU count
+SFT_DEVICE_BATCH_SIZE=${SFT_DEVICE_BATCH_SIZE:-$(recipe 16 4 8)}   # per device; accumulation makes up the rest
 SFT_WARMUP_STEPS=${SFT_WARMUP_STEPS:-$(recipe 50 20 20)}
 LORA_TARGETS=${LORA_TARGETS:-"all-linear"}  # pretrained base: peft's all-linear, or module names (q_proj,v_proj)
 SEED=${SEED:-42}
@@ -36,8 +36,8 @@ for CATEGORY in $CATEGORIES; do
     ensure_base_model "$CATEGORY"
     banner "SFT on $CATEGORY -> $OUT"
     launch train/sft.py --category "$CATEGORY" --base_model "$BASE_MODEL" --output_dir "$OUT" \
-      --sample_size "$SFT_SAMPLE_SIZE" --valid_sample_size "$SFT_VALID_SAMPLE_SIZE" --epochs "$SFT_EPOCHS" --lr "$SFT_LR" --batch_size "$SFT_BATCH_SIZE" \
-      --grad_accum "$SFT_GRAD_ACCUM" --warmup_steps "$SFT_WARMUP_STEPS" --lora_targets "$LORA_TARGETS" --seed "$SEED" \
+      --sample_size "$SFT_SAMPLE_SIZE" --valid_sample_size "$SFT_VALID_SAMPLE_SIZE" --epochs "$SFT_EPOCHS" --lr "$SFT_LR" \
+      --global_batch_size "$SFT_BATCH_SIZE" --per_device_batch_size "$SFT_DEVICE_BATCH_SIZE" --warmup_steps "$SFT_WARMUP_STEPS" --lora_targets "$LORA_TARGETS" --seed "$SEED" \
       --report_to "$REPORT_TO"
   fi
   bash shell/eval.sh "$OUT" "$CATEGORY" "${GPU_IDS[@]}" 9>&-

@@ -28,10 +28,10 @@ VALID_SAMPLE_SIZE=${VALID_SAMPLE_SIZE:-$(recipe 64 256 8)}
 LR=${LR:-$(recipe 2e-5 2e-5 1e-4)}                 # DPO step and SFT step (CPU: 8 steps, not 256, so larger)
 BETA=${BETA:-0.1}
 LOSS_TYPE=${LOSS_TYPE:-"sigmoid"}                  # trl loss types, comma-separated (e.g. sigmoid,sft)
-BATCH_SIZE=${BATCH_SIZE:-$(recipe 8 2 4)}          # DPO pairs per device step
-GRAD_ACCUM=${GRAD_ACCUM:-$(recipe 1 4 2)}
-SFT_BATCH_SIZE=${SFT_BATCH_SIZE:-$(recipe 16 4 8)} # the SFT step
-SFT_GRAD_ACCUM=${SFT_GRAD_ACCUM:-$(recipe 1 4 1)}
+BATCH_SIZE=${BATCH_SIZE:-$(recipe 8 8 8)}          # DPO pairs per optimizer step (global, any GPU count)
+DEVICE_BATCH_SIZE=${DEVICE_BATCH_SIZE:-$(recipe 8 2 4)}  # DPO pairs per device; accumulation makes up the rest
+SFT_BATCH_SIZE=${SFT_BATCH_SIZE:-$(recipe 16 16 8)}      # the SFT step: records per optimizer step (global)
+SFT_DEVICE_BATCH_SIZE=${SFT_DEVICE_BATCH_SIZE:-$(recipe 16 4 8)}
 EVAL_SFT_STEP=${EVAL_SFT_STEP:-1}                  # 0: skip evaluating each iteration's intermediate SFT-step model
 SEED=${SEED:-42}
 TEST_SAMPLE_SIZE=${TEST_SAMPLE_SIZE:-""}           # empty = the whole test split
@@ -68,7 +68,8 @@ for CATEGORY in $CATEGORIES; do
         launch train/sft.py --category "$CATEGORY" --resume_from "$current" --output_dir "$IT/SFT" \
           --train_file "$IT/data/sft_train.jsonl" --sample_size "$TRAIN_SAMPLE_SIZE" \
           --valid_sample_size "$VALID_SAMPLE_SIZE" --epochs 1 --lr "$LR" --warmup_steps 0 \
-          --batch_size "$SFT_BATCH_SIZE" --grad_accum "$SFT_GRAD_ACCUM" --seed "$((SEED + i))" --report_to "$REPORT_TO"
+          --global_batch_size "$SFT_BATCH_SIZE" --per_device_batch_size "$SFT_DEVICE_BATCH_SIZE" \
+          --seed "$((SEED + i))" --report_to "$REPORT_TO"
       fi
       # The SFT step's model is intermediate for SPRec (the paper evaluates it too); for SFT-only it is the result.
       if (( EVAL_SFT_STEP || ! dpo_step )); then bash shell/eval.sh "$IT/SFT" "$CATEGORY" "${GPU_IDS[@]}" 9>&-; fi
@@ -77,8 +78,8 @@ for CATEGORY in $CATEGORIES; do
     if (( dpo_step )); then
       if ! stage_done "$IT/DPO"; then
         launch train/dpo.py --model_dir "$current" --data_dir "$IT/data" --output_dir "$IT/DPO" --lr "$LR" \
-          --beta "$BETA" --loss_type "$LOSS_TYPE" --batch_size "$BATCH_SIZE" --grad_accum "$GRAD_ACCUM" \
-          --seed "$((SEED + i))" --report_to "$REPORT_TO"
+          --beta "$BETA" --loss_type "$LOSS_TYPE" --global_batch_size "$BATCH_SIZE" \
+          --per_device_batch_size "$DEVICE_BATCH_SIZE" --seed "$((SEED + i))" --report_to "$REPORT_TO"
       fi
       bash shell/eval.sh "$IT/DPO" "$CATEGORY" "${GPU_IDS[@]}" 9>&-
       current="$IT/DPO"

@@ -115,16 +115,30 @@ def test_killed_run_resumes_to_the_same_result(run, tmp_path):
     assert not list(new.rglob("*.partial"))
 
 
-def test_sft_with_two_cpu_processes(ml100k, tmp_path):
-    """accelerate launch over 2 gloo processes (DDP): the recorded world size is 2."""
+@pytest.mark.parametrize("processes", [1, 2])
+def test_sft_takes_the_same_optimizer_steps_on_one_and_two_cpu_processes(tiny_model, tmp_path, processes):
+    """The global batch is the recipe: 1 process accumulates 2 steps of 8, 2 gloo processes (DDP) 1 step of 8 each."""
     out = tmp_path / "SFT/ML100K"
-    script = ("source shell/common.sh; parse_gpu_ids 0; launch train/sft.py --category ML100K "
-              f"--output_dir {out} --sample_size 64 --valid_sample_size 8 --epochs 1 --batch_size 8 --grad_accum 1")
-    p = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env_for(tmp_path, CPU_PROCESSES="2"),
+    script = (f"source shell/common.sh; parse_gpu_ids 0; launch train/sft.py --category ML100K "
+              f"--base_model {tiny_model} "
+              f"--output_dir {out} --sample_size 64 --valid_sample_size 8 --epochs 1 --global_batch_size 16 "
+              "--per_device_batch_size 8")
+    p = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env_for(tmp_path, CPU_PROCESSES=str(processes)),
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-4000:]
-    config = json.loads((out / "run_config_sft.json").read_text())
-    assert config["args"]["world_size"] == 2 and config["args"]["steps"] == 4  # 64 records / (8 x 2 processes)
+    config = json.loads((out / "run_config_sft.json").read_text())["args"]
+    assert config["world_size"] == config["processes"] == processes and config["grad_accum"] == 2 // processes
+    assert config["global_batch_size"] == 16 and config["steps"] == 4  # 64 records / 16 per step, on any count
+    assert "global batch 16 = 8 per device x" in p.stdout
+
+
+def test_a_global_batch_that_does_not_divide_is_a_clear_error(tiny_model, tmp_path):
+    script = (f"source shell/common.sh; parse_gpu_ids 0; launch train/sft.py --category ML100K "
+              f"--base_model {tiny_model} "
+              f"--output_dir {tmp_path / 'out'} --sample_size 64 --global_batch_size 12 --per_device_batch_size 8")
+    p = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env_for(tmp_path), capture_output=True, text=True)
+    assert p.returncode == 2 and "global batch 12 is not a multiple of the per-device batch 8 x 1" in p.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
 
 
 @pytest.mark.parametrize("args, message", [

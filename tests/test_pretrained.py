@@ -13,10 +13,10 @@ from utils.prompt import parse_title, record_target, render_completion, render_p
 
 pytestmark = pytest.mark.slow
 
-# SFT_BATCH_SIZE serves SFT.sh and the SFT step of SPRec.sh alike.
+# SFT_BATCH_SIZE (global) serves SFT.sh and the SFT step of SPRec.sh alike.
 TOY = {"SFT_SAMPLE_SIZE": "4", "SFT_VALID_SAMPLE_SIZE": "2", "SFT_EPOCHS": "1", "SFT_BATCH_SIZE": "2",
-       "TRAIN_SAMPLE_SIZE": "2", "VALID_SAMPLE_SIZE": "1", "BATCH_SIZE": "2", "GRAD_ACCUM": "1",
-       "TEST_SAMPLE_SIZE": "4", "SEED": "3", "CATEGORIES": "ML100K"}
+       "SFT_DEVICE_BATCH_SIZE": "1", "TRAIN_SAMPLE_SIZE": "2", "VALID_SAMPLE_SIZE": "1", "BATCH_SIZE": "2",
+       "DEVICE_BATCH_SIZE": "1", "TEST_SAMPLE_SIZE": "4", "SEED": "3", "CATEGORIES": "ML100K"}
 
 
 @pytest.fixture(scope="session")
@@ -152,9 +152,11 @@ def check_pipeline(root, base, processes):
             assert row["topk"] == k and row["n"] == 4
         assert json.loads((d / "adapter_config.json").read_text())["base_model_name_or_path"] == str(base.resolve())
         assert not (d / "model.safetensors").exists()  # an adapter, not a merged or full copy
-    for stage in ("sft", "dpo"):
-        d = dirs[0] if stage == "sft" else dirs[2]
-        assert json.loads((d / f"run_config_{stage}.json").read_text())["args"]["world_size"] == processes
+    # Every stage ran on all processes (sharded generation too), not once per process.
+    configs = [dirs[0] / "run_config_sft.json", dirs[2] / "run_config_dpo.json", dirs[2] / "run_config_inference.json",
+               root / "SPRec/ML100K/it0/data/run_config_self_play.json"]
+    for path in configs:
+        assert json.loads(path.read_text())["args"]["world_size"] == processes, path
     # One adapter, continued: every stage saves the same tensor names (no 'ref' copy, nothing stacked), and a
     # continued adapter starts from the previous one (a new adapter would re-draw A at random).
     tensors = [adapter_tensors(d) for d in dirs]

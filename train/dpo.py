@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.io import UserError, comma_list, finish_stage, is_done, partial_dir, run_cli, start_stage, write_run_config  # noqa: E402
-from utils.training import device_args, peak_memory_mb, preference_dataset, schedule_args  # noqa: E402
+from utils.training import batch_plan, describe_plan, device_args, peak_memory_mb, preference_dataset, schedule_args  # noqa: E402
 
 
 def read_pairs(path: Path) -> list[dict]:
@@ -41,14 +41,14 @@ def read_pairs(path: Path) -> list[dict]:
 
 
 def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: float = 0.1,
-        loss_type: str = "sigmoid", epochs: float = 1, batch_size: int = 2, grad_accum: int = 4,
+        loss_type: str = "sigmoid", epochs: float = 1, global_batch_size: int = 8, per_device_batch_size: int = 2,
         warmup_steps: int = 0, max_length: int = 512, evals_per_run: int = 2, seed: int = 42,
         report_to: str = "none", logging_steps: int = 10, activation_checkpointing: bool = False,
         trust_remote_code: bool = False):
     args = dict(locals())
-    from accelerate import PartialState
+    from utils.modeling import process_state
 
-    state = PartialState()
+    state = process_state()
     out = Path(output_dir)
     if is_done(out):
         if state.is_main_process:
@@ -67,24 +67,25 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
     from utils.modeling import is_adapter, load_model, load_tokenizer, save_model
 
     train_ds, valid_ds = preference_dataset(train_pairs), preference_dataset(valid_pairs)
+    plan = batch_plan(global_batch_size, per_device_batch_size, state.num_processes)
     loss_types = comma_list(loss_type, "--loss_type")  # e.g. sigmoid,sft (fire hands it over as a tuple)
     if state.is_main_process:
         ex = train_ds[0]
         print(f"[dpo] start {model_dir} ({'LoRA adapter' if is_adapter(model_dir) else 'full model'}; reference = "
-              f"the same start), {len(train_ds)} pairs, loss {loss_types}, beta {beta}, lr {lr}. First pair:\n"
+              f"the same start), {len(train_ds)} pairs, loss {loss_types}, beta {beta}, lr {lr}, "
+              f"{describe_plan(plan)}. First pair:\n"
               f"{ex['prompt']}chosen: {ex['chosen']!r} rejected: {ex['rejected']!r}", flush=True)
 
     tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, padding_side="right")
     model = load_model(model_dir, trainable=True, trust_remote_code=trust_remote_code)
     tmp = partial_dir(out)
     config = DPOConfig(
-        output_dir=str(tmp), num_train_epochs=epochs, learning_rate=lr, per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=batch_size * 2, gradient_accumulation_steps=grad_accum, beta=beta,
+        output_dir=str(tmp), num_train_epochs=epochs, learning_rate=lr,
+        per_device_eval_batch_size=per_device_batch_size * 2, beta=beta,
         loss_type=loss_types, max_length=max_length, lr_scheduler_type="linear", save_strategy="no",
         logging_steps=logging_steps, report_to=report_to, seed=seed, data_seed=seed,
         disable_tqdm=not state.is_main_process, dataloader_num_workers=0,
-        **schedule_args(len(train_ds), epochs, batch_size, grad_accum, state.num_processes, evals_per_run,
-                        warmup_steps),
+        **schedule_args(len(train_ds), epochs, plan, evals_per_run, warmup_steps),
         **device_args(activation_checkpointing))
     if state.is_main_process:
         start_stage(out)
@@ -96,7 +97,7 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
     if state.is_main_process:
         save_model(trainer.model, tokenizer, tmp, model_dir)
         write_run_config(tmp, "dpo", {**args, "loss_type": loss_types, "start_model": model_dir, "pairs": len(train_ds),
-                                      "world_size": state.num_processes,
+                                      "world_size": state.num_processes, **plan,
                                       "peak_memory_mb": round(peak_memory_mb(), 1), "train_loss": result.training_loss,
                                       "steps": result.global_step})
         finish_stage(out)

@@ -56,9 +56,9 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
         negatives: str = "self", rejected: str = "grounded", temperature: float = 0.0, num_negatives: int = 1,
         token_budget: int = 32768, embedding_model: str = "", trust_remote_code: bool = False):
     args = dict(locals())
-    from accelerate import PartialState
+    from utils.modeling import process_state
 
-    state = PartialState()
+    state = process_state()
     out = Path(output_dir)
     if is_done(out):
         if state.is_main_process:
@@ -139,7 +139,7 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
     write_jsonl(tmp / "dpo_valid.jsonl", dpo_valid or dpo_train[:1])
     write_jsonl(tmp / "sft_train.jsonl", [drawn[j] for j in train_records])
     write_json(tmp / "summary.json", counts)
-    write_run_config(tmp, "self_play", args)
+    write_run_config(tmp, "self_play", {**args, "world_size": state.num_processes})
     finish_stage(out)
     print(f"[self-play] wrote {out}: {counts}", flush=True)
     state.wait_for_everyone()

@@ -15,20 +15,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.data import category_dir, load_split, read_records, sample_records  # noqa: E402
 from utils.io import check_output_dir, finish_stage, is_done, partial_dir, run_cli, start_stage, write_run_config  # noqa: E402
-from utils.training import device_args, lora_config, peak_memory_mb, prompt_completion_dataset, schedule_args  # noqa: E402
+from utils.training import (  # noqa: E402
+    batch_plan,
+    describe_plan,
+    device_args,
+    lora_config,
+    peak_memory_mb,
+    prompt_completion_dataset,
+    schedule_args,
+)
 
 
 def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_from: str = "",
         data_dir: str = "", train_file: str = "", sample_size: int = 4096, valid_sample_size: int = 256,
-        epochs: float = 4, lr: float = 3e-4, batch_size: int = 4, grad_accum: int = 4, warmup_steps: int = 20,
+        epochs: float = 4, lr: float = 3e-4, global_batch_size: int = 16, per_device_batch_size: int = 4,
+        warmup_steps: int = 20,
         max_length: int = 512, full_finetune: str = "auto", lora_r: int = 16, lora_alpha: int = 32,
         lora_dropout: float = 0.05, lora_targets="all-linear", evals_per_run: int = 4, seed: int = 42,
         report_to: str = "none", logging_steps: int = 10, activation_checkpointing: bool = False,
         trust_remote_code: bool = False):
     args = dict(locals())
-    from accelerate import PartialState
+    from utils.modeling import process_state
 
-    state = PartialState()
+    state = process_state()
     out = Path(output_dir)
     if is_done(out):
         if state.is_main_process:
@@ -47,6 +56,7 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     train_records = sample_records(train_records, sample_size, seed)
     valid_records = sample_records(load_split(data, "valid"), valid_sample_size, seed)
     train_ds, valid_ds = prompt_completion_dataset(train_records), prompt_completion_dataset(valid_records)
+    plan = batch_plan(global_batch_size, per_device_batch_size, state.num_processes)
     from trl import SFTConfig, SFTTrainer
 
     from utils.modeling import is_adapter, load_model, load_tokenizer, save_model
@@ -55,7 +65,7 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     if state.is_main_process:
         print(f"[sft] start {start} ({'adapter, continued' if is_adapter(start) else 'full' if full else 'LoRA'}; "
               f"loss on {'the whole text' if project_built else 'the completion'}), {len(train_ds)} train / "
-              f"{len(valid_ds)} valid records, {state.num_processes} process(es). First example:\n"
+              f"{len(valid_ds)} valid records, {describe_plan(plan)}. First example:\n"
               f"{train_ds[0]['prompt']}{train_ds[0]['completion']}", flush=True)
 
     tokenizer = load_tokenizer(start, trust_remote_code=trust_remote_code, padding_side="right")
@@ -67,12 +77,11 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
         check_lora_targets(model, peft_config)
     tmp = partial_dir(out)
     config = SFTConfig(
-        output_dir=str(tmp), num_train_epochs=epochs, learning_rate=lr, per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=batch_size * 4, gradient_accumulation_steps=grad_accum,
-        lr_scheduler_type="cosine", max_length=max_length, completion_only_loss=not project_built,
+        output_dir=str(tmp), num_train_epochs=epochs, learning_rate=lr,
+        per_device_eval_batch_size=per_device_batch_size * 4, lr_scheduler_type="cosine", max_length=max_length,
+        completion_only_loss=not project_built,
         save_strategy="no", logging_steps=logging_steps,
-        **schedule_args(len(train_ds), epochs, batch_size, grad_accum, state.num_processes, evals_per_run,
-                        warmup_steps),
+        **schedule_args(len(train_ds), epochs, plan, evals_per_run, warmup_steps),
         report_to=report_to, seed=seed, data_seed=seed, disable_tqdm=not state.is_main_process,
         dataloader_num_workers=0, **device_args(activation_checkpointing))
     if state.is_main_process:
@@ -86,7 +95,7 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
         save_model(trainer.model, tokenizer, tmp, start)
         write_run_config(tmp, "sft", {**args, "start_model": start, "full_finetune": full,
                                       "loss": "whole text" if project_built else "completion only",
-                                      "train_records": len(train_ds), "world_size": state.num_processes,
+                                      "train_records": len(train_ds), "world_size": state.num_processes, **plan,
                                       "peak_memory_mb": round(peak_memory_mb(), 1),
                                       "train_loss": result.training_loss, "steps": result.global_step})
         finish_stage(out)

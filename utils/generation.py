@@ -111,10 +111,11 @@ def generate(model, tokenizer, prompts, *, max_new_tokens: int, token_budget: in
 
 def generate_sharded(model, tokenizer, prompts, **kwargs) -> list[list[str]]:
     """`generate` under accelerate: each process takes every world_size-th prompt; all get the full result."""
-    from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    state = PartialState()
+    from utils.modeling import process_state
+
+    state = process_state()
     if state.num_processes == 1:
         return generate(model, tokenizer, prompts, **kwargs)
     mine = list(range(state.process_index, len(prompts), state.num_processes))

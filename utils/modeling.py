@@ -92,6 +92,16 @@ def is_project_built(model_dir) -> bool:
         return False
 
 
+def process_state():
+    """accelerate's view of this launch: rank, world size, device. Without CUDA it must be asked for the CPU backend
+    explicitly: a plain PartialState() under `accelerate launch --multi_gpu` with ACCELERATE_USE_CPU=1 reports one
+    process in each of the two (measured), so work meant to be sharded would be done twice."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def default_dtype(trainable_weights: bool = False):
     """bf16 (fp16 on cards without bf16) on a GPU, fp32 on the CPU; fp32 always for weights that are trained.
 

@@ -57,12 +57,30 @@ def device_args(activation_checkpointing: bool = False) -> dict:
     return {"bf16": False, "use_cpu": True, "activation_checkpointing": False}
 
 
-def schedule_args(n_examples: int, epochs: float, batch_size: int, grad_accum: int, world: int, evals: int,
-                  warmup_steps: int) -> dict:
+def batch_plan(global_batch_size: int, per_device_batch_size: int, processes: int, flag: str = "") -> dict:
+    """The recipe fixes the global batch (examples per optimizer step); gradient accumulation makes it up from the
+    per-device batch on any number of processes, so 1 GPU and 8 GPUs take the same steps over the same records."""
+    per_process = per_device_batch_size * processes
+    if min(global_batch_size, per_device_batch_size) < 1 or global_batch_size % per_process:
+        raise UserError(f"global batch {global_batch_size}{flag} is not a multiple of the per-device batch "
+                        f"{per_device_batch_size} x {processes} process(es): choose a per-device batch that divides "
+                        f"{global_batch_size} / {processes}, or another global batch")
+    return {"global_batch_size": global_batch_size, "per_device_batch_size": per_device_batch_size,
+            "processes": processes, "grad_accum": global_batch_size // per_process}
+
+
+def schedule_args(n_examples: int, epochs: float, plan: dict, evals: int, warmup_steps: int) -> dict:
     """Evaluation a few times per run (not after every step, as the official code did) and a bounded warm-up."""
-    steps = max(1, int(n_examples * epochs) // (batch_size * grad_accum * world))
-    return {"eval_strategy": "steps" if evals else "no", "eval_steps": max(1, steps // max(1, evals)),
+    steps = max(1, int(n_examples * epochs) // plan["global_batch_size"])
+    return {"per_device_train_batch_size": plan["per_device_batch_size"],
+            "gradient_accumulation_steps": plan["grad_accum"],
+            "eval_strategy": "steps" if evals else "no", "eval_steps": max(1, steps // max(1, evals)),
             "warmup_steps": min(warmup_steps, steps // 10)}
+
+
+def describe_plan(plan: dict) -> str:
+    return (f"global batch {plan['global_batch_size']} = {plan['per_device_batch_size']} per device x "
+            f"{plan['processes']} process(es) x {plan['grad_accum']} accumulation step(s)")
 
 
 def peak_memory_mb() -> float:
