@@ -16,8 +16,11 @@ if [[ -z "${VIRTUAL_ENV:-}" && -z "${CONDA_PREFIX:-}" ]]; then
   source "$ROOT/.venv/bin/activate"
 fi
 
-# GPU ids: the leading arguments that are integers. The rest stay in REST_ARGS.
+# GPU ids: the leading arguments that are integers. The rest stay in REST_ARGS. Ids count within an existing
+# CUDA_VISIBLE_DEVICES (a scheduler's allocation of GPUs 4-7 makes ids 0-3 mean GPUs 4-7); VISIBLE_GPUS holds the
+# resulting list for CUDA_VISIBLE_DEVICES.
 GPU_IDS=()
+VISIBLE_GPUS=""
 # shellcheck disable=SC2034  # REST_ARGS is read by the scripts that source this file
 REST_ARGS=()
 parse_gpu_ids() {
@@ -27,17 +30,22 @@ parse_gpu_ids() {
   GPU_IDS=("${args[@]:0:${#args[@]}-n_rest}")
   # shellcheck disable=SC2034
   REST_ARGS=("${args[@]:${#args[@]}-n_rest}")
-  local id available
+  local id visible=() mapped=()
   for id in "${GPU_IDS[@]}"; do
     [[ "$id" =~ ^[0-9]+$ ]] || die "GPU id '$id' is not a non-negative integer"
   done
-  if (( ${#GPU_IDS[@]} )); then
-    command -v nvidia-smi >/dev/null || die "GPU ids ${GPU_IDS[*]} given but there is no NVIDIA GPU here (no nvidia-smi); pass no ids to run on the CPU"
-    available=$(nvidia-smi -L | grep -c '^GPU ' || true)
-    for id in "${GPU_IDS[@]}"; do
-      (( id < available )) || die "GPU id $id does not exist (this machine has $available GPU(s))"
-    done
+  (( ${#GPU_IDS[@]} )) || return 0
+  command -v nvidia-smi >/dev/null || die "GPU ids ${GPU_IDS[*]} given but there is no NVIDIA GPU here (no nvidia-smi); pass no ids to run on the CPU"
+  if [[ -n "${CUDA_VISIBLE_DEVICES+set}" ]]; then
+    IFS=, read -ra visible <<< "$CUDA_VISIBLE_DEVICES"
+  else
+    mapfile -t visible < <(seq 0 $(( $(nvidia-smi -L | grep -c '^GPU ' || true) - 1 )))
   fi
+  for id in "${GPU_IDS[@]}"; do
+    (( 10#$id < ${#visible[@]} )) || die "GPU id $id does not exist: ${#visible[@]} GPU(s) visible${CUDA_VISIBLE_DEVICES+ (CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES)}"
+    mapped+=("${visible[10#$id]}")
+  done
+  VISIBLE_GPUS=$(IFS=,; echo "${mapped[*]}")
 }
 
 # A recipe default follows the model, not the hardware: the small model is trained fully with loss on the whole text
@@ -57,17 +65,19 @@ kind_of_base() { if [[ -z "$1" ]]; then echo small; else echo pretrained; fi; }
 # (A directory that is not there yet counts as small; the scripts stop on it before training anything.)
 kind_of_model_dir() { if [[ -f "$1/sprec_tiny.json" ]] || ! stage_done "$1"; then echo small; else echo pretrained; fi; }
 
-# Run a Python entry point: plain python on one CPU process, else accelerate (DDP) over the GPU ids, or over
-# CPU_PROCESSES gloo processes on the CPU (accelerate's --cpu flag would silently start only one).
+# Run a Python entry point: plain python on one CPU process, else accelerate over the GPU ids (one process each:
+# DDP) or over CPU_PROCESSES gloo processes on the CPU. A config file from shell/accelerate/ is always passed, so a
+# user's default accelerate config never changes a run; ACCELERATE_CONFIG names another file for the GPU case.
 launch() {
-  local n=${#GPU_IDS[@]}
-  local common=(--num_machines 1 --mixed_precision no --dynamo_backend no --main_process_port "$(free_port)")
+  local n=${#GPU_IDS[@]} configs="$ROOT/shell/accelerate"
+  local common=(--num_machines 1 --main_process_port "$(free_port)")
   if (( n > 0 )); then
-    local ids; ids=$(IFS=,; echo "${GPU_IDS[*]}")
-    if (( n > 1 )); then common+=(--multi_gpu); fi
-    CUDA_VISIBLE_DEVICES="$ids" accelerate launch --num_processes "$n" "${common[@]}" "$@" 9>&-
+    local config="$configs/single_gpu.yaml"
+    (( n > 1 )) && config="$configs/multi_gpu.yaml"
+    CUDA_VISIBLE_DEVICES="$VISIBLE_GPUS" accelerate launch --config_file "${ACCELERATE_CONFIG:-$config}" \
+      --num_processes "$n" "${common[@]}" "$@" 9>&-
   elif (( ${CPU_PROCESSES:-1} > 1 )); then
-    ACCELERATE_USE_CPU=1 CUDA_VISIBLE_DEVICES="" accelerate launch --multi_gpu --num_processes "$CPU_PROCESSES" \
+    CUDA_VISIBLE_DEVICES="" accelerate launch --config_file "$configs/multi_cpu.yaml" --num_processes "$CPU_PROCESSES" \
       "${common[@]}" "$@" 9>&-
   else
     CUDA_VISIBLE_DEVICES="" python "$@" 9>&-
