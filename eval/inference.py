@@ -4,7 +4,9 @@ usage: python eval/inference.py --model_dir models/SFT/ML100K --category ML100K 
        [--evaluate] [--topk 1,5] [--embedding_model PATH]
        (or through accelerate: the records are sharded across processes and gathered in order)
 Writes <model_dir>/test_result.json: the test records, each with a `predict` list holding the generated text.
-With --evaluate, eval/evaluate.py then runs in the same process (one Python start-up instead of two).
+With --evaluate, eval/evaluate.py then runs in the same process (one Python start-up instead of two). A rerun reuses
+the predictions made with the same settings (and the eval files made with the same embedder), and stops with the
+differing values when the settings changed (e.g. another TEST_SAMPLE_SIZE or SEED).
 """
 import sys
 import time
@@ -13,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.data import category_dir, load_catalog, load_split, sample_records  # noqa: E402
-from utils.io import read_json, run_cli, write_json, write_run_config  # noqa: E402
+from utils.io import check_same_settings, read_json, run_cli, write_json, write_run_config  # noqa: E402
 from utils.prompt import render_prompt  # noqa: E402
 
 
@@ -36,11 +38,15 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
     data_dir = Path(data_dir) if data_dir else category_dir(category)
     records = sample_records(load_split(data_dir, split), test_sample_size, seed)
     if out_path.is_file() and not force:
+        check_same_settings(model_dir, "inference", args, f"the predictions {out_path}",
+                            "delete it (or pass --force) to predict again")
         previous = read_json(out_path)
         if isinstance(previous, list) and len(previous) == len(records):
             if state.is_main_process:
                 print(f"{out_path} exists with {len(records)} predictions; skipping generation (--force to redo)")
-                if evaluate:
+                if evaluate and evaluated(model_dir, topk, embedding_model):
+                    print(f"[eval] {model_dir} already evaluated with these settings; skipping")
+                elif evaluate:
                     evaluate_results(out_path, category, data_dir, topk, embedding_model)
             return
     catalog = load_catalog(data_dir)
@@ -55,8 +61,7 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
                              token_budget=token_budget, seed=seed, desc=f"{split} inference")
     if state.is_main_process:
         write_json(out_path, [{**r, "predict": t} for r, t in zip(records, texts)])
-        write_run_config(model_dir, "inference", {**args, "records": len(records),
-                                                  "world_size": state.num_processes})
+        write_run_config(model_dir, "inference", args, {"records": len(records), "world_size": state.num_processes})
         print(f"[inference] wrote {out_path} ({time.time() - t0:.1f} s generation)", flush=True)
     del model
     if torch.cuda.is_available():
@@ -64,6 +69,16 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
     if evaluate and state.is_main_process:
         evaluate_results(out_path, category, data_dir, topk, embedding_model)
     state.wait_for_everyone()
+
+
+def evaluated(model_dir, topk, embedding_model) -> bool:
+    """Every requested eval_top{K}.json exists and was grounded with the same embedding model."""
+    from eval.evaluate import parse_ks
+    from utils.grounding import default_embedding_model
+
+    want = str(embedding_model or default_embedding_model())
+    files = [Path(model_dir) / f"eval_top{k}.json" for k in parse_ks(topk)]
+    return all(f.is_file() and read_json(f).get("embedding_model") == want for f in files)
 
 
 def evaluate_results(result_path, category, data_dir, topk, embedding_model):

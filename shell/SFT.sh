@@ -30,15 +30,12 @@ for CATEGORY in $CATEGORIES; do
   check_category "$CATEGORY"
   OUT="$OUTPUT_ROOT/SFT/$CATEGORY"
   take_lock "$OUTPUT_ROOT/SFT/.$CATEGORY.lock"
-  if stage_done "$OUT"; then
-    echo "[sft] $OUT is complete; skipping"
-  else
-    ensure_base_model "$CATEGORY"
-    banner "SFT on $CATEGORY -> $OUT"
-    launch train/sft.py --category "$CATEGORY" --base_model "$BASE_MODEL" --output_dir "$OUT" \
-      --sample_size "$SFT_SAMPLE_SIZE" --valid_sample_size "$SFT_VALID_SAMPLE_SIZE" --epochs "$SFT_EPOCHS" --lr "$SFT_LR" \
-      --global_batch_size "$SFT_BATCH_SIZE" --per_device_batch_size "$SFT_DEVICE_BATCH_SIZE" --warmup_steps "$SFT_WARMUP_STEPS" --lora_targets "$LORA_TARGETS" --seed "$SEED" \
-      --report_to "$REPORT_TO"
-  fi
+  # A finished stage is skipped by train/sft.py itself, after it checked that the settings are the same.
+  ensure_base_model "$CATEGORY"
+  banner "SFT on $CATEGORY -> $OUT"
+  launch train/sft.py --category "$CATEGORY" --base_model "$BASE_MODEL" --output_dir "$OUT" \
+    --sample_size "$SFT_SAMPLE_SIZE" --valid_sample_size "$SFT_VALID_SAMPLE_SIZE" --epochs "$SFT_EPOCHS" \
+    --lr "$SFT_LR" --global_batch_size "$SFT_BATCH_SIZE" --per_device_batch_size "$SFT_DEVICE_BATCH_SIZE" \
+    --warmup_steps "$SFT_WARMUP_STEPS" --lora_targets "$LORA_TARGETS" --seed "$SEED" --report_to "$REPORT_TO"
   bash shell/eval.sh "$OUT" "$CATEGORY" "${GPU_IDS[@]}" 9>&-
 done

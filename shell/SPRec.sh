@@ -58,29 +58,24 @@ for CATEGORY in $CATEGORIES; do
   for ((i = 0; i < ITERATIONS; i++)); do
     IT="$RUN/it$i"
     banner "$METHOD $CATEGORY iteration $i/$ITERATIONS"
-    if ! stage_done "$IT/data"; then
-      launch train/self_play.py --model_dir "$current" --output_dir "$IT/data" --category "$CATEGORY" \
-        --iteration "$i" --seed "$SEED" --negatives "$negatives" --train_sample_size "$TRAIN_SAMPLE_SIZE" \
-        --valid_sample_size "$VALID_SAMPLE_SIZE" --embedding_model "${EMBEDDING_MODEL:-}"
-    fi
+    # Each stage skips itself when finished, after checking that it was made with the same settings.
+    launch train/self_play.py --model_dir "$current" --output_dir "$IT/data" --category "$CATEGORY" \
+      --iteration "$i" --seed "$SEED" --negatives "$negatives" --train_sample_size "$TRAIN_SAMPLE_SIZE" \
+      --valid_sample_size "$VALID_SAMPLE_SIZE" --embedding_model "${EMBEDDING_MODEL:-}"
     if (( sft_step )); then
-      if ! stage_done "$IT/SFT"; then
-        launch train/sft.py --category "$CATEGORY" --resume_from "$current" --output_dir "$IT/SFT" \
-          --train_file "$IT/data/sft_train.jsonl" --sample_size "$TRAIN_SAMPLE_SIZE" \
-          --valid_sample_size "$VALID_SAMPLE_SIZE" --epochs 1 --lr "$LR" --warmup_steps 0 \
-          --global_batch_size "$SFT_BATCH_SIZE" --per_device_batch_size "$SFT_DEVICE_BATCH_SIZE" \
-          --seed "$((SEED + i))" --report_to "$REPORT_TO"
-      fi
+      launch train/sft.py --category "$CATEGORY" --resume_from "$current" --output_dir "$IT/SFT" \
+        --train_file "$IT/data/sft_train.jsonl" --sample_size "$TRAIN_SAMPLE_SIZE" \
+        --valid_sample_size "$VALID_SAMPLE_SIZE" --epochs 1 --lr "$LR" --warmup_steps 0 \
+        --global_batch_size "$SFT_BATCH_SIZE" --per_device_batch_size "$SFT_DEVICE_BATCH_SIZE" \
+        --seed "$((SEED + i))" --report_to "$REPORT_TO"
       # The SFT step's model is intermediate for SPRec (the paper evaluates it too); for SFT-only it is the result.
       if (( EVAL_SFT_STEP || ! dpo_step )); then bash shell/eval.sh "$IT/SFT" "$CATEGORY" "${GPU_IDS[@]}" 9>&-; fi
       current="$IT/SFT"
     fi
     if (( dpo_step )); then
-      if ! stage_done "$IT/DPO"; then
-        launch train/dpo.py --model_dir "$current" --data_dir "$IT/data" --output_dir "$IT/DPO" --lr "$LR" \
-          --beta "$BETA" --loss_type "$LOSS_TYPE" --global_batch_size "$BATCH_SIZE" \
-          --per_device_batch_size "$DEVICE_BATCH_SIZE" --seed "$((SEED + i))" --report_to "$REPORT_TO"
-      fi
+      launch train/dpo.py --model_dir "$current" --data_dir "$IT/data" --output_dir "$IT/DPO" --lr "$LR" \
+        --beta "$BETA" --loss_type "$LOSS_TYPE" --global_batch_size "$BATCH_SIZE" \
+        --per_device_batch_size "$DEVICE_BATCH_SIZE" --seed "$((SEED + i))" --report_to "$REPORT_TO"
       bash shell/eval.sh "$IT/DPO" "$CATEGORY" "${GPU_IDS[@]}" 9>&-
       current="$IT/DPO"
     fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # usage: bash shell/eval.sh MODEL_DIR CATEGORY [GPU ids...]
 # Generates one prediction per test record (test_result.json), then writes eval_top1.json and eval_top5.json into
-# MODEL_DIR. Skipped when both eval files exist; delete them to re-evaluate.
+# MODEL_DIR. A rerun reuses what was made with the same settings and stops when they changed (eval/inference.py).
 set -euo pipefail
 # shellcheck source=shell/common.sh
 source "$(dirname "$0")/common.sh"
@@ -18,10 +18,6 @@ EMBEDDING_MODEL=${EMBEDDING_MODEL:-""}     # empty = all-MiniLM-L6-v2 from the g
 
 check_category "$CATEGORY"
 stage_done "$MODEL_DIR" || die "$MODEL_DIR is not a finished model directory (no DONE marker)"
-if [[ -f "$MODEL_DIR/eval_top1.json" && -f "$MODEL_DIR/eval_top5.json" ]]; then
-  echo "[eval] $MODEL_DIR already evaluated; skipping"
-  exit 0
-fi
 banner "evaluating $MODEL_DIR"
 sample_args=()
 [[ -n "$TEST_SAMPLE_SIZE" ]] && sample_args=(--test_sample_size "$TEST_SAMPLE_SIZE")

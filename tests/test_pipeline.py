@@ -151,3 +151,20 @@ def test_a_global_batch_that_does_not_divide_is_a_clear_error(tiny_model, tmp_pa
 def test_usage_errors(tmp_path, args, message):
     p = sh(tmp_path, *args, check=False)
     assert p.returncode == 2 and message in p.stderr, p.stderr
+
+
+def test_a_rerun_with_changed_settings_stops_and_changes_nothing(run, tmp_path):
+    """A finished stage is reused only with the settings that made it; a changed one is named, nothing is touched."""
+    root, _ = run
+    new = tmp_path / "new"
+    shutil.copytree(root / "SFT", new / "SFT")
+    files = {q: q.stat().st_mtime_ns for q in new.rglob("*") if q.is_file() and q.suffix != ".lock"}
+    p = sh(new, "shell/SFT.sh", check=False, SFT_LR="1e-3")
+    assert p.returncode == 2 and "error: the SFT stage" in p.stderr and "lr 0.003 -> 0.001" in p.stderr, p.stderr
+    assert "set a new OUTPUT_ROOT" in p.stderr
+    p = sh(new, "shell/SFT.sh", check=False, TEST_SAMPLE_SIZE="40")  # training unchanged, evaluation changed
+    assert p.returncode == 2 and "test_sample_size 48 -> 40" in p.stderr, p.stderr
+    assert "is complete; skipping" in p.stdout
+    log = sh(new, "shell/SFT.sh").stdout  # the same settings: everything is reused
+    assert "skipping generation" in log and "already evaluated with these settings; skipping" in log
+    assert {q: q.stat().st_mtime_ns for q in files} == files

@@ -11,7 +11,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.io import UserError, comma_list, finish_stage, is_done, partial_dir, run_cli, start_stage, write_run_config  # noqa: E402
+from utils.io import (  # noqa: E402
+    UserError,
+    check_same_settings,
+    comma_list,
+    finish_stage,
+    is_done,
+    partial_dir,
+    run_cli,
+    start_stage,
+    write_run_config,
+)
 from utils.training import batch_plan, describe_plan, device_args, peak_memory_mb, preference_dataset, schedule_args  # noqa: E402
 
 
@@ -46,11 +56,13 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
         report_to: str = "none", logging_steps: int = 10, activation_checkpointing: bool = False,
         trust_remote_code: bool = False):
     args = dict(locals())
+    loss_types = args["loss_type"] = comma_list(loss_type, "--loss_type")  # e.g. sigmoid,sft (fire: a tuple)
     from utils.modeling import process_state
 
     state = process_state()
     out = Path(output_dir)
     if is_done(out):
+        check_same_settings(out, "dpo", args, f"the DPO step {out}")
         if state.is_main_process:
             print(f"[dpo] {out} is complete; skipping")
         return
@@ -68,7 +80,6 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
 
     train_ds, valid_ds = preference_dataset(train_pairs), preference_dataset(valid_pairs)
     plan = batch_plan(global_batch_size, per_device_batch_size, state.num_processes)
-    loss_types = comma_list(loss_type, "--loss_type")  # e.g. sigmoid,sft (fire hands it over as a tuple)
     if state.is_main_process:
         ex = train_ds[0]
         print(f"[dpo] start {model_dir} ({'LoRA adapter' if is_adapter(model_dir) else 'full model'}; reference = "
@@ -96,10 +107,10 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
     state.wait_for_everyone()
     if state.is_main_process:
         save_model(trainer.model, tokenizer, tmp, model_dir)
-        write_run_config(tmp, "dpo", {**args, "loss_type": loss_types, "start_model": model_dir, "pairs": len(train_ds),
-                                      "world_size": state.num_processes, **plan,
-                                      "peak_memory_mb": round(peak_memory_mb(), 1), "train_loss": result.training_loss,
-                                      "steps": result.global_step})
+        write_run_config(tmp, "dpo", args, {"start_model": model_dir, "pairs": len(train_ds),
+                                            "world_size": state.num_processes, **plan,
+                                            "peak_memory_mb": round(peak_memory_mb(), 1),
+                                            "train_loss": result.training_loss, "steps": result.global_step})
         finish_stage(out)
         print(f"[dpo] wrote {out} (train loss {result.training_loss:.4f}, {result.global_step} steps)", flush=True)
     state.wait_for_everyone()

@@ -18,7 +18,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.data import category_dir, load_catalog, load_split  # noqa: E402
-from utils.io import UserError, finish_stage, is_done, run_cli, start_stage, write_json, write_jsonl, write_run_config  # noqa: E402
+from utils.io import (  # noqa: E402
+    UserError,
+    check_same_settings,
+    finish_stage,
+    is_done,
+    run_cli,
+    start_stage,
+    write_json,
+    write_jsonl,
+    write_run_config,
+)
 from utils.prompt import parse_title, record_history, record_target, render_completion, render_prompt  # noqa: E402
 
 
@@ -61,6 +71,7 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
     state = process_state()
     out = Path(output_dir)
     if is_done(out):
+        check_same_settings(out, "self_play", args, f"the self-play data {out}")
         if state.is_main_process:
             print(f"[self-play] {out} is complete; skipping")
         return
@@ -139,7 +150,7 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
     write_jsonl(tmp / "dpo_valid.jsonl", dpo_valid or dpo_train[:1])
     write_jsonl(tmp / "sft_train.jsonl", [drawn[j] for j in train_records])
     write_json(tmp / "summary.json", counts)
-    write_run_config(tmp, "self_play", {**args, "world_size": state.num_processes})
+    write_run_config(tmp, "self_play", args, {"world_size": state.num_processes})
     finish_stage(out)
     print(f"[self-play] wrote {out}: {counts}", flush=True)
     state.wait_for_everyone()

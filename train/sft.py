@@ -14,7 +14,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.data import category_dir, load_split, read_records, sample_records  # noqa: E402
-from utils.io import check_output_dir, finish_stage, is_done, partial_dir, run_cli, start_stage, write_run_config  # noqa: E402
+from utils.io import (  # noqa: E402
+    check_output_dir,
+    check_same_settings,
+    finish_stage,
+    is_done,
+    partial_dir,
+    run_cli,
+    start_stage,
+    write_run_config,
+)
 from utils.training import (  # noqa: E402
     batch_plan,
     describe_plan,
@@ -40,6 +49,7 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     state = process_state()
     out = Path(output_dir)
     if is_done(out):
+        check_same_settings(out, "sft", args, f"the SFT stage {out}")
         if state.is_main_process:
             print(f"[sft] {out} is complete; skipping")
         return
@@ -93,11 +103,11 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     state.wait_for_everyone()
     if state.is_main_process:
         save_model(trainer.model, tokenizer, tmp, start)
-        write_run_config(tmp, "sft", {**args, "start_model": start, "full_finetune": full,
-                                      "loss": "whole text" if project_built else "completion only",
-                                      "train_records": len(train_ds), "world_size": state.num_processes, **plan,
-                                      "peak_memory_mb": round(peak_memory_mb(), 1),
-                                      "train_loss": result.training_loss, "steps": result.global_step})
+        write_run_config(tmp, "sft", args, {"start_model": start, "full_finetune": full,
+                                            "loss": "whole text" if project_built else "completion only",
+                                            "train_records": len(train_ds), "world_size": state.num_processes, **plan,
+                                            "peak_memory_mb": round(peak_memory_mb(), 1),
+                                            "train_loss": result.training_loss, "steps": result.global_step})
         finish_stage(out)
         print(f"[sft] wrote {out} (train loss {result.training_loss:.4f}, {result.global_step} steps)", flush=True)
     state.wait_for_everyone()

@@ -161,8 +161,47 @@ def versions() -> dict:
     return out
 
 
-def write_run_config(directory, stage: str, args: dict) -> None:
-    """Record what produced a directory: the stage, its resolved arguments, versions, git commit."""
+# Arguments that do not change a stage's result: where it reads and writes within a run (a run directory may be moved
+# or copied), how it logs, memory and speed knobs. Everything else a stage is called with is its result-changing
+# configuration, stored (with its hash) and compared on a rerun.
+NOT_RESULT_CHANGING = {"output_dir", "model_dir", "resume_from", "train_file", "data_dir", "report_to",
+                       "logging_steps", "evals_per_run", "per_device_batch_size", "activation_checkpointing",
+                       "trust_remote_code", "token_budget", "force", "evaluate", "topk", "embedding_model"}
+
+
+def result_settings(args: dict) -> dict:
+    return {k: v for k, v in args.items() if k not in NOT_RESULT_CHANGING}
+
+
+def settings_hash(settings: dict) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def check_same_settings(directory, stage: str, args: dict, what: str = "", redo: str = "") -> None:
+    """A finished stage is reused only with the settings that made it: a rerun with others (a changed LR, BETA, SEED,
+    BASE_MODEL...) stops with the differing values instead of silently mixing them into the run."""
+    path = Path(directory) / f"run_config_{stage}.json"
+    if not path.is_file():
+        return
+    old = read_json(path).get("settings")
+    if old is None:  # written before settings were recorded
+        return
+    new = json.loads(json.dumps(result_settings(args), default=str))  # as it would be stored
+    if old != new:
+        diff = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                         if old.get(k) != new.get(k))
+        redo = redo or f"delete {directory} (and the stages after it) to redo it"
+        raise UserError(f"{what or directory} was made with other settings ({diff}): set a new OUTPUT_ROOT for "
+                        f"the new settings, or {redo}")
+
+
+def write_run_config(directory, stage: str, args: dict, extra: dict | None = None) -> None:
+    """Record what produced a directory: the stage, its arguments (plus `extra` facts such as step counts), the
+    result-changing settings and their hash, versions, git commit."""
+    settings = result_settings(args)
     write_json(Path(directory) / f"run_config_{stage}.json",
-               {"stage": stage, "args": args, "versions": versions(), "git_commit": git_commit(),
+               {"stage": stage, "args": {**args, **(extra or {})}, "settings": settings,
+                "settings_hash": settings_hash(settings), "versions": versions(), "git_commit": git_commit(),
                 "argv": sys.argv})
