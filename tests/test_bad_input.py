@@ -85,6 +85,21 @@ def test_missing_base_model(tmp_path, ml100k):  # data exists: the model is what
     nothing_left(tmp_path, out)
 
 
+def test_unknown_pretrained_short_name(tmp_path, ml100k):
+    user_error(sh("shell/SFT.sh", OUTPUT_ROOT=str(tmp_path), BASE_MODEL="gpt9"),
+               "unknown pretrained model 'gpt9': known short names are smollm2")
+    nothing_left(tmp_path, tmp_path / "SFT/ML100K")
+
+
+def test_lora_targets_that_the_architecture_lacks(tmp_path, tiny_model):
+    """A small model trained with LoRA (`--full_finetune false`) on module names it does not have: one line."""
+    out = tmp_path / "out"
+    user_error(py("train/sft.py", "--output_dir", out, "--base_model", tiny_model, "--full_finetune", "false",
+                  "--lora_targets", "query_key_value", "--sample_size", "8"),
+               "--lora_targets query_key_value: no such linear layer in LlamaForCausalLM")
+    nothing_left(tmp_path, out)
+
+
 @pytest.mark.parametrize("cmd, flag", [
     (["train/sft.py", "--resume_from", "/nonexistent", "--output_dir", "{out}"], "--resume_from"),
     (["train/dpo.py", "--model_dir", "/nonexistent", "--data_dir", "{tmp}", "--output_dir", "{out}"], "--model_dir"),

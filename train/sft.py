@@ -82,9 +82,8 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     peft_config = None
     if not full and not is_adapter(start):
         peft_config = lora_config(lora_r, lora_alpha, lora_dropout, lora_targets)
+        check_lora_targets(start, peft_config, trust_remote_code)
     model = load_model(start, trainable=True, full=full, trust_remote_code=trust_remote_code)
-    if peft_config is not None:
-        check_lora_targets(model, peft_config)
     tmp = partial_dir(out)
     config = SFTConfig(
         output_dir=str(tmp), num_train_epochs=epochs, learning_rate=lr,

@@ -128,6 +128,9 @@ def load_tokenizer(model_dir, trust_remote_code=False, padding_side="right"):
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load a tokenizer from {model_dir}: {first_line(e)}") from None
     tok.padding_side = padding_side
+    if tok.eos_token is None:
+        raise UserError(f"the tokenizer of {model_dir} has no EOS token, and every completion ends with one: set "
+                        f"eos_token in its tokenizer_config.json")
     if tok.pad_token is None:  # e.g. Llama 3: pad with EOS (masked out by the attention mask)
         tok.pad_token = tok.eos_token
     return tok

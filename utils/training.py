@@ -14,12 +14,17 @@ def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05, targets="al
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=names, task_type="CAUSAL_LM")
 
 
-def check_lora_targets(model, config) -> None:
-    """Named LoRA targets must exist in this architecture: one clear line instead of peft's error deep in trl."""
+def check_lora_targets(base_model: str, config, trust_remote_code: bool = False) -> None:
+    """Named LoRA targets must exist in this architecture: one clear line before any weight is loaded (on the meta
+    device, from the config alone), instead of peft's error deep in trl."""
     import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     if config.target_modules == "all-linear":
         return
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base_model,
+                                                                            trust_remote_code=trust_remote_code))
     linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
     missing = sorted(set(config.target_modules) - set(linear))
     if missing:
