@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from utils.data import REPO_ROOT, check_category_name
-from utils.io import UserError, first_line
+from utils.io import UserError, first_line, is_done
 
 TINY_MARKER = "sprec_tiny.json"  # written by utils/tiny_model.py into the model it builds, kept by its descendants
 
@@ -29,7 +29,7 @@ def resolve_base_model(base_model: str | None, category: str) -> str:
 
     if base_model in PRETRAINED:
         d = pretrained_dir(base_model)
-        if not (d / "DONE").is_file():
+        if not is_done(d):
             raise UserError(f"the embedded pretrained model '{base_model}' is not built yet: "
                             f"python utils/pretrained.py --name {base_model}")
         return str(d)
