@@ -20,6 +20,7 @@ export CATEGORIES OUTPUT_ROOT TEST_SAMPLE_SIZE SEED
 
 METHOD=DPO bash shell/SPRec.sh "$@"
 METHOD=SFT-only bash shell/SPRec.sh "$@"
+(( ${MACHINE_RANK:-0} == 0 )) || exit 0   # MostPop needs no model: machine 0 alone makes it
 for CATEGORY in $CATEGORIES; do
   check_category "$CATEGORY"
   banner "MostPop on $CATEGORY"

@@ -65,23 +65,47 @@ kind_of_base() { if [[ -z "$1" ]]; then echo small; else echo pretrained; fi; }
 # (A directory that is not there yet counts as small; the scripts stop on it before training anything.)
 kind_of_model_dir() { if [[ -f "$1/sprec_tiny.json" ]] || ! stage_done "$1"; then echo small; else echo pretrained; fi; }
 
-# Run a Python entry point: plain python on one CPU process, else accelerate over the GPU ids (one process each:
-# DDP) or over CPU_PROCESSES gloo processes on the CPU. A config file from shell/accelerate/ is always passed, so a
-# user's default accelerate config never changes a run; ACCELERATE_CONFIG names another file for the GPU case.
+# Run a Python entry point: plain python for one CPU process on one machine, else accelerate over the GPU ids (one
+# process each: DDP, or FSDP / DeepSpeed with SHARDING) or over CPU_PROCESSES gloo processes on the CPU, on each of
+# NUM_MACHINES machines. A config file from shell/accelerate/ is always passed, so a user's default accelerate config
+# never changes a run; ACCELERATE_CONFIG names another file for the GPU case.
+#   Several machines: every machine runs the same script with the same variables but its own MACHINE_RANK (0 is the
+#   main one, which writes), MAIN_PROCESS_IP the address of machine 0, and a shared file system for OUTPUT_ROOT.
+NUM_MACHINES=${NUM_MACHINES:-1}
+MACHINE_RANK=${MACHINE_RANK:-0}
+MAIN_PROCESS_IP=${MAIN_PROCESS_IP:-127.0.0.1}
+MAIN_PROCESS_PORT=${MAIN_PROCESS_PORT:-29500}
+SHARDING=${SHARDING:-none}   # GPU only: none (DDP), fsdp, zero2 or zero3 (DeepSpeed); see README "Scaling out"
 launch() {
-  local n=${#GPU_IDS[@]} configs="$ROOT/shell/accelerate"
-  local common=(--num_machines 1 --main_process_port "$(free_port)")
-  if (( n > 0 )); then
-    local config="$configs/single_gpu.yaml"
-    (( n > 1 )) && config="$configs/multi_gpu.yaml"
-    CUDA_VISIBLE_DEVICES="$VISIBLE_GPUS" accelerate launch --config_file "${ACCELERATE_CONFIG:-$config}" \
-      --num_processes "$n" "${common[@]}" "$@" 9>&-
-  elif (( ${CPU_PROCESSES:-1} > 1 )); then
-    CUDA_VISIBLE_DEVICES="" accelerate launch --config_file "$configs/multi_cpu.yaml" --num_processes "$CPU_PROCESSES" \
-      "${common[@]}" "$@" 9>&-
-  else
-    CUDA_VISIBLE_DEVICES="" python "$@" 9>&-
+  local per_machine=${#GPU_IDS[@]} configs="$ROOT/shell/accelerate" config port
+  if ! [[ "$NUM_MACHINES" =~ ^[1-9][0-9]*$ && "$MACHINE_RANK" =~ ^[0-9]+$ ]] || (( MACHINE_RANK >= NUM_MACHINES )); then
+    die "NUM_MACHINES=$NUM_MACHINES, MACHINE_RANK=$MACHINE_RANK: need 0 <= MACHINE_RANK < NUM_MACHINES"
   fi
+  case "$SHARDING" in
+    none) config=multi_gpu ;;
+    fsdp | zero2 | zero3) config=$SHARDING
+      (( per_machine )) || die "SHARDING=$SHARDING needs GPUs (accelerate shards only on accelerators); on the CPU use SHARDING=none"
+      [[ "$SHARDING" == fsdp ]] || python -c 'import importlib.util as u, sys; sys.exit(u.find_spec("deepspeed") is None)' \
+        || die "SHARDING=$SHARDING needs DeepSpeed: pip install deepspeed (or use SHARDING=fsdp)" ;;
+    *) die "SHARDING must be none, fsdp, zero2 or zero3, got '$SHARDING'" ;;
+  esac
+  if (( per_machine == 0 )); then
+    per_machine=${CPU_PROCESSES:-1}
+    if (( per_machine == 1 && NUM_MACHINES == 1 )); then
+      CUDA_VISIBLE_DEVICES="" python "$@" 9>&-
+      return
+    fi
+    config=multi_cpu
+  elif (( per_machine == 1 && NUM_MACHINES == 1 )) && [[ "$SHARDING" == none ]]; then
+    config=single_gpu
+  fi
+  config="$configs/$config.yaml"
+  [[ -n "$VISIBLE_GPUS" && -n "${ACCELERATE_CONFIG:-}" ]] && config=$ACCELERATE_CONFIG
+  port=$MAIN_PROCESS_PORT
+  (( NUM_MACHINES > 1 )) || port=$(free_port)   # one machine: any free port, so that two runs can share a machine
+  CUDA_VISIBLE_DEVICES="$VISIBLE_GPUS" accelerate launch --config_file "$config" \
+    --num_processes $(( per_machine * NUM_MACHINES )) --num_machines "$NUM_MACHINES" --machine_rank "$MACHINE_RANK" \
+    --main_process_ip "$MAIN_PROCESS_IP" --main_process_port "$port" "$@" 9>&-
 }
 
 free_port() { python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -90,6 +114,7 @@ free_port() { python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1"
 # holds it (`launch` closes fd 9 for its children), so a killed run's lock goes with the script.
 take_lock() {
   local lock="$1"
+  (( NUM_MACHINES == 1 )) || lock+=".machine$MACHINE_RANK"   # one lock per machine of a multi-machine run
   mkdir -p "$(dirname "$lock")"
   exec 9>"$lock"
   flock -n 9 || die "another run is using $(dirname "$lock") (lock $lock); wait for it or stop it"
@@ -97,10 +122,20 @@ take_lock() {
 
 stage_done() { [[ -f "$1/DONE" ]]; }
 
+# Switches are 0 or 1: check_switches NAME... stops on anything else; py_bool VALUE prints it as a Python boolean.
+check_switches() {
+  local name
+  for name in "$@"; do [[ "${!name}" == 0 || "${!name}" == 1 ]] || die "$name must be 0 or 1, got '${!name}'"; done
+}
+py_bool() { if [[ "$1" == 1 ]]; then echo True; else echo False; fi; }
+
 # The embedded defaults, built on first use: the category's small model when BASE_MODEL is empty, and a pretrained
 # model given by its short name (BASE_MODEL=smollm2; see utils/pretrained.py). Paths and hub ids are used as given.
 ensure_base_model() {
   local category="$1"
+  # Machine 0 alone builds (the file system is shared); the others' processes cannot start before it is done, since
+  # accelerate's rendezvous waits for machine 0's launch, which comes after the build.
+  (( MACHINE_RANK == 0 )) || return 0
   if [[ -z "${BASE_MODEL:-}" ]]; then
     if ! stage_done "models/tiny/$category"; then
       banner "building the embedded small model for $category"

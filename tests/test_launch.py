@@ -47,3 +47,66 @@ def test_cpu_processes_use_the_projects_cpu_config(fake_bin):
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("CUDA_VISIBLE_DEVICES= launch --config_file ")
     assert "shell/accelerate/multi_cpu.yaml --num_processes 2 " in p.stdout
+
+
+def test_machines_and_sharding_reach_accelerate(fake_bin):
+    p = common(fake_bin, "parse_gpu_ids 0 0 1; launch train/sft.py --x 1", NUM_MACHINES="2", MACHINE_RANK="1",
+               MAIN_PROCESS_IP="10.0.0.5", MAIN_PROCESS_PORT="29600", SHARDING="fsdp")
+    assert p.returncode == 0, p.stderr
+    assert "shell/accelerate/fsdp.yaml --num_processes 4 --num_machines 2 --machine_rank 1 " in p.stdout
+    assert "--main_process_ip 10.0.0.5 --main_process_port 29600 train/sft.py --x 1" in p.stdout
+
+
+def test_one_cpu_process_per_machine_still_goes_through_accelerate(fake_bin):
+    p = common(fake_bin, "parse_gpu_ids 0; launch train/sft.py", NUM_MACHINES="2", MACHINE_RANK="0")
+    assert p.returncode == 0, p.stderr
+    assert "shell/accelerate/multi_cpu.yaml --num_processes 2 --num_machines 2 --machine_rank 0 " in p.stdout
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"SHARDING": "fsdp"}, "SHARDING=fsdp needs GPUs"),
+    ({"SHARDING": "zero4"}, "SHARDING must be none, fsdp, zero2 or zero3"),
+    ({"NUM_MACHINES": "2", "MACHINE_RANK": "2"}, "need 0 <= MACHINE_RANK < NUM_MACHINES"),
+])
+def test_bad_launch_variables_are_clear_errors(fake_bin, env, message):
+    p = common(fake_bin, "parse_gpu_ids 0; launch train/sft.py", **env)
+    assert p.returncode == 2 and message in p.stderr, p.stderr
+
+
+def test_fsdp_config_makes_an_fsdp2_plugin_with_whole_weight_saving(monkeypatch):
+    """What accelerate makes of shell/accelerate/fsdp.yaml (the launch environment, then the plugin the trainer
+    builds from it); FSDP itself needs GPUs under accelerate (see README, Scaling out)."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    args = launch_command_parser().parse_args(["--config_file", str(ROOT / "shell/accelerate/fsdp.yaml"),
+                                               "--num_processes", "2", "x.py"])
+    args, _, _ = _validate_launch_command(args)
+    env = prepare_multi_gpu_env(args)
+    for k, v in env.items():
+        if k.startswith(("FSDP_", "ACCELERATE_USE_FSDP")):
+            monkeypatch.setenv(k, v)
+    assert env["ACCELERATE_USE_FSDP"] == "true"
+    plugin = FullyShardedDataParallelPlugin()
+    assert plugin.fsdp_version == 2 and plugin.cpu_ram_efficient_loading
+    assert str(plugin.state_dict_type).endswith("FULL_STATE_DICT")
+
+
+@pytest.mark.parametrize("cuda", [True, False])
+def test_setup_keeps_an_installed_cuda_torch(tmp_path, cuda):
+    """shell/setup.sh in an active env whose python is a stand-in: with a CUDA torch it installs the requirements
+    without the torch pin (the working build stays); without one, with it."""
+    (tmp_path / "python").write_text(
+        "#!/bin/bash\n"
+        f'if [[ "$1" == - ]]; then cat >/dev/null; exit {0 if cuda else 1}; fi\n'
+        'if [[ "$1" == -c ]]; then echo 2.11.0+cu128; exit 0; fi\n'
+        'if [[ "$*" == *" -r "* ]]; then cp "${@: -1}" "$(dirname "$0")/installed.txt"; fi\n')
+    (tmp_path / "python").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "CONDA_PREFIX"}
+    env.update(PATH=f"{tmp_path}{os.pathsep}{env['PATH']}", VIRTUAL_ENV=str(tmp_path))
+    p = subprocess.run(["bash", "shell/setup.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    installed = (tmp_path / "installed.txt").read_text()
+    assert ("torch==" in installed) != cuda and "transformers" in installed
+    assert ("keeping the installed CUDA torch 2.11.0+cu128" in p.stdout) == cuda
