@@ -19,12 +19,17 @@ SFT_BATCH_SIZE=${SFT_BATCH_SIZE:-$(recipe 16 16 8)}   # global: records per opti
 SFT_DEVICE_BATCH_SIZE=${SFT_DEVICE_BATCH_SIZE:-$(recipe 16 4 8)}   # per device; accumulation makes up the rest
 SFT_WARMUP_STEPS=${SFT_WARMUP_STEPS:-$(recipe 50 20 20)}
 LORA_TARGETS=${LORA_TARGETS:-"all-linear"}  # pretrained base: peft's all-linear, or module names (q_proj,v_proj)
+GRADIENT_CHECKPOINTING=${GRADIENT_CHECKPOINTING:-0}  # 1: recompute activations in backward (less memory, ~30% slower)
+LOAD_IN_4BIT=${LOAD_IN_4BIT:-0}             # 1: QLoRA, the frozen base in 4-bit NF4 (GPU + bitsandbytes)
 SEED=${SEED:-42}
 OUTPUT_ROOT=${OUTPUT_ROOT:-"models"}
 TEST_SAMPLE_SIZE=${TEST_SAMPLE_SIZE:-""}    # empty = the whole test split
 REPORT_TO=${REPORT_TO:-"none"}              # none, wandb or tensorboard
 export TEST_SAMPLE_SIZE SEED
 # -------------------------------------------------------------------------------------------------------------
+
+check_switches GRADIENT_CHECKPOINTING LOAD_IN_4BIT
+memory_args=(--activation_checkpointing "$(py_bool "$GRADIENT_CHECKPOINTING")" --load_in_4bit "$(py_bool "$LOAD_IN_4BIT")")
 
 for CATEGORY in $CATEGORIES; do
   check_category "$CATEGORY"
@@ -36,6 +41,7 @@ for CATEGORY in $CATEGORIES; do
   launch train/sft.py --category "$CATEGORY" --base_model "$BASE_MODEL" --output_dir "$OUT" \
     --sample_size "$SFT_SAMPLE_SIZE" --valid_sample_size "$SFT_VALID_SAMPLE_SIZE" --epochs "$SFT_EPOCHS" \
     --lr "$SFT_LR" --global_batch_size "$SFT_BATCH_SIZE" --per_device_batch_size "$SFT_DEVICE_BATCH_SIZE" \
-    --warmup_steps "$SFT_WARMUP_STEPS" --lora_targets "$LORA_TARGETS" --seed "$SEED" --report_to "$REPORT_TO"
+    --warmup_steps "$SFT_WARMUP_STEPS" --lora_targets "$LORA_TARGETS" --seed "$SEED" --report_to "$REPORT_TO" \
+    "${memory_args[@]}"
   bash shell/eval.sh "$OUT" "$CATEGORY" "${GPU_IDS[@]}" 9>&-
 done

@@ -32,6 +32,8 @@ BATCH_SIZE=${BATCH_SIZE:-$(recipe 8 8 8)}          # DPO pairs per optimizer ste
 DEVICE_BATCH_SIZE=${DEVICE_BATCH_SIZE:-$(recipe 8 2 4)}  # DPO pairs per device; accumulation makes up the rest
 SFT_BATCH_SIZE=${SFT_BATCH_SIZE:-$(recipe 16 16 8)}      # the SFT step: records per optimizer step (global)
 SFT_DEVICE_BATCH_SIZE=${SFT_DEVICE_BATCH_SIZE:-$(recipe 16 4 8)}
+GRADIENT_CHECKPOINTING=${GRADIENT_CHECKPOINTING:-0}     # 1: recompute activations (less memory, ~30% slower)
+LOAD_IN_4BIT=${LOAD_IN_4BIT:-0}                    # 1: QLoRA, the frozen base in 4-bit NF4 (GPU + bitsandbytes)
 EVAL_SFT_STEP=${EVAL_SFT_STEP:-1}                  # 0: skip evaluating each iteration's intermediate SFT-step model
 SEED=${SEED:-42}
 TEST_SAMPLE_SIZE=${TEST_SAMPLE_SIZE:-""}           # empty = the whole test split
@@ -45,6 +47,9 @@ case "$METHOD" in
   SFT-only) negatives=random; sft_step=1; dpo_step=0 ;;
   *) die "METHOD must be SPRec, DPO or SFT-only, got '$METHOD'" ;;
 esac
+
+check_switches GRADIENT_CHECKPOINTING LOAD_IN_4BIT
+memory_args=(--activation_checkpointing "$(py_bool "$GRADIENT_CHECKPOINTING")" --load_in_4bit "$(py_bool "$LOAD_IN_4BIT")")
 
 for CATEGORY in $CATEGORIES; do
   check_category "$CATEGORY"
@@ -67,7 +72,7 @@ for CATEGORY in $CATEGORIES; do
         --train_file "$IT/data/sft_train.jsonl" --sample_size "$TRAIN_SAMPLE_SIZE" \
         --valid_sample_size "$VALID_SAMPLE_SIZE" --epochs 1 --lr "$LR" --warmup_steps 0 \
         --global_batch_size "$SFT_BATCH_SIZE" --per_device_batch_size "$SFT_DEVICE_BATCH_SIZE" \
-        --seed "$((SEED + i))" --report_to "$REPORT_TO"
+        --seed "$((SEED + i))" --report_to "$REPORT_TO" "${memory_args[@]}"
       # The SFT step's model is intermediate for SPRec (the paper evaluates it too); for SFT-only it is the result.
       if (( EVAL_SFT_STEP || ! dpo_step )); then bash shell/eval.sh "$IT/SFT" "$CATEGORY" "${GPU_IDS[@]}" 9>&-; fi
       current="$IT/SFT"
@@ -75,7 +80,8 @@ for CATEGORY in $CATEGORIES; do
     if (( dpo_step )); then
       launch train/dpo.py --model_dir "$current" --data_dir "$IT/data" --output_dir "$IT/DPO" --lr "$LR" \
         --beta "$BETA" --loss_type "$LOSS_TYPE" --global_batch_size "$BATCH_SIZE" \
-        --per_device_batch_size "$DEVICE_BATCH_SIZE" --seed "$((SEED + i))" --report_to "$REPORT_TO"
+        --per_device_batch_size "$DEVICE_BATCH_SIZE" --seed "$((SEED + i))" --report_to "$REPORT_TO" \
+        "${memory_args[@]}"
       bash shell/eval.sh "$IT/DPO" "$CATEGORY" "${GPU_IDS[@]}" 9>&-
       current="$IT/DPO"
     fi

@@ -100,6 +100,18 @@ def test_lora_targets_that_the_architecture_lacks(tmp_path, tiny_model):
     nothing_left(tmp_path, out)
 
 
+@pytest.mark.parametrize("full, message", [
+    ("false", "LOAD_IN_4BIT needs a CUDA GPU (bitsandbytes 4-bit kernels): on the CPU set LOAD_IN_4BIT=0"),
+    ("auto", "LOAD_IN_4BIT quantizes a frozen base for LoRA: the embedded small model is trained fully"),
+])
+def test_4bit_where_it_cannot_work(tmp_path, tiny_model, full, message):
+    """QLoRA needs LoRA, a GPU and bitsandbytes: said in one line before any weight is loaded."""
+    out = tmp_path / "out"
+    user_error(py("train/sft.py", "--output_dir", out, "--base_model", tiny_model, "--full_finetune", full,
+                  "--load_in_4bit", "True", "--sample_size", "8"), message)
+    nothing_left(tmp_path, out)
+
+
 @pytest.mark.parametrize("cmd, flag", [
     (["train/sft.py", "--resume_from", "/nonexistent", "--output_dir", "{out}"], "--resume_from"),
     (["train/dpo.py", "--model_dir", "/nonexistent", "--data_dir", "{tmp}", "--output_dir", "{out}"], "--model_dir"),

@@ -54,7 +54,7 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
         loss_type: str = "sigmoid", epochs: float = 1, global_batch_size: int = 8, per_device_batch_size: int = 2,
         warmup_steps: int = 0, max_length: int = 512, evals_per_run: int = 2, seed: int = 42,
         report_to: str = "none", logging_steps: int = 10, activation_checkpointing: bool = False,
-        trust_remote_code: bool = False):
+        load_in_4bit: bool = False, trust_remote_code: bool = False):
     args = dict(locals())
     loss_types = args["loss_type"] = comma_list(loss_type, "--loss_type")  # e.g. sigmoid,sft (fire: a tuple)
     from utils.modeling import process_state
@@ -71,12 +71,16 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
 
     # Every check on the user's input comes before the heavy imports and before anything is written.
     model_dir = check_model_dir(model_dir, "--model_dir")
+    if load_in_4bit:
+        from utils.modeling import is_adapter, quantization_config
+
+        quantization_config(full=not is_adapter(model_dir))  # QLoRA needs LoRA, a GPU and bitsandbytes
     check_output_dir(out)
     train_pairs = read_pairs(Path(data_dir) / "dpo_train.jsonl")
     valid_pairs = read_pairs(Path(data_dir) / "dpo_valid.jsonl")
     from trl import DPOConfig, DPOTrainer
 
-    from utils.modeling import is_adapter, load_model, load_tokenizer, save_model
+    from utils.modeling import is_adapter, load_model, load_tokenizer, save_trained
 
     train_ds, valid_ds = preference_dataset(train_pairs), preference_dataset(valid_pairs)
     plan = batch_plan(global_batch_size, per_device_batch_size, state.num_processes)
@@ -88,7 +92,7 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
               f"{ex['prompt']}chosen: {ex['chosen']!r} rejected: {ex['rejected']!r}", flush=True)
 
     tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, padding_side="right")
-    model = load_model(model_dir, trainable=True, trust_remote_code=trust_remote_code)
+    model = load_model(model_dir, trainable=True, trust_remote_code=trust_remote_code, load_in_4bit=load_in_4bit)
     tmp = partial_dir(out)
     config = DPOConfig(
         output_dir=str(tmp), num_train_epochs=epochs, learning_rate=lr,
@@ -104,9 +108,8 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
     trainer = DPOTrainer(model=model, ref_model=None, args=config, train_dataset=train_ds, eval_dataset=valid_ds,
                          processing_class=tokenizer)
     result = trainer.train()
-    state.wait_for_everyone()
+    save_trained(trainer, tokenizer, tmp, model_dir)  # every process: gathering sharded weights is a collective
     if state.is_main_process:
-        save_model(trainer.model, tokenizer, tmp, model_dir)
         write_run_config(tmp, "dpo", args, {"start_model": model_dir, "pairs": len(train_ds),
                                             "world_size": state.num_processes, **plan,
                                             "peak_memory_mb": round(peak_memory_mb(), 1),

@@ -42,7 +42,7 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
         max_length: int = 512, full_finetune: str = "auto", lora_r: int = 16, lora_alpha: int = 32,
         lora_dropout: float = 0.05, lora_targets="all-linear", evals_per_run: int = 4, seed: int = 42,
         report_to: str = "none", logging_steps: int = 10, activation_checkpointing: bool = False,
-        trust_remote_code: bool = False):
+        load_in_4bit: bool = False, trust_remote_code: bool = False):
     args = dict(locals())
     from utils.modeling import process_state
 
@@ -62,6 +62,10 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     start = check_model_dir(resume_from, "--resume_from") if resume_from else resolve_base_model(base_model, category)
     project_built = is_project_built(start)
     full = project_built if full_finetune == "auto" else str(full_finetune).lower() in ("1", "true", "yes")
+    if load_in_4bit:
+        from utils.modeling import quantization_config
+
+        quantization_config(full)  # QLoRA needs LoRA, a GPU and bitsandbytes: say so before anything is loaded
     train_records = read_records(train_file) if train_file else load_split(data, "train")
     train_records = sample_records(train_records, sample_size, seed)
     valid_records = sample_records(load_split(data, "valid"), valid_sample_size, seed)
@@ -69,7 +73,7 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     plan = batch_plan(global_batch_size, per_device_batch_size, state.num_processes)
     from trl import SFTConfig, SFTTrainer
 
-    from utils.modeling import is_adapter, load_model, load_tokenizer, save_model
+    from utils.modeling import is_adapter, load_model, load_tokenizer, save_trained
     from utils.training import check_lora_targets
 
     if state.is_main_process:
@@ -83,7 +87,8 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     if not full and not is_adapter(start):
         peft_config = lora_config(lora_r, lora_alpha, lora_dropout, lora_targets)
         check_lora_targets(start, peft_config, trust_remote_code)
-    model = load_model(start, trainable=True, full=full, trust_remote_code=trust_remote_code)
+    model = load_model(start, trainable=True, full=full, trust_remote_code=trust_remote_code,
+                       load_in_4bit=load_in_4bit)
     tmp = partial_dir(out)
     config = SFTConfig(
         output_dir=str(tmp), num_train_epochs=epochs, learning_rate=lr,
@@ -99,9 +104,8 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     trainer = SFTTrainer(model=model, args=config, train_dataset=train_ds, eval_dataset=valid_ds,
                          processing_class=tokenizer, peft_config=peft_config)
     result = trainer.train()
-    state.wait_for_everyone()
+    save_trained(trainer, tokenizer, tmp, start)  # every process: gathering sharded weights is a collective
     if state.is_main_process:
-        save_model(trainer.model, tokenizer, tmp, start)
         write_run_config(tmp, "sft", args, {"start_model": start, "full_finetune": full,
                                             "loss": "whole text" if project_built else "completion only",
                                             "train_records": len(train_ds), "world_size": state.num_processes, **plan,

@@ -137,11 +137,12 @@ def load_tokenizer(model_dir, trust_remote_code=False, padding_side="right"):
 
 
 def load_model(model_dir, *, trainable=False, full=None, merge=False, trust_remote_code=False, dtype=None,
-                device=None):
+               device=None, load_in_4bit=False):
     """A full model, or base + LoRA adapter (trainable, or merged into the base for fast inference).
 
     `full`: whether every weight will be trained (default: trainable and not an adapter). Such a model is loaded in
     fp32 on any device; otherwise the base takes the device's inference dtype (`default_dtype`).
+    `load_in_4bit`: QLoRA, the frozen base quantized to 4-bit NF4 by bitsandbytes (CUDA only), for LoRA training.
     """
     from transformers import AutoModelForCausalLM
 
@@ -149,6 +150,7 @@ def load_model(model_dir, *, trainable=False, full=None, merge=False, trust_remo
     if full is None:
         full = trainable and not is_adapter(model_dir)
     dtype = dtype or default_dtype(trainable_weights=trainable and full)
+    quantization = quantization_config(full) if load_in_4bit else None
     base = base_of(model_dir)
     if not Path(base).exists() and (base.startswith((".", "/", "~")) or base.count("/") != 1):
         raise UserError(f"base model {base} (named by {model_dir}) does not exist")
@@ -156,7 +158,8 @@ def load_model(model_dir, *, trainable=False, full=None, merge=False, trust_remo
         raise UserError(f"{model_dir}: no adapter_model.safetensors (adapter weights are loaded from safetensors only)")
     try:
         model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, use_safetensors=True,
-                                                     trust_remote_code=trust_remote_code)
+                                                     trust_remote_code=trust_remote_code,
+                                                     quantization_config=quantization)
         if is_adapter(model_dir):
             from peft import PeftModel
 
@@ -173,16 +176,43 @@ def load_model(model_dir, *, trainable=False, full=None, merge=False, trust_remo
 
 
 
-def save_model(model, tokenizer, out_dir, start_dir) -> None:
-    """Save the trained adapter (only the 'default' one, not trl's frozen 'ref' copy) or full model + tokenizer.
+def quantization_config(full: bool):
+    """4-bit NF4 with double quantization and bf16 compute (QLoRA), after checking that it can work here."""
+    import importlib.util
+
+    import torch
+
+    if full:
+        raise UserError("LOAD_IN_4BIT quantizes a frozen base for LoRA: the embedded small model is trained fully "
+                        "(set LOAD_IN_4BIT=0, or use a pretrained BASE_MODEL)")
+    if not torch.cuda.is_available():
+        raise UserError("LOAD_IN_4BIT needs a CUDA GPU (bitsandbytes 4-bit kernels): on the CPU set LOAD_IN_4BIT=0")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise UserError("LOAD_IN_4BIT needs bitsandbytes: pip install bitsandbytes")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=default_dtype())
+
+
+def save_trained(trainer, tokenizer, out_dir, start_dir) -> None:
+    """Save what a trainer trained: the adapter (only the 'default' one, not trl's frozen 'ref' copy) or the full
+    model, and the tokenizer. Call it on every process: under FSDP or DeepSpeed ZeRO-3 each process holds a shard,
+    and gathering the whole weights is a collective (a rank-0-only `save_pretrained` would write empty shards); the
+    main process alone writes.
 
     A full model trained from the embedded small model keeps its marker, so later stages still train it fully.
     """
+    accelerator = trainer.accelerator
+    state_dict = accelerator.get_state_dict(trainer.model)  # whole weights, on the main process
+    if not accelerator.is_main_process:
+        return
     out_dir = Path(out_dir)
+    model = accelerator.unwrap_model(trainer.model)
     if hasattr(model, "peft_config"):
-        model.save_pretrained(out_dir, selected_adapters=["default"], safe_serialization=True)
+        model.save_pretrained(out_dir, state_dict=state_dict, selected_adapters=["default"], safe_serialization=True)
     else:
-        model.save_pretrained(out_dir, safe_serialization=True)
+        model.save_pretrained(out_dir, state_dict=state_dict, safe_serialization=True)
         marker = Path(base_of(start_dir)) / TINY_MARKER
         if marker.is_file():
             shutil.copy(marker, out_dir / TINY_MARKER)
