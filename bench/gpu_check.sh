@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # usage: bash bench/gpu_check.sh            (on a lent GPU machine, from the repository root)
-#        SHAPE=small N_PROMPTS=64 bash bench/gpu_check.sh    (a dry run of the same steps on a CPU)
+#        SKIP_OFFICIAL=1 bash bench/gpu_check.sh              (without the slow official-settings sampling timing)
+#        SHAPE=small N_PROMPTS=64 TRAIN_SAMPLE_SIZE=32 VALID_SAMPLE_SIZE=8 bash bench/gpu_check.sh   (a CPU dry run)
 # Prepare here: bash bench/fetch_gpu_wheels.sh; then run with carry [".whl", "data/ML100K", "models/tiny/ML100K"].
-# One prepared check: installs what the GPU image lacks from carried wheels (.whl/: trl, datasets, fire, and the
-# transformers/peft/accelerate versions of requirements.txt), times sampling against the official settings on a random Llama-3.2-1B-shaped model, then
-# one whole SPRec iteration at the official sizes (self-play on 2,048 + 256 prompts, the SFT step, the DPO step
-# with LoRA in bf16, both evaluations; grounding with a random stand-in embedder, see fetch_gpu_wheels.sh), and
+# One prepared check, meant to finish within 6 minutes on one H100/H200: installs what the GPU image lacks from
+# carried wheels (.whl/: trl, datasets, fire, huggingface-hub<2 for the image's sentence-transformers, and the
+# transformers/peft/accelerate versions of requirements.txt); times sampling (against the official settings unless
+# SKIP_OFFICIAL=1) on a random Llama-3.2-1B-shaped model with SmolLM2's real BPE tokenizer (.whl/tokenizer); runs the
+# LoRA path: an SFT warm-up, one whole SPRec iteration at the official sizes (self-play on 2,048 + 256 prompts, the
+# SFT step, the DPO step with LoRA in bf16, both evaluations; grounding with a random stand-in embedder, see
+# fetch_gpu_wheels.sh), then a short SFT under FSDP (SHARDING=fsdp) whose adapter must save whole and evaluate; and
 # prints a short table last. Writes under ${WORK:-/tmp/gpu_check}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +20,8 @@ N_PROMPTS=${N_PROMPTS:-2804}           # the official iteration's 2,048 + 256 + 
 TRAIN_SAMPLE_SIZE=${TRAIN_SAMPLE_SIZE:-2048}
 VALID_SAMPLE_SIZE=${VALID_SAMPLE_SIZE:-256}
 WORK=${WORK:-/tmp/gpu_check}
+SKIP_OFFICIAL=${SKIP_OFFICIAL:-0}     # 1: skip timing the official sampling settings (about 80 s on an H200)
+CHECK_FSDP=${CHECK_FSDP:-1}           # 0: skip the FSDP save check
 # ------------------------------------------------
 
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -30,20 +36,30 @@ rm -rf "$WORK"; mkdir -p "$WORK"
 secs() { local t0=$SECONDS; "$@" >> "$WORK/log.txt" 2>&1 || { tail -50 "$WORK/log.txt" >&2; exit 1; }; echo $((SECONDS - t0)); }
 
 echo "[gpu_check] sampling benchmark ($SHAPE, $N_PROMPTS prompts)"
-python bench/sampling.py --shape "$SHAPE" --n_prompts "$N_PROMPTS" | tee "$WORK/sampling.txt"
+tokenizer=models/tiny/ML100K
+[[ -f .whl/tokenizer/tokenizer.json ]] && tokenizer=.whl/tokenizer   # SmolLM2's, carried by fetch_gpu_wheels.sh
+skip=()
+(( SKIP_OFFICIAL )) && skip=(--skip_official)
+python bench/sampling.py --shape "$SHAPE" --n_prompts "$N_PROMPTS" --tokenizer "$tokenizer" "${skip[@]}" \
+  | tee "$WORK/sampling.txt"
 
-python bench/random_model.py --shape "$SHAPE" --out "$WORK/base" >> "$WORK/log.txt"
-python bench/random_model.py --shape embedder --out "$WORK/embedder" >> "$WORK/log.txt"
+python bench/random_model.py --shape "$SHAPE" --out "$WORK/base" --tokenizer "$tokenizer" >> "$WORK/log.txt"
+python bench/random_model.py --shape embedder --out "$WORK/embedder" --tokenizer "$tokenizer" >> "$WORK/log.txt"
 export BASE_MODEL="$WORK/base" OUTPUT_ROOT="$WORK/models" CATEGORIES=ML100K SEED=42 EMBEDDING_MODEL="$WORK/embedder"
 export TRAIN_SAMPLE_SIZE VALID_SAMPLE_SIZE
 # A short LoRA SFT so that SPRec.sh has its starting adapter (the warm-up is not what is timed).
 t_sft=$(SFT_SAMPLE_SIZE=256 SFT_EPOCHS=1 TEST_SAMPLE_SIZE=64 secs bash shell/SFT.sh "${gpu_ids[@]}")
 t_iter=$(secs bash shell/SPRec.sh "${gpu_ids[@]}" 1)
 it="$OUTPUT_ROOT/SPRec/ML100K/it0"
-python - "$it" "$t_sft" "$t_iter" <<'PY'
+t_fsdp=-
+if (( CHECK_FSDP && ${#gpu_ids[@]} )); then  # FSDP needs a GPU under accelerate
+  t_fsdp=$(OUTPUT_ROOT="$WORK/fsdp" SHARDING=fsdp SFT_SAMPLE_SIZE=128 SFT_EPOCHS=1 TEST_SAMPLE_SIZE=64 \
+    secs bash shell/SFT.sh "${gpu_ids[@]}")
+fi
+python - "$it" "$t_sft" "$t_iter" "$t_fsdp" "$WORK/fsdp/SFT/ML100K" <<'PY'
 import json, sys
 from pathlib import Path
-it, t_sft, t_iter = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+it, t_sft, t_iter, t_fsdp, fsdp = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], Path(sys.argv[5])
 sft = json.loads((it / "SFT/run_config_sft.json").read_text())["args"]
 dpo = json.loads((it / "DPO/run_config_dpo.json").read_text())["args"]
 pairs = json.loads((it / "data/summary.json").read_text())
@@ -54,5 +70,12 @@ print(f"| self-play sampling of {pairs['drawn']} prompts, s | {pairs['seconds']}
 print(f"| SFT step: {sft['steps']} steps, peak MB | {sft['peak_memory_mb']} |")
 print(f"| DPO step: {dpo['steps']} steps, peak MB | {dpo['peak_memory_mb']} |")
 print(f"| DPO / SFT peak memory | {dpo['peak_memory_mb'] / sft['peak_memory_mb']:.2f} |")
+if t_fsdp != "-":
+    from safetensors.torch import load_file
+    lora = load_file(fsdp / "adapter_model.safetensors")
+    whole = all(t.numel() and t.abs().sum() > 0 for k, t in lora.items() if "lora_B" in k)
+    top1 = json.loads((fsdp / "eval_top1.json").read_text())
+    print(f"| FSDP SFT (128 records) + eval, s; adapter saved whole ({len(lora)} tensors, every lora_B trained) | "
+          f"{t_fsdp}; {'yes' if whole else 'NO'}; HR@1 {top1['HR']:.4f} |")
 PY
 grep -E "^(speed-up|\| (official|ours))" "$WORK/sampling.txt"

@@ -61,6 +61,7 @@ def main():
     ap.add_argument("--category", default="ML100K")
     ap.add_argument("--n_prompts", type=int, default=1024)
     ap.add_argument("--token_budget", type=int, default=0, help="ours: tokens per batch (default: 32k CPU, 256k GPU)")
+    ap.add_argument("--tokenizer", default="", help="with --shape: the random model's tokenizer (default: the model's)")
     ap.add_argument("--skip_official", action="store_true")
     args = ap.parse_args()
 
@@ -73,7 +74,7 @@ def main():
                                     if (d / "DONE").is_file()), None)
     if model_dir is None:
         sys.exit("no model: pass --model, or build one (bash shell/demo.sh)")
-    tokenizer = load_tokenizer(model_dir, padding_side="left")
+    tokenizer = load_tokenizer(args.tokenizer if args.shape and args.tokenizer else model_dir, padding_side="left")
     device = "cuda" if cuda else "cpu"
     if args.shape:
         from random_model import random_llama

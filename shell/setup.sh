@@ -24,6 +24,19 @@ if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
 fi
 echo "[setup] installing requirements.txt (a few minutes the first time)"
 "$PY" -m pip install --quiet --upgrade pip
-"$PY" -m pip install --quiet -r requirements.txt
+# A GPU machine's working CUDA torch is kept (the pin is for this project's CPU machines, where it picks the local
+# CPU build): installing the pinned version over it would download GBs and may not match the driver.
+requirements=requirements.txt
+if "$PY" - <<'PY' 2>/dev/null; then
+import sys, torch
+major, minor = (int(x) for x in torch.__version__.split(".")[:2])
+sys.exit(0 if torch.cuda.is_available() and (major, minor) >= (2, 6) else 1)
+PY
+  echo "[setup] keeping the installed CUDA torch $("$PY" -c 'import torch; print(torch.__version__)')"
+  requirements=$(mktemp)
+  trap 'rm -f "$requirements"' EXIT
+  grep -v '^torch==' requirements.txt > "$requirements"
+fi
+"$PY" -m pip install --quiet -r "$requirements"
 echo "$want" > "$STAMP"
 echo "[setup] done"
