@@ -221,3 +221,21 @@ def test_constrained_evaluation_takes_the_ranking_as_the_top_k(ml100k, tmp_path)
         path.write_text(json.dumps([{**records[0], "predict": bad(records[0]["predict"])}]))
         with pytest.raises(UserError, match=message):
             evaluate_run(str(path), category="ML100K", topk="1,5", decoding="constrained")
+
+
+def test_self_play_draws_real_items_by_constrained_decoding(tiny_model, tmp_path):
+    from train import self_play
+    from utils.data import category_dir, load_catalog
+
+    catalog = load_catalog(category_dir("ML100K"))
+    self_play.run(str(tmp_path / "data"), model_dir=str(tiny_model), category="ML100K", train_sample_size=6,
+                  valid_sample_size=2, decoding="constrained", beams=3)
+    pairs = [json.loads(x) for x in (tmp_path / "data/dpo_train.jsonl").read_text().splitlines()]
+    assert len(pairs) == 6 and all(p["chosen"] != p["rejected"] for p in pairs)
+    assert all(catalog.index(p["rejected_raw"]) is not None for p in pairs)
+    summary = json.loads((tmp_path / "data/summary.json").read_text())
+    assert summary["valid"] == summary["generated"]
+    settings = json.loads((tmp_path / "data/run_config_self_play.json").read_text())["settings"]
+    assert settings["decoding"] == "constrained" and settings["beams"] == 3
+    with pytest.raises(UserError, match="deterministic beam search"):
+        self_play.run(str(tmp_path / "other"), model_dir=str(tiny_model), decoding="constrained", temperature=1.0)
