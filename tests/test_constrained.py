@@ -170,6 +170,8 @@ def test_inference_constrained_writes_k_catalog_items(tiny_model, ml100k, tmp_pa
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model, model_dir)
     catalog = load_catalog(ml100k)
+    with pytest.raises(UserError, match="--decoding must be one of greedy, constrained"):
+        inference.run(str(model_dir), category="ML100K", decoding="beam")
     inference.run(str(model_dir), category="ML100K", test_sample_size=4, seed=1, decoding="constrained",
                   evaluate=True, topk="1,3")
     records = json.loads((model_dir / "test_result_constrained.json").read_text())
