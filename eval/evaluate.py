@@ -1,9 +1,15 @@
 """Evaluate generated predictions: ground titles to catalog items, compute every metric at each K.
 
 usage: python eval/evaluate.py --result_json models/SFT/ML100K/test_result.json --category ML100K [--topk 1,5]
-       [--data_dir DIR] [--output_dir DIR] [--embedding_model PATH]
+       [--data_dir DIR] [--output_dir DIR] [--embedding_model PATH] [--decoding greedy|constrained]
 Writes eval_top{K}.json (overwritten, never appended) beside the result file or in --output_dir. The official
 test_result.json shape (records with a `predict` list) is what eval/inference.py writes, so both are accepted.
+How the top-K is formed depends on how the predictions were decoded (--decoding, as eval/inference.py was run):
+  greedy       one generated text per record; its parsed title is grounded to the nearest catalog item, and the
+               top-K is that item and its K-1 nearest neighbours in embedding space (the official definition).
+  constrained  the `predict` list holds K catalog items' answers, best first (test_result_constrained.json); they
+               are the top-K as they are: no grounding, no neighbours, ValidRatio 1. The eval files are named
+               eval_top{K}_constrained.json, so both modes' files can sit side by side in a model directory.
 Generations that are all empty still evaluate (the spec grounds the empty title like any other: ValidRatio 0, every
 record on the same items) with one warning line: a collapsed model is a result to report, not a crash.
 """
@@ -15,8 +21,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.data import category_dir, load_catalog, read_records  # noqa: E402
 from utils.io import UserError, check_output_dir, run_cli, write_json  # noqa: E402
+from utils.prompt import parse_title  # noqa: E402
 
 METRIC_KEYS = ("HR", "NDCG", "diversity", "DivRatio", "ORRatio", "MGU", "DGU", "ValidRatio")
+DECODINGS = ("greedy", "constrained")
+
+
+def check_decoding(decoding) -> str:
+    if decoding not in DECODINGS:
+        raise UserError(f"--decoding must be one of {', '.join(DECODINGS)}, got {decoding!r}")
+    return decoding
+
+
+def _suffix(decoding) -> str:
+    """Greedy (and MostPop, decoding None) files keep the official names; constrained decoding's get a suffix."""
+    return "_constrained" if decoding == "constrained" else ""
+
+
+def result_name(split: str, decoding: str = "greedy") -> str:
+    """The predictions file eval/inference.py writes into a model directory: test_result[_constrained].json."""
+    return f"{split}_result{_suffix(decoding)}.json"
+
+
+def eval_name(k: int, decoding: str | None = "greedy") -> str:
+    """eval_top{K}.json for greedy decoding (and MostPop), eval_top{K}_constrained.json for constrained decoding."""
+    return f"eval_top{k}{_suffix(decoding)}.json"
 
 
 def parse_ks(topk, n_items: int | None = None) -> list[int]:
@@ -33,6 +62,9 @@ def parse_ks(topk, n_items: int | None = None) -> list[int]:
 
 
 def prediction_text(record, path, index) -> str:
+    if "logprobs" in record:  # only constrained decoding writes them: its K items must not be grounded as one text
+        raise UserError(f"{path}: record {index} holds ranked catalog items from constrained decoding: evaluate it "
+                        f"with --decoding constrained")
     pred = record.get("predict")
     if isinstance(pred, list):
         pred = pred[0] if pred else ""
@@ -41,23 +73,41 @@ def prediction_text(record, path, index) -> str:
     return pred
 
 
-def write_eval_files(results: dict, output_dir, model: str, category: str) -> list[Path]:
-    """eval_top{K}.json with the spec's keys in the spec's order."""
+def ranked_rows(record, path, index, catalog, k: int) -> list[int]:
+    """The catalog rows of a constrained-decoding record's `predict` list (its first k answers, best first)."""
+    pred = record.get("predict")
+    if not (isinstance(pred, list) and all(isinstance(p, str) for p in pred)):
+        raise UserError(f"{path}: record {index} has no 'predict' list of ranked answers")
+    rows = [catalog.index(parse_title(p)) for p in pred[:k]]
+    if len(rows) < k or None in rows or len(set(rows)) < len(rows):
+        what = (f"{len(rows)} answers for top-{k}" if len(rows) < k else "a title that is not a catalog item"
+                if None in rows else "the same item twice")
+        raise UserError(f"{path}: record {index} has {what}; constrained evaluation takes the {k} distinct catalog "
+                        f"items that eval/inference.py --decoding constrained writes (rerun it, with --topk {k})")
+    return rows
+
+
+def write_eval_files(results: dict, output_dir, model: str, category: str,
+                     decoding: str | None = "greedy") -> list[Path]:
+    """eval_top{K}[_constrained].json with the spec's keys in the spec's order, then the decoding that made the
+    predictions (None for MostPop: nothing is decoded)."""
     paths = []
     for k, m in results.items():
         row = {"model": model, "category": category, "topk": k, "n": m["n"], "n_skipped": m["n_skipped"],
-               **{key: m.get(key) for key in METRIC_KEYS}, "embedding_model": m["embedding_model"]}
-        path = Path(output_dir) / f"eval_top{k}.json"
+               **{key: m.get(key) for key in METRIC_KEYS}, "embedding_model": m["embedding_model"],
+               "decoding": decoding}
+        path = Path(output_dir) / eval_name(k, decoding)
         write_json(path, row)
         paths.append(path)
     return paths
 
 
 def run(result_json: str, category: str = "ML100K", data_dir: str = "", topk="1,5", output_dir: str = "",
-        embedding_model: str = "", model: str = ""):
-    from utils.metrics import evaluate_predictions
+        embedding_model: str = "", model: str = "", decoding: str = "greedy"):
+    from utils.metrics import evaluate_predictions, evaluate_rankings
 
-    parse_ks(topk)  # a bad --topk fails before any work
+    parse_ks(topk)  # a bad --topk or --decoding fails before any work
+    check_decoding(decoding)
     result_path = Path(result_json)
     out = Path(output_dir) if output_dir else result_path.parent
     check_output_dir(out)
@@ -65,13 +115,18 @@ def run(result_json: str, category: str = "ML100K", data_dir: str = "", topk="1,
     catalog = load_catalog(data_dir)
     ks = parse_ks(topk, len(catalog))
     records = read_records(result_path)
-    predictions = [prediction_text(r, result_path, i) for i, r in enumerate(records)]
-    if not any(p.strip() for p in predictions):  # still evaluated (the spec grounds the empty title like any other)
-        print(f"warning: every prediction in {result_path} is empty (the model generated no title); the metrics are "
-              f"still written: ValidRatio 0 and every record grounds to the same items", file=sys.stderr)
-    results = evaluate_predictions(records, predictions, catalog, ks, embedding_model or None)
-    for path in write_eval_files(results, out, model or str(result_path.parent), category or data_dir.name):
-        m = results[int(path.stem.removeprefix("eval_top"))]
+    if decoding == "constrained":
+        rankings = [ranked_rows(r, result_path, i, catalog, ks[-1]) for i, r in enumerate(records)]
+        results = evaluate_rankings(records, rankings, catalog, ks)
+    else:
+        predictions = [prediction_text(r, result_path, i) for i, r in enumerate(records)]
+        if not any(p.strip() for p in predictions):  # still evaluated (the spec grounds the empty title like any other)
+            print(f"warning: every prediction in {result_path} is empty (the model generated no title); the metrics "
+                  f"are still written: ValidRatio 0 and every record grounds to the same items", file=sys.stderr)
+        results = evaluate_predictions(records, predictions, catalog, ks, embedding_model or None)
+    paths = write_eval_files(results, out, model or str(result_path.parent), category or data_dir.name, decoding)
+    for k, path in zip(results, paths):
+        m = results[k]
         print(f"[evaluate] {path}: " + ", ".join(f"{k}={m[k]:.4f}" for k in METRIC_KEYS if m.get(k) is not None))
 
 

@@ -1,12 +1,17 @@
-"""Generate one prediction per test record with the shared prompt contract and generation routine.
+"""Predict for each test record with the shared prompt contract, by greedy decoding or constrained beam search.
 
 usage: python eval/inference.py --model_dir models/SFT/ML100K --category ML100K [--test_sample_size 200]
-       [--evaluate] [--topk 1,5] [--embedding_model PATH]
+       [--evaluate] [--topk 1,5] [--embedding_model PATH] [--decoding greedy|constrained]
        (or through accelerate: the records are sharded across processes and gathered in order)
-Writes <model_dir>/test_result.json: the test records, each with a `predict` list holding the generated text.
+--decoding greedy (the default, the official protocol): the shared generation routine writes
+  <model_dir>/test_result.json, the test records each with a `predict` list holding the generated text.
+--decoding constrained: catalog-constrained beam search (utils/constrained.py) with K beams, K the largest of --topk,
+  writes <model_dir>/test_result_constrained.json: `predict` holds the K best catalog items' answers, best first, and
+  `logprobs` their sequence log-probabilities. Its eval files are eval_top{K}_constrained.json, its run config
+  run_config_inference_constrained.json: both modes' results sit side by side in a model directory.
 With --evaluate, eval/evaluate.py then runs in the same process (one Python start-up instead of two). A rerun reuses
 the predictions made with the same settings (and the eval files made with the same embedder), and stops with the
-differing values when the settings changed (e.g. another TEST_SAMPLE_SIZE or SEED).
+differing values when the settings changed (e.g. another TEST_SAMPLE_SIZE or SEED, or the beam count K).
 """
 import sys
 import time
@@ -16,38 +21,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.data import category_dir, load_catalog, load_split, sample_records  # noqa: E402
 from utils.io import check_same_settings, read_json, run_cli, write_json, write_run_config  # noqa: E402
-from utils.prompt import render_prompt  # noqa: E402
+from utils.prompt import render_completion, render_prompt  # noqa: E402
 
 
 def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sample_size: int | None = None,
         seed: int = 0, token_budget: int = 32768, trust_remote_code: bool = False, force: bool = False,
-        split: str = "test", evaluate: bool = False, topk="1,5", embedding_model: str = ""):
+        split: str = "test", evaluate: bool = False, topk="1,5", embedding_model: str = "",
+        decoding: str = "greedy"):
     args = dict(locals())
     import torch
 
-    from eval.evaluate import parse_ks
-    from utils.generation import generate_sharded, max_answer_tokens
+    from eval.evaluate import check_decoding, parse_ks, result_name
     from utils.modeling import check_model_dir, load_model, load_tokenizer, process_state
 
     state = process_state()
     check_model_dir(model_dir, "--model_dir")
     model_dir = Path(model_dir)
-    if evaluate:
+    check_decoding(decoding)
+    if evaluate or decoding == "constrained":
         parse_ks(topk)  # a bad --topk fails now, not after generation
-    out_path = model_dir / f"{split}_result.json"
+    stage = "inference" if decoding == "greedy" else f"inference_{decoding}"
+    if decoding == "constrained":  # the beam count changes the predictions (a wider beam can find a better top-1)
+        args["beams"] = parse_ks(topk)[-1]
+    out_path = model_dir / result_name(split, decoding)
     data_dir = Path(data_dir) if data_dir else category_dir(category)
     records = sample_records(load_split(data_dir, split), test_sample_size, seed)
     if out_path.is_file() and not force:
-        check_same_settings(model_dir, "inference", args, f"the predictions {out_path}",
+        check_same_settings(model_dir, stage, args, f"the predictions {out_path}",
                             "delete it (or pass --force) to predict again")
         previous = read_json(out_path)
         if isinstance(previous, list) and len(previous) == len(records):
             if state.is_main_process:
                 print(f"{out_path} exists with {len(records)} predictions; skipping generation (--force to redo)")
-                if evaluate and evaluated(model_dir, topk, embedding_model):
+                if evaluate and evaluated(model_dir, topk, embedding_model, decoding):
                     print(f"[eval] {model_dir} already evaluated with these settings; skipping")
                 elif evaluate:
-                    evaluate_results(out_path, category, data_dir, topk, embedding_model)
+                    evaluate_results(out_path, category, data_dir, topk, embedding_model, decoding)
             return
     catalog = load_catalog(data_dir)
     tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, padding_side="left")
@@ -55,37 +64,49 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
     prompts = [render_prompt(r) for r in records]
     if state.is_main_process:
         print(f"[inference] {model_dir}: {len(prompts)} {split} prompts on {state.num_processes} process(es), "
-              f"{state.device}. First prompt:\n{prompts[0]}", flush=True)
+              f"{state.device}, {decoding} decoding. First prompt:\n{prompts[0]}", flush=True)
     t0 = time.time()
-    texts = generate_sharded(model, tokenizer, prompts, max_new_tokens=max_answer_tokens(tokenizer, catalog.names),
-                             token_budget=token_budget, seed=seed, desc=f"{split} inference")
+    if decoding == "constrained":
+        from utils.constrained import beam_search_sharded
+
+        beams = beam_search_sharded(model, tokenizer, prompts, catalog.names, k=args["beams"],
+                                    token_budget=token_budget, desc=f"{split} inference (constrained)")
+        predicted = [{"predict": [render_completion(catalog.names[i]) for i, _ in b],
+                      "logprobs": [round(s, 6) for _, s in b]} for b in beams]
+    else:
+        from utils.generation import generate_sharded, max_answer_tokens
+
+        texts = generate_sharded(model, tokenizer, prompts, max_new_tokens=max_answer_tokens(tokenizer, catalog.names),
+                                 token_budget=token_budget, seed=seed, desc=f"{split} inference")
+        predicted = [{"predict": t} for t in texts]
     if state.is_main_process:
-        write_json(out_path, [{**r, "predict": t} for r, t in zip(records, texts)])
-        write_run_config(model_dir, "inference", args, {"records": len(records), "world_size": state.num_processes})
+        write_json(out_path, [{**r, **p} for r, p in zip(records, predicted)])
+        write_run_config(model_dir, stage, args, {"records": len(records), "world_size": state.num_processes})
         print(f"[inference] wrote {out_path} ({time.time() - t0:.1f} s generation)", flush=True)
     del model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     if evaluate and state.is_main_process:
-        evaluate_results(out_path, category, data_dir, topk, embedding_model)
+        evaluate_results(out_path, category, data_dir, topk, embedding_model, decoding)
     state.wait_for_everyone()
 
 
-def evaluated(model_dir, topk, embedding_model) -> bool:
-    """Every requested eval_top{K}.json exists and was grounded with the same embedding model."""
-    from eval.evaluate import parse_ks
+def evaluated(model_dir, topk, embedding_model, decoding="greedy") -> bool:
+    """Every requested eval file of the decoding mode exists; greedy ones grounded with the same embedding model
+    (constrained ones ground nothing)."""
+    from eval.evaluate import eval_name, parse_ks
     from utils.grounding import default_embedding_model
 
-    want = str(embedding_model or default_embedding_model())
-    files = [Path(model_dir) / f"eval_top{k}.json" for k in parse_ks(topk)]
+    want = str(embedding_model or default_embedding_model()) if decoding == "greedy" else None
+    files = [Path(model_dir) / eval_name(k, decoding) for k in parse_ks(topk)]
     return all(f.is_file() and read_json(f).get("embedding_model") == want for f in files)
 
 
-def evaluate_results(result_path, category, data_dir, topk, embedding_model):
+def evaluate_results(result_path, category, data_dir, topk, embedding_model, decoding="greedy"):
     from eval.evaluate import run as evaluate_run
 
     evaluate_run(str(result_path), category=category, data_dir=str(data_dir), topk=topk,
-                 embedding_model=embedding_model)
+                 embedding_model=embedding_model, decoding=decoding)
 
 
 if __name__ == "__main__":

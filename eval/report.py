@@ -8,6 +8,9 @@ every root. The table is printed and written to <run_root>/<Category>_results.md
 (`--figs_dir ""` draws none): <Category>_metrics_per_iteration.png and <Category>_exposure.png. The exposure figure
 re-grounds each model's test_result.json (cached item embeddings; the model loads only for non-catalog titles).
 Whatever is missing (a baseline, MostPop, later iterations, predictions) is skipped and said so.
+The table and figures are those of greedy decoding (the official protocol). Models also evaluated with catalog-
+constrained decoding (eval_top{K}_constrained.json, from shell/eval.sh with DECODING=constrained) get a second table
+below it: each such model's greedy row, then its constrained row.
 """
 import json
 import math
@@ -38,7 +41,7 @@ FIG_STAGE = {"SPRec": "DPO", "DPO": "DPO", "SFT-only": "SFT"}
 COLORS = {"SPRec": "tab:blue", "DPO": "tab:orange", "SFT-only": "tab:green", "SFT": "dimgray", "MostPop": "black",
           "test targets": "lightgray"}
 _ITER = re.compile(r"it(\d+)")
-_EVAL = re.compile(r"eval_top(\d+)\.json")
+_EVAL = re.compile(r"eval_top(\d+)(_constrained)?\.json")  # the names eval/evaluate.py's eval_name gives
 
 
 # ------------------------------------------------------------------------------------------------ collecting
@@ -77,12 +80,13 @@ def model_dirs(run_root, category) -> dict:
     return dict(sorted(out.items(), key=lambda kv: _sort_key(kv[0])))
 
 
-def read_evals(directory) -> dict[int, dict]:
-    """{K: eval dict} of the eval_top*.json files in a model directory."""
+def read_evals(directory, decoding: str = "greedy") -> dict[int, dict]:
+    """{K: eval dict} of a model directory's eval files of one decoding mode: eval_top{K}.json for greedy,
+    eval_top{K}_constrained.json for constrained."""
     out = {}
     for p in Path(directory).glob("eval_top*.json"):
         m = _EVAL.fullmatch(p.name)
-        if not m:
+        if not m or bool(m.group(2)) != (decoding == "constrained"):
             continue
         try:
             obj = json.loads(p.read_text(encoding="utf-8"))
@@ -94,11 +98,11 @@ def read_evals(directory) -> dict[int, dict]:
     return dict(sorted(out.items()))
 
 
-def collect(run_root, category) -> dict:
-    """{row key: {K: eval dict}} for every model directory with eval files, in table order."""
+def collect(run_root, category, decoding: str = "greedy") -> dict:
+    """{row key: {K: eval dict}} for every model directory with eval files of the decoding mode, in table order."""
     rows = {}
     for key, d in model_dirs(run_root, category).items():
-        evals = read_evals(d)
+        evals = read_evals(d, decoding)
         if evals:
             rows[key] = evals
     return rows
@@ -153,11 +157,11 @@ def missing_notes(keys, category) -> list[str]:
     return notes
 
 
-def markdown_table(rows: dict, ks, n_roots: int) -> str:
+def markdown_table(rows: dict, ks, n_roots: int, label=row_label) -> str:
     header = ["Method"] + [f"{m}@{k} {'↑' if up else '↓'}" for k in ks for m, up in TABLE_METRICS]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"]
     for key, vals in rows.items():
-        cells = [row_label(key)] + [format_cell(vals[(m, k)], n_roots) for k in ks for m, _ in TABLE_METRICS]
+        cells = [label(key)] + [format_cell(vals[(m, k)], n_roots) for k in ks for m, _ in TABLE_METRICS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -187,7 +191,28 @@ def build_report(roots, category, ks=(1, 5)) -> tuple[str, dict, list[dict], lis
     note = n_note(collected, ks)
     notes_all = ([note] if note else []) + ["↑ higher is better, ↓ lower is better; – = not available"] + notes
     parts += [f"- {n}" for n in notes_all]
+    parts += constrained_section(roots, category, ks, rows)
     return "\n".join(parts) + "\n", rows, collected, notes
+
+
+def constrained_section(roots, category, ks, greedy_rows: dict) -> list[str]:
+    """Markdown lines: for each model with constrained-decoding eval files (in every root), its greedy row then its
+    constrained row; nothing when there are none."""
+    collected = [collect(r, category, "constrained") for r in roots]
+    if not any(collected):
+        return []
+    rows, notes = merge(collected, ks, [m for m, _ in TABLE_METRICS])
+    paired = {}
+    for key, vals in rows.items():
+        if key in greedy_rows:
+            paired[(key, "greedy")] = greedy_rows[key]
+        paired[(key, "constrained")] = vals
+    table = markdown_table(paired, ks, len(roots), label=lambda kd: f"{row_label(kd[0])}, {kd[1]}")
+    return ["", f"### {category}: greedy against catalog-constrained decoding", "", table, "",
+            "- greedy (official): the generated title grounded to its nearest catalog item, the top-K that item and "
+            "its K-1 nearest neighbours by sentence embedding",
+            "- constrained: beam search over the catalog's titles, the top-K the K beams by sequence log-probability "
+            "(every one a catalog item: ValidRatio 1)"] + [f"- constrained: {n}" for n in notes]
 
 
 # ------------------------------------------------------------------------------------------------ figure (a)

@@ -35,6 +35,7 @@ SFT_DEVICE_BATCH_SIZE=${SFT_DEVICE_BATCH_SIZE:-$(recipe 16 4 8)}
 GRADIENT_CHECKPOINTING=${GRADIENT_CHECKPOINTING:-0}     # 1: recompute activations (less memory, ~30% slower)
 LOAD_IN_4BIT=${LOAD_IN_4BIT:-0}                    # 1: QLoRA, the frozen base in 4-bit NF4 (GPU + bitsandbytes)
 EVAL_SFT_STEP=${EVAL_SFT_STEP:-1}                  # 0: skip evaluating each iteration's intermediate SFT-step model
+SELF_PLAY_DECODING=${SELF_PLAY_DECODING:-"greedy"} # rejected items: greedy (official) or constrained (beam, real items)
 SEED=${SEED:-42}
 TEST_SAMPLE_SIZE=${TEST_SAMPLE_SIZE:-""}           # empty = the whole test split
 REPORT_TO=${REPORT_TO:-"none"}
@@ -66,7 +67,8 @@ for CATEGORY in $CATEGORIES; do
     # Each stage skips itself when finished, after checking that it was made with the same settings.
     launch train/self_play.py --model_dir "$current" --output_dir "$IT/data" --category "$CATEGORY" \
       --iteration "$i" --seed "$SEED" --negatives "$negatives" --train_sample_size "$TRAIN_SAMPLE_SIZE" \
-      --valid_sample_size "$VALID_SAMPLE_SIZE" --embedding_model "${EMBEDDING_MODEL:-}"
+      --valid_sample_size "$VALID_SAMPLE_SIZE" --embedding_model "${EMBEDDING_MODEL:-}" \
+      --decoding "$SELF_PLAY_DECODING"
     if (( sft_step )); then
       launch train/sft.py --category "$CATEGORY" --resume_from "$current" --output_dir "$IT/SFT" \
         --train_file "$IT/data/sft_train.jsonl" --sample_size "$TRAIN_SAMPLE_SIZE" \

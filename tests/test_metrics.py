@@ -239,9 +239,9 @@ def test_cli_run_official_shape_overwrites(catalog, tmp_path):
     assert contents[0] == contents[1]  # rerun overwrites, never appends
     for k in (1, 5):
         row = json.loads(contents[1][k])  # one JSON object (json.loads rejects two concatenated objects)
-        assert list(row) == ["model", "category", "topk", "n", "n_skipped", *METRICS, "embedding_model"]
+        assert list(row) == ["model", "category", "topk", "n", "n_skipped", *METRICS, "embedding_model", "decoding"]
         assert row["model"] == "tiny-model" and row["category"] == "Tiny" and row["topk"] == k
-        assert row["embedding_model"] == "stub"
+        assert row["embedding_model"] == "stub" and row["decoding"] == "greedy"
         for key in ("topk", "n", "n_skipped", *METRICS):
             assert type(row[key]) in (int, float), key  # plain numbers, not one-element lists
         _check(row, EXPECTED[k])

@@ -85,6 +85,23 @@ def test_table_rows_order_and_numbers(tmp_path):
     assert "n = 100 evaluated test records in every row" in text
 
 
+def test_constrained_rows_beside_their_greedy_rows(tmp_path):
+    """Constrained-decoding eval files never enter the main (greedy) table; they get their own, paired rows."""
+    root = full_root(tmp_path / "models")
+    plain = report.build_report([root], "Toy")[0]
+    for d, base in ((root / "SFT" / "Toy", 0.7), (root / "SPRec" / "Toy" / "it1" / "DPO", 0.8)):
+        for k, b in ((1, base), (5, base + 0.05)):
+            row = {"topk": k, "n": 100, **{key: b for key in KEYS}, "ValidRatio": 1.0, "decoding": "constrained"}
+            (d / f"eval_top{k}_constrained.json").write_text(json.dumps(row))
+    text, rows, _, _ = report.build_report([root], "Toy")
+    main, extra = text.split("### Toy: greedy against catalog-constrained decoding")
+    assert plain.strip() == main.strip()
+    labels = {r[0]: r[1:] for r in table_rows(extra)[2:]}
+    assert list(labels) == ["SFT, greedy", "SFT, constrained", "SPRec it1 DPO, greedy", "SPRec it1 DPO, constrained"]
+    assert labels["SFT, constrained"][0] == "0.7000" and labels["SFT, constrained"][6] == "1.0000"
+    assert labels["SFT, greedy"] == table_rows(main)[3][1:]
+
+
 def test_rounding_to_four_decimals(tmp_path):
     root = tmp_path / "r"
     write_model(root / "SFT" / "Toy", 0.1, HR=0.123456, NDCG=2 / 3)

@@ -7,6 +7,9 @@ model's prediction for each, parses its title and maps it to the catalog item ev
 (exact name first, else the nearest by the grounding embedding; `--rejected raw` keeps the raw title as the official
 code did). Pairs whose rejected equals chosen are dropped. `--negatives random` instead draws a random catalog item
 that is neither the target nor in the history (the offline-negative DPO baseline; nothing is generated).
+`--decoding constrained` draws the rejected items by catalog-constrained beam search (utils/constrained.py, `--beams`
+beams, 5 by default) instead of greedy generation: always real catalog items, so nothing needs grounding; the best
+beam is the rejected item (the `--num_negatives` best with several).
 Writes dpo_train.jsonl, dpo_valid.jsonl, sft_train.jsonl (the iteration's fresh positives) and summary.json.
 """
 import math
@@ -64,8 +67,11 @@ def ground_to_catalog(titles, catalog, embedding_model: str) -> list[str]:
 def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir: str = "", iteration: int = 0,
         seed: int = 42, train_sample_size: int = 2048, valid_sample_size: int = 256, spare_ratio: float = 0.1,
         negatives: str = "self", rejected: str = "grounded", temperature: float = 0.0, num_negatives: int = 1,
-        token_budget: int = 32768, embedding_model: str = "", trust_remote_code: bool = False):
+        token_budget: int = 32768, embedding_model: str = "", trust_remote_code: bool = False,
+        decoding: str = "greedy", beams: int = 5):
     args = dict(locals())
+    if decoding != "constrained":  # the beam count changes nothing else
+        del args["beams"]
     from utils.modeling import process_state
 
     state = process_state()
@@ -77,7 +83,12 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
         return
     if negatives not in ("self", "random") or rejected not in ("grounded", "raw"):
         raise UserError("--negatives must be 'self' or 'random'; --rejected 'grounded' or 'raw'")
-    if num_negatives > 1 and temperature <= 0:
+    if decoding not in ("greedy", "constrained"):
+        raise UserError(f"--decoding must be 'greedy' or 'constrained', got {decoding!r}")
+    if decoding == "constrained" and (temperature > 0 or not 1 <= num_negatives <= beams):
+        raise UserError("--decoding constrained is a deterministic beam search: it needs --temperature 0 and "
+                        "1 <= --num_negatives <= --beams")
+    if decoding == "greedy" and num_negatives > 1 and temperature <= 0:
         raise UserError("--num_negatives > 1 needs sampling: set --temperature > 0")
     from utils.io import check_output_dir
     from utils.modeling import check_model_dir
@@ -95,7 +106,8 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
     drawn = rng.sample(train, min(len(train), math.ceil(wanted * (1 + spare_ratio))))
     prompts = [render_prompt(r) for r in drawn]
     if state.is_main_process:
-        print(f"[self-play] iteration {iteration}: {len(drawn)} prompts drawn ({negatives} negatives). "
+        how = f"{negatives} negatives" + (f", {decoding} decoding" if negatives == "self" else "")
+        print(f"[self-play] iteration {iteration}: {len(drawn)} prompts drawn ({how}). "
               f"First prompt:\n{prompts[0]}", flush=True)
 
     t0 = time.time()
@@ -107,11 +119,20 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
 
         tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, padding_side="left")
         model = load_model(model_dir, merge=True, trust_remote_code=trust_remote_code, device=state.device)
-        outputs = generate_sharded(model, tokenizer, prompts,
-                                   max_new_tokens=max_answer_tokens(tokenizer, catalog.names),
-                                   token_budget=token_budget, num_return_sequences=num_negatives,
-                                   temperature=temperature, seed=iteration_seed(seed, iteration),
-                                   desc="self-play sampling")
+        if decoding == "constrained":
+            from utils.constrained import beam_search_sharded
+
+            if len(catalog) < num_negatives:
+                raise UserError(f"--num_negatives {num_negatives} is more than the catalog's {len(catalog)} items")
+            ranked = beam_search_sharded(model, tokenizer, prompts, catalog.names, k=beams, token_budget=token_budget,
+                                         desc="self-play constrained beams")
+            outputs = [[render_completion(catalog.names[i]) for i, _ in b[:num_negatives]] for b in ranked]
+        else:
+            outputs = generate_sharded(model, tokenizer, prompts,
+                                       max_new_tokens=max_answer_tokens(tokenizer, catalog.names),
+                                       token_budget=token_budget, num_return_sequences=num_negatives,
+                                       temperature=temperature, seed=iteration_seed(seed, iteration),
+                                       desc="self-play sampling")
     if not state.is_main_process:
         state.wait_for_everyone()
         return

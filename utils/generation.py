@@ -4,6 +4,7 @@ Prompts are sorted by length and batched by a token budget (not a fixed count), 
 cache, and a row stops at end-of-sequence or at the first newline (the answer is one quoted title on one line).
 A finished row is dropped from the batch and its cache, so it stops costing; only the last position's logits are
 computed. Under several processes the prompts are sharded across them and gathered back in order.
+Catalog-constrained beam search (utils/constrained.py) reuses the batching, padding, prefill and one-token step here.
 """
 from utils.prompt import render_completion
 
@@ -20,13 +21,22 @@ def stop_token_ids(tokenizer) -> list[int]:
     return _STOP_IDS[key]
 
 
+def completion_ids(tokenizer, names) -> list[list[int]]:
+    """The token ids of each name's answer (`render_completion`) as they follow a prompt: tokenized on its own, with
+    no special tokens. This is how trl's DPO trainer tokenizes a completion (it then appends EOS), and a prompt ends on
+    a token boundary (tests/test_tiny_model.py, the SmolLM2 tokenizer alike), so SFT's prompt + completion tokenizes
+    to the same ids too."""
+    return tokenizer([render_completion(n) for n in names], add_special_tokens=False).input_ids
+
+
 def max_answer_tokens(tokenizer, names, margin: int = 4) -> int:
     """New-token limit for an answer: the longest catalog title as a completion, plus a small margin."""
     longest = sorted(names, key=len, reverse=True)[:200]  # the longest by characters hold the longest in tokens
-    return max(len(tokenizer(render_completion(n), add_special_tokens=False).input_ids) for n in longest) + margin
+    return max(len(ids) for ids in completion_ids(tokenizer, longest)) + margin
 
 
-def _batches(lengths, order, token_budget, max_new_tokens, max_batch):
+def batches(lengths, order, token_budget, max_new_tokens, max_batch):
+    """Prompt indices in batches whose (prompts x (width + new tokens)) stays within the token budget."""
     batch, width = [], 0
     for i in order:  # longest first, so a batch's width is its first prompt's length
         width = width or lengths[i]
@@ -38,13 +48,53 @@ def _batches(lengths, order, token_budget, max_new_tokens, max_batch):
         yield batch
 
 
+def encode_prompts(tokenizer, prompts):
+    """Token ids of each prompt (with the tokenizer's special tokens, as in training) and their lengths."""
+    enc = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+    return enc, [len(x) for x in enc]
+
+
+def left_pad(enc, batch, pad_id: int, repeat: int = 1):
+    """(ids, attention mask) of the batch's prompts, each repeated `repeat` times, left-padded: every prompt ends
+    where generation starts."""
+    import torch
+
+    width = max(len(enc[i]) for i in batch)
+    ids = torch.full((len(batch) * repeat, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch) * repeat, width), dtype=torch.long)
+    for row, i in enumerate(batch):
+        ids[row * repeat:(row + 1) * repeat, width - len(enc[i]):] = torch.tensor(enc[i])
+        mask[row * repeat:(row + 1) * repeat, width - len(enc[i]):] = 1
+    return ids, mask
+
+
+def pad_token_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def prefill(model, ids, mask):
+    """Run the left-padded prompts: (cache, last-position logits, the next position of each row)."""
+    pos = (mask.cumsum(1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+    return out.cache, out.logits[:, -1], pos[:, -1] + 1
+
+
+def extend(model, tokens, mask, next_pos, cache):
+    """Feed one new token per row: (cache, its logits, the extended mask). `mask` and `next_pos` already hold only
+    the rows of `cache` that go on."""
+    import torch
+
+    mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+    out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_pos[:, None], cache=cache,
+                use_cache=True)
+    return out.cache, out.logits[:, -1], mask
+
+
 def _decode(model, ids, mask, max_new_tokens: int, stop, temperature: float, generator) -> list[list[int]]:
     """Greedy (or sampled) decoding of one left-padded batch; rows leave the batch as soon as they stop."""
     import torch
 
-    pos = (mask.cumsum(1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
-    cache, logits, next_pos = out.cache, out.logits[:, -1], pos[:, -1] + 1
+    cache, logits, next_pos = prefill(model, ids, mask)
     rows = torch.arange(ids.shape[0], device=ids.device)
     tokens = [[] for _ in range(ids.shape[0])]
     for step in range(max_new_tokens):
@@ -62,10 +112,8 @@ def _decode(model, ids, mask, max_new_tokens: int, stop, temperature: float, gen
             keep = alive.nonzero().squeeze(1)
             cache.batch_select_indices(keep)
             rows, nxt, mask, next_pos = rows[keep], nxt[keep], mask[keep], next_pos[keep]
-        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-        out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                    cache=cache, use_cache=True)
-        cache, logits, next_pos = out.cache, out.logits[:, -1], next_pos + 1
+        cache, logits, mask = extend(model, nxt, mask, next_pos, cache)
+        next_pos = next_pos + 1
     return tokens
 
 
@@ -82,23 +130,16 @@ def generate(model, tokenizer, prompts, *, max_new_tokens: int, token_budget: in
     if not prompts:
         return []
     device = next(model.parameters()).device
-    enc = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
-    lengths = [len(x) for x in enc]
+    enc, lengths = encode_prompts(tokenizer, prompts)
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
     stop = torch.tensor(stop_token_ids(tokenizer), device=device)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     generator = torch.Generator().manual_seed(seed)
     n_ret = num_return_sequences
     out = [None] * len(prompts)
     bar = tqdm(total=len(prompts), desc=desc, disable=not progress, leave=False)
     with torch.inference_mode():
-        for batch in _batches(lengths, order, max(token_budget // n_ret, 1), max_new_tokens, max_batch):
-            width = max(lengths[i] for i in batch)
-            ids = torch.full((len(batch) * n_ret, width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch) * n_ret, width), dtype=torch.long)
-            for row, i in enumerate(batch):  # left padding: every prompt ends where generation starts
-                ids[row * n_ret:(row + 1) * n_ret, width - lengths[i]:] = torch.tensor(enc[i])
-                mask[row * n_ret:(row + 1) * n_ret, width - lengths[i]:] = 1
+        for batch in batches(lengths, order, max(token_budget // n_ret, 1), max_new_tokens, max_batch):
+            ids, mask = left_pad(enc, batch, pad_token_id(tokenizer), n_ret)
             new = _decode(model, ids.to(device), mask.to(device), max_new_tokens, stop, temperature, generator)
             texts = tokenizer.batch_decode(new, skip_special_tokens=True)
             for row, i in enumerate(batch):
@@ -111,17 +152,25 @@ def generate(model, tokenizer, prompts, *, max_new_tokens: int, token_budget: in
 
 def generate_sharded(model, tokenizer, prompts, **kwargs) -> list[list[str]]:
     """`generate` under accelerate: each process takes every world_size-th prompt; all get the full result."""
+    from utils.modeling import process_state
+
+    kwargs["seed"] = kwargs.get("seed", 0) + process_state().process_index
+    return sharded(generate, model, tokenizer, prompts, **kwargs)
+
+
+def sharded(fn, model, tokenizer, prompts, **kwargs) -> list:
+    """`fn(model, tokenizer, prompts, **kwargs)` (a per-prompt result list) under accelerate: each process takes
+    every world_size-th prompt; all get the full result, in order."""
     from accelerate.utils import gather_object
 
     from utils.modeling import process_state
 
     state = process_state()
     if state.num_processes == 1:
-        return generate(model, tokenizer, prompts, **kwargs)
+        return fn(model, tokenizer, prompts, **kwargs)
     mine = list(range(state.process_index, len(prompts), state.num_processes))
-    kwargs["seed"] = kwargs.get("seed", 0) + state.process_index
     kwargs["progress"] = kwargs.get("progress", True) and state.is_main_process
-    texts = generate(model, tokenizer, [prompts[i] for i in mine], **kwargs)
+    texts = fn(model, tokenizer, [prompts[i] for i in mine], **kwargs)
     gathered = gather_object([(i, t) for i, t in zip(mine, texts)])
     out = [None] * len(prompts)
     for i, t in gathered:

@@ -169,6 +169,11 @@ NOT_RESULT_CHANGING = {"output_dir", "model_dir", "resume_from", "train_file", "
                        "trust_remote_code", "token_budget", "force", "evaluate", "topk", "embedding_model"}
 
 
+# Result-changing settings added after runs were recorded, with the value every earlier run used: a run config without
+# one reads as that value (a greedy rerun of an older run is the same run, not "other settings").
+ADDED_SETTINGS = {"decoding": "greedy"}
+
+
 def result_settings(args: dict) -> dict:
     return {k: v for k, v in args.items() if k not in NOT_RESULT_CHANGING}
 
@@ -189,6 +194,7 @@ def check_same_settings(directory, stage: str, args: dict, what: str = "", redo:
     if old is None:  # written before settings were recorded
         return
     new = json.loads(json.dumps(result_settings(args), default=str))  # as it would be stored
+    old = {**{k: v for k, v in ADDED_SETTINGS.items() if k in new}, **old}
     if old != new:
         diff = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
                          if old.get(k) != new.get(k))

@@ -1,8 +1,9 @@
 """The one metrics module (shared/spec/metrics.md): HR, NDCG, diversity, DivRatio, ORRatio, MGU, DGU, ValidRatio.
 
 `topk_metrics` works on rankings (the target's rank and the K nearest items per record), so grounded LLM outputs
-and baselines such as MostPop go through the very same code. `evaluate_predictions` does the LLM path: parse,
-validate, ground, rank, then the metrics for every K.
+and baselines such as MostPop go through the very same code. `evaluate_predictions` does the LLM path of greedy
+decoding: parse, validate, ground, rank, then the metrics for every K. `evaluate_rankings` does that of constrained
+beam search (utils/constrained.py), whose K ranked catalog items per record are the top-K as they are.
 """
 import numpy as np
 
@@ -59,7 +60,8 @@ def history_rows(records, catalog) -> list[list[int]]:
 
 
 def evaluate_predictions(records, predictions, catalog, ks=(1, 5), embedding_model=None) -> dict:
-    """Metrics for every K of generated texts (one per record), grounded by sentence-embedding distance."""
+    """Metrics for every K of generated texts (one per record), grounded by sentence-embedding distance: the top-K
+    is the item the parsed title grounds to and its K-1 nearest catalog neighbours (the official definition)."""
     from utils.grounding import default_embedding_model, ground_titles, target_ranks
 
     if len(records) != len(predictions):
@@ -68,12 +70,33 @@ def evaluate_predictions(records, predictions, catalog, ks=(1, 5), embedding_mod
     keep, targets, n_skipped = evaluated_records(records, catalog)
     titles = [parse_title(predictions[i]) for i in keep]
     valid = np.array([catalog.index(t) is not None for t in titles], dtype=bool)
-    results = {}
+    topk = ranks = None
     if keep:
         topk = ground_titles(titles, catalog, max(ks), embedding_model)
         ranks = target_ranks(topk, targets)
+    extra = {"n_skipped": n_skipped, "embedding_model": str(embedding_model), "decoding": "greedy"}
+    return _at_each_k(records, keep, ranks, topk, valid, catalog, ks, extra)
+
+
+def evaluate_rankings(records, rankings, catalog, ks=(1, 5)) -> dict:
+    """Metrics for every K of ranked catalog items (constrained decoding): each record's ranking, catalog rows best
+    first (at least max(ks) of them), is its top-K itself; nothing is grounded, and every item is valid."""
+    from utils.grounding import target_ranks
+
+    if len(records) != len(rankings):
+        raise ValueError(f"{len(records)} records but {len(rankings)} rankings")
+    keep, targets, n_skipped = evaluated_records(records, catalog)
+    topk = np.array([rankings[i][:max(ks)] for i in keep], dtype=np.int64).reshape(len(keep), max(ks))
+    valid = (topk[:, 0] >= 0) if keep else np.zeros(0, dtype=bool)
+    ranks = target_ranks(topk, targets) if keep else None
+    extra = {"n_skipped": n_skipped, "embedding_model": None, "decoding": "constrained"}
+    return _at_each_k(records, keep, ranks, topk, valid, catalog, ks, extra)
+
+
+def _at_each_k(records, keep, ranks, topk, valid, catalog, ks, extra) -> dict:
     histories = history_rows([records[i] for i in keep], catalog)
+    results = {}
     for k in ks:
         m = topk_metrics(ranks, topk, k, catalog, histories, valid) if keep else {"n": 0}
-        results[k] = {"topk": k, **m, "n_skipped": n_skipped, "embedding_model": str(embedding_model)}
+        results[k] = {"topk": k, **m, **extra}
     return results
