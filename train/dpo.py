@@ -146,7 +146,8 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
                                             "negatives_per_pair": k, "sequences_per_pair": k + 1,
                                             "world_size": state.num_processes, **plan,
                                             "peak_memory_mb": round(peak_memory_mb(), 1),
-                                            "train_loss": result.training_loss, "steps": result.global_step})
+                                            "train_loss": result.training_loss, "steps": result.global_step,
+                                            "train_seconds": round(result.metrics["train_runtime"], 2)})
         finish_stage(out)
         print(f"[dpo] wrote {out} (train loss {result.training_loss:.4f}, {result.global_step} steps)", flush=True)
     state.wait_for_everyone()

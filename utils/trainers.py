@@ -67,9 +67,10 @@ class MultiNegativeDPOTrainer(DPOTrainer):
         self.num_negatives = 1 + len(train_dataset[0]["extra_rejected"])
         super().__init__(*args, train_dataset=train_dataset, **kwargs)
         # The options that change trl's own log-prob computation are not reimplemented here.
-        if self.precompute_ref_logps or self.ld_alpha is not None or self.f_divergence_type != "reverse_kl":
-            raise ValueError("MultiNegativeDPOTrainer supports neither precompute_ref_log_probs, ld_alpha nor "
-                             "f-divergences other than reverse_kl")
+        if (self.precompute_ref_logps or self.ld_alpha is not None or self.f_divergence_type != "reverse_kl"
+                or self.aux_loss_enabled):
+            raise ValueError("MultiNegativeDPOTrainer supports neither precompute_ref_log_probs, ld_alpha, "
+                             "f-divergences other than reverse_kl nor a mixture-of-experts auxiliary loss")
         self.data_collator = StackNegatives(self.data_collator, self.num_negatives)
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
