@@ -99,6 +99,10 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
               f"loss on {'the whole text' if project_built else 'the completion'}), {len(train_ds)} train / "
               f"{len(valid_ds)} valid records, {describe_plan(plan)}. First example:\n"
               f"{train_ds[0]['prompt']}{train_ds[0]['completion']}", flush=True)
+        if weights:
+            facts = weighting_facts(catalog, genre_weight, weights["train"])
+            print(f"[sft] genre re-weighted: record weights {facts['record_weight_min']} to "
+                  f"{facts['record_weight_max']}, mean {facts['record_weight_mean']}", flush=True)
 
     tokenizer = load_tokenizer(start, trust_remote_code=trust_remote_code, padding_side="right")
     peft_config = None
