@@ -422,7 +422,7 @@ def plot_exposure(shares: dict, target_shares, category: str, path, k: int = 5) 
     sub = f", mean ± std over {n_roots} seeds" if n_roots > 1 else ""
     ax.set_title(f"{category}: item exposure by popularity decile (top-{k}{sub})")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, ncol=1 if len(groups) <= 5 else 2, loc="upper right")  # the popular deciles are left
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
