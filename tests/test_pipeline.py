@@ -154,7 +154,8 @@ def test_usage_errors(tmp_path, args, message):
 
 
 @pytest.mark.parametrize("env, message", [
-    ({"METHOD": "PPO"}, "METHOD must be SPRec, DPO, DPO+SFT, S-DPO, DMPO, SemanticDPO, GenreSFT or SFT-only, got 'PPO'"),
+    ({"METHOD": "PPO"}, "METHOD must be SPRec, DPO, DPO+SFT, S-DPO, DMPO, SemanticDPO, GenreSFT or SFT-only, "
+                        "got 'PPO'"),
     ({"METHOD": "S-DPO", "NUM_NEGATIVES": "0"}, "NUM_NEGATIVES must be a positive integer, got '0'"),
 ])
 def test_method_errors(tmp_path, env, message):
