@@ -25,21 +25,29 @@ import numpy as np  # noqa: E402
 
 from utils.io import UserError, run_cli, write_text  # noqa: E402
 
-# (method, has iterations, stages in order, the stage its label leaves implicit)
-METHODS = (("MostPop", False, (None,), None), ("SFT", False, (None,), None),
-           ("SPRec", True, ("SFT", "DPO"), None), ("DPO", True, ("SFT", "DPO"), "DPO"),
-           ("SFT-only", True, ("SFT", "DPO"), "SFT"))
-ITERATIVE = ("SPRec", "DPO", "SFT-only")
+# The methods, in table order (the directory names shell/SPRec.sh's METHOD writes):
+# (method, has iterations, stages in order, the stage its label leaves implicit, what a missing one is called)
+METHODS = (("MostPop", False, (None,), None, "MostPop baseline"), ("SFT", False, (None,), None, "SFT model"),
+           ("SPRec", True, ("SFT", "DPO"), None, "SPRec run"),
+           ("DPO", True, ("SFT", "DPO"), "DPO", "DPO baseline"),
+           ("DPO+SFT", True, ("SFT", "DPO"), None, "DPO+SFT baseline"),
+           ("S-DPO", True, ("SFT", "DPO"), "DPO", "S-DPO baseline"),
+           ("DMPO", True, ("SFT", "DPO"), "DPO", "DMPO baseline"),
+           ("SemanticDPO", True, ("SFT", "DPO"), "DPO", "semantic-negative DPO baseline"),
+           ("GenreSFT", True, ("SFT", "DPO"), "SFT", "genre re-weighted SFT baseline"),
+           ("SFT-only", True, ("SFT", "DPO"), "SFT", "SFT-only baseline"))
+ITERATIVE = tuple(m[0] for m in METHODS if m[1])
 # table columns: (metric key, higher is better)
 TABLE_METRICS = (("HR", True), ("NDCG", True), ("DivRatio", True), ("ORRatio", False), ("MGU", False),
                  ("DGU", False), ("ValidRatio", True))
 HIGHER = dict(TABLE_METRICS)
 # figure (a) panels: (metric, K)
 FIG_PANELS = (("HR", 5), ("NDCG", 5), ("DivRatio", 5), ("ORRatio", 5), ("MGU", 5), ("ValidRatio", 1))
-# the stage of each iterative method that figure (a) and the exposure figure show
-FIG_STAGE = {"SPRec": "DPO", "DPO": "DPO", "SFT-only": "SFT"}
-COLORS = {"SPRec": "tab:blue", "DPO": "tab:orange", "SFT-only": "tab:green", "SFT": "dimgray", "MostPop": "black",
-          "test targets": "lightgray"}
+# the stage of each iterative method that figure (a) and the exposure figure show: its result, the last stage
+FIG_STAGE = {m[0]: m[2][-1] if m[3] is None else m[3] for m in METHODS if m[1]}
+COLORS = {"SPRec": "tab:blue", "DPO": "tab:orange", "DPO+SFT": "tab:red", "S-DPO": "tab:purple", "DMPO": "tab:brown",
+          "SemanticDPO": "tab:pink", "GenreSFT": "tab:olive", "SFT-only": "tab:green", "SFT": "dimgray",
+          "MostPop": "black", "test targets": "lightgray"}
 _ITER = re.compile(r"it(\d+)")
 _EVAL = re.compile(r"eval_top(\d+)(_constrained)?\.json")  # the names eval/evaluate.py's eval_name gives
 
@@ -64,7 +72,7 @@ def model_dirs(run_root, category) -> dict:
     """Every model directory of the category under a run root: {(method, iteration|None, stage|None): Path}."""
     root = Path(run_root)
     out = {}
-    for method, iterative, stages, _ in METHODS:
+    for method, iterative, stages, *_ in METHODS:
         base = root / method / category
         if not base.is_dir():
             continue
@@ -146,8 +154,7 @@ def format_cell(values, n_roots: int) -> str:
 def missing_notes(keys, category) -> list[str]:
     present = {k[0] for k in keys}
     notes = []
-    for method, what in (("MostPop", "MostPop baseline"), ("SFT", "SFT model"), ("SPRec", "SPRec run"),
-                         ("DPO", "DPO baseline"), ("SFT-only", "SFT-only baseline")):
+    for method, *_, what in METHODS:
         if method not in present:
             notes.append(f"no {what} (nothing evaluated under {method}/{category}): skipped")
     for method in ITERATIVE:
@@ -176,6 +183,31 @@ def n_note(collected: list[dict], ks) -> str | None:
     return "evaluated test records differ between rows: n = " + ", ".join(map(str, ns))
 
 
+def training_budget(run_root, category) -> str | None:
+    """Markdown table of what each trained stage cost, from its run config: optimizer steps, SFT records, DPO pairs
+    and rejected items per pair (a pair of k rejected items runs k+1 sequences); None when no stage has a config."""
+    lines = []
+    for key, d in model_dirs(run_root, category).items():
+        for stage in ("sft", "dpo"):
+            path = d / f"run_config_{stage}.json"
+            if not path.is_file():
+                continue
+            try:
+                args = json.loads(path.read_text(encoding="utf-8"))["args"]
+            except (OSError, ValueError, KeyError, TypeError):
+                raise UserError(f"{path}: cannot read the run config") from None
+            sft = stage == "sft"
+            cells = [row_label(key), stage.upper(), args.get("steps"), args.get("train_records") if sft else None,
+                     None if sft else args.get("pairs"), None if sft else args.get("negatives_per_pair", 1)]
+            if sft and "record_weight_mean" in args:
+                cells[1] = "SFT, genre re-weighted"
+            lines.append("| " + " | ".join("–" if c is None else str(c) for c in cells) + " |")
+    if not lines:
+        return None
+    return "\n".join(["| Model | trained stage | optimizer steps | SFT records | DPO pairs | rejected per pair |",
+                      "|:---|:---|---:|---:|---:|---:|", *lines])
+
+
 def build_report(roots, category, ks=(1, 5)) -> tuple[str, dict, list[dict], list[str]]:
     """Markdown text, merged rows, per-root collections and notes for a category over one or more run roots."""
     collected = [collect(r, category) for r in roots]
@@ -191,6 +223,10 @@ def build_report(roots, category, ks=(1, 5)) -> tuple[str, dict, list[dict], lis
     note = n_note(collected, ks)
     notes_all = ([note] if note else []) + ["↑ higher is better, ↓ lower is better; – = not available"] + notes
     parts += [f"- {n}" for n in notes_all]
+    budget = training_budget(roots[0], category)
+    if budget:
+        where = "" if len(roots) == 1 else f" (of {roots[0]}; the recipe is the same in every root)"
+        parts += ["", f"### Training budget per stage{where}", "", budget]
     parts += constrained_section(roots, category, ks, rows)
     return "\n".join(parts) + "\n", rows, collected, notes
 
@@ -338,13 +374,13 @@ def top_items(result_path, catalog, k: int = 5, embedding_model: str | None = No
 
 
 def exposure_sources(run_root, category) -> dict[str, Path]:
-    """{label: test_result.json} for SFT and the last iteration of DPO and SPRec that has predictions."""
+    """{label: test_result.json} for SFT and the last iteration of each iterative method that has predictions."""
     dirs = model_dirs(run_root, category)
     out = {}
     sft = dirs.get(("SFT", None, None))
     if sft is not None and (sft / "test_result.json").is_file():
         out["SFT"] = sft / "test_result.json"
-    for method in ("DPO", "SPRec"):
+    for method in ITERATIVE:
         keys = sorted((k for k, d in dirs.items() if k[0] == method and k[2] == FIG_STAGE[method]
                        and (d / "test_result.json").is_file()), key=lambda k: k[1])
         if keys:
@@ -366,7 +402,7 @@ def exposure_shares(roots, category, data_dir=None, embedding_model=None, k: int
     sources = [exposure_sources(r, category) for r in roots]
     notes = []
     shares = {}
-    for label in ("SFT", "DPO", "SPRec"):
+    for label in ("SFT", *ITERATIVE):
         if not all(label in s for s in sources):
             notes.append(f"exposure: no {label} predictions (test_result.json)"
                          + (" in every run root" if len(roots) > 1 else "") + ": skipped")
@@ -394,7 +430,7 @@ def plot_exposure(shares: dict, target_shares, category: str, path, k: int = 5) 
     groups = [("test targets", target_shares[None, :])] + list(shares.items())
     width = 0.8 / len(groups)
     x = np.arange(1, n_bins + 1)
-    fig, ax = plt.subplots(figsize=(10, 4.8))
+    fig, ax = plt.subplots(figsize=(10 if len(groups) <= 5 else 14, 4.8))
     for j, (label, values) in enumerate(groups):
         mean = values.mean(0)
         err = values.std(0, ddof=1) if len(values) > 1 else None
@@ -411,7 +447,7 @@ def plot_exposure(shares: dict, target_shares, category: str, path, k: int = 5) 
     sub = f", mean ± std over {n_roots} seeds" if n_roots > 1 else ""
     ax.set_title(f"{category}: item exposure by popularity decile (top-{k}{sub})")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, ncol=1 if len(groups) <= 5 else 2, loc="upper right")  # the popular deciles are left
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

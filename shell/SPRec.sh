@@ -3,7 +3,13 @@
 # Self-play iterations from models/SFT/<Category>: each samples the current model's predictions as rejected items,
 # takes one SFT step on fresh positives, one DPO step whose reference is that SFT model, and evaluates both.
 # Finished stages are skipped, so a rerun resumes after a crash and a larger ITERATIONS extends a finished run.
-# METHOD=DPO (random offline negatives, DPO steps only) and METHOD=SFT-only (no DPO step) are the baselines.
+# METHOD picks a baseline with the same iterations and budgets (pairs, SFT records, batches, LR) instead:
+#   DPO          random negatives (never an item the user interacted with), DPO steps only
+#   DPO+SFT      random negatives and SPRec's SFT step each iteration (the control that isolates self-play)
+#   S-DPO, DMPO  NUM_NEGATIVES random negatives per pair and the softmax-DPO / DMPO loss, DPO steps only
+#   SemanticDPO  the catalog item least similar to the history as the negative (RosePO-style), DPO steps only
+#   GenreSFT     genre re-weighted SFT steps only (IFairLRS-style)
+#   SFT-only     SFT steps only (no DPO step)
 set -euo pipefail
 # shellcheck source=shell/common.sh
 source "$(dirname "$0")/common.sh"
@@ -18,7 +24,7 @@ ITERATIONS=$((10#$ITERATIONS))
 
 # ---- edit here (or set any of these in the environment) -------------------------------------------------------
 CATEGORIES=${CATEGORIES:-"ML100K"}
-METHOD=${METHOD:-"SPRec"}                          # SPRec, DPO or SFT-only
+METHOD=${METHOD:-"SPRec"}                          # SPRec or a baseline (see above)
 OUTPUT_ROOT=${OUTPUT_ROOT:-"models"}
 # The recipe follows the SFT model: the small model (full training) or a pretrained base (its LoRA adapter).
 MODEL_KIND=${MODEL_KIND:-$(kind_of_model_dir "$OUTPUT_ROOT/SFT/${CATEGORIES%% *}")}
@@ -27,7 +33,8 @@ TRAIN_SAMPLE_SIZE=${TRAIN_SAMPLE_SIZE:-$(recipe 512 2048 64)}   # pairs (and SFT
 VALID_SAMPLE_SIZE=${VALID_SAMPLE_SIZE:-$(recipe 64 256 8)}
 LR=${LR:-$(recipe 2e-5 2e-5 1e-4)}                 # DPO step and SFT step (CPU: 8 steps, not 256, so larger)
 BETA=${BETA:-0.1}
-LOSS_TYPE=${LOSS_TYPE:-"sigmoid"}                  # trl loss types, comma-separated (e.g. sigmoid,sft)
+LOSS_TYPE=${LOSS_TYPE:-"sigmoid"}                  # trl loss types, comma-separated (e.g. sigmoid,sft); S-DPO, DMPO: theirs
+NUM_NEGATIVES=${NUM_NEGATIVES:-3}                  # S-DPO and DMPO: rejected items per pair (k+1 sequences each)
 BATCH_SIZE=${BATCH_SIZE:-$(recipe 8 8 8)}          # DPO pairs per optimizer step (global, any GPU count)
 DEVICE_BATCH_SIZE=${DEVICE_BATCH_SIZE:-$(recipe 8 2 4)}  # DPO pairs per device; accumulation makes up the rest
 SFT_BATCH_SIZE=${SFT_BATCH_SIZE:-$(recipe 16 16 8)}      # the SFT step: records per optimizer step (global)
@@ -42,12 +49,22 @@ REPORT_TO=${REPORT_TO:-"none"}
 export TEST_SAMPLE_SIZE SEED
 # -------------------------------------------------------------------------------------------------------------
 
+# Per method: the negatives, how many per pair, the DPO loss, and which steps each iteration takes.
+k=1; loss="$LOSS_TYPE"; genre_weighting=False
 case "$METHOD" in
   SPRec) negatives=self; sft_step=1; dpo_step=1 ;;
   DPO) negatives=random; sft_step=0; dpo_step=1 ;;
+  DPO+SFT) negatives=random; sft_step=1; dpo_step=1 ;;
+  S-DPO) negatives=random; k=$NUM_NEGATIVES; loss=sdpo; sft_step=0; dpo_step=1 ;;
+  DMPO) negatives=random; k=$NUM_NEGATIVES; loss=dmpo; sft_step=0; dpo_step=1 ;;
+  SemanticDPO) negatives=semantic; sft_step=0; dpo_step=1 ;;
+  GenreSFT) negatives=random; genre_weighting=True; sft_step=1; dpo_step=0 ;;
   SFT-only) negatives=random; sft_step=1; dpo_step=0 ;;
-  *) die "METHOD must be SPRec, DPO or SFT-only, got '$METHOD'" ;;
+  *) die "METHOD must be SPRec, DPO, DPO+SFT, S-DPO, DMPO, SemanticDPO, GenreSFT or SFT-only, got '$METHOD'" ;;
 esac
+if ! [[ "$k" =~ ^[0-9]+$ ]] || (( 10#$k < 1 )); then
+  die "NUM_NEGATIVES must be a positive integer, got '$NUM_NEGATIVES'"
+fi
 
 check_switches GRADIENT_CHECKPOINTING LOAD_IN_4BIT
 memory_args=(--activation_checkpointing "$(py_bool "$GRADIENT_CHECKPOINTING")" --load_in_4bit "$(py_bool "$LOAD_IN_4BIT")")
@@ -66,22 +83,23 @@ for CATEGORY in $CATEGORIES; do
     banner "$METHOD $CATEGORY iteration $i/$ITERATIONS"
     # Each stage skips itself when finished, after checking that it was made with the same settings.
     launch train/self_play.py --model_dir "$current" --output_dir "$IT/data" --category "$CATEGORY" \
-      --iteration "$i" --seed "$SEED" --negatives "$negatives" --train_sample_size "$TRAIN_SAMPLE_SIZE" \
-      --valid_sample_size "$VALID_SAMPLE_SIZE" --embedding_model "${EMBEDDING_MODEL:-}" \
-      --decoding "$SELF_PLAY_DECODING"
+      --iteration "$i" --seed "$SEED" --negatives "$negatives" --num_negatives "$k" \
+      --train_sample_size "$TRAIN_SAMPLE_SIZE" --valid_sample_size "$VALID_SAMPLE_SIZE" \
+      --embedding_model "${EMBEDDING_MODEL:-}" --decoding "$SELF_PLAY_DECODING"
     if (( sft_step )); then
       launch train/sft.py --category "$CATEGORY" --resume_from "$current" --output_dir "$IT/SFT" \
         --train_file "$IT/data/sft_train.jsonl" --sample_size "$TRAIN_SAMPLE_SIZE" \
         --valid_sample_size "$VALID_SAMPLE_SIZE" --epochs 1 --lr "$LR" --warmup_steps 0 \
         --global_batch_size "$SFT_BATCH_SIZE" --per_device_batch_size "$SFT_DEVICE_BATCH_SIZE" \
-        --seed "$((SEED + i))" --report_to "$REPORT_TO" "${memory_args[@]}"
-      # The SFT step's model is intermediate for SPRec (the paper evaluates it too); for SFT-only it is the result.
+        --seed "$((SEED + i))" --report_to "$REPORT_TO" --genre_weighting "$genre_weighting" "${memory_args[@]}"
+      # The SFT step's model is intermediate for SPRec and DPO+SFT (the paper evaluates it too); for SFT-only
+      # and GenreSFT it is the result.
       if (( EVAL_SFT_STEP || ! dpo_step )); then bash shell/eval.sh "$IT/SFT" "$CATEGORY" "${GPU_IDS[@]}" 9>&-; fi
       current="$IT/SFT"
     fi
     if (( dpo_step )); then
       launch train/dpo.py --model_dir "$current" --data_dir "$IT/data" --output_dir "$IT/DPO" --lr "$LR" \
-        --beta "$BETA" --loss_type "$LOSS_TYPE" --global_batch_size "$BATCH_SIZE" \
+        --beta "$BETA" --loss_type "$loss" --global_batch_size "$BATCH_SIZE" \
         --per_device_batch_size "$DEVICE_BATCH_SIZE" --seed "$((SEED + i))" --report_to "$REPORT_TO" \
         "${memory_args[@]}"
       bash shell/eval.sh "$IT/DPO" "$CATEGORY" "${GPU_IDS[@]}" 9>&-

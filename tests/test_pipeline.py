@@ -154,6 +154,16 @@ def test_usage_errors(tmp_path, args, message):
     assert p.returncode == 2 and message in p.stderr, p.stderr
 
 
+@pytest.mark.parametrize("env, message", [
+    ({"METHOD": "PPO"}, "METHOD must be SPRec, DPO, DPO+SFT, S-DPO, DMPO, SemanticDPO, GenreSFT or SFT-only, "
+                        "got 'PPO'"),
+    ({"METHOD": "S-DPO", "NUM_NEGATIVES": "0"}, "NUM_NEGATIVES must be a positive integer, got '0'"),
+])
+def test_method_errors(tmp_path, env, message):
+    p = sh(tmp_path, "shell/SPRec.sh", "1", check=False, **env)
+    assert p.returncode == 2 and message in p.stderr, p.stderr
+
+
 def test_a_rerun_with_changed_settings_stops_and_changes_nothing(run, tmp_path):
     """A finished stage is reused only with the settings that made it; a changed one is named, nothing is touched."""
     root, _ = run

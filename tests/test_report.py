@@ -42,7 +42,7 @@ def write_model(directory: Path, base: float, **overrides):
 
 
 def full_root(root: Path, shift: float = 0.0) -> Path:
-    """Every method; SPRec with iterations 0, 1 and 10 (numeric order), DPO with 0 and 1, SFT-only with 0."""
+    """Every method; SPRec with iterations 0, 1 and 10 (numeric order), DPO with 0 and 1, the others with 0."""
     write_model(root / "MostPop" / "Toy", 0.01 + shift, ValidRatio=None)
     write_model(root / "SFT" / "Toy", 0.1 + shift)
     for it, b in ((10, 0.23), (0, 0.21), (1, 0.22)):
@@ -51,6 +51,10 @@ def full_root(root: Path, shift: float = 0.0) -> Path:
     for it in (1, 0):
         write_model(root / "DPO" / "Toy" / f"it{it}" / "DPO", 0.3 + it / 100 + shift)
     write_model(root / "SFT-only" / "Toy" / "it0" / "SFT", 0.4 + shift)
+    for method, stages in (("DPO+SFT", ("SFT", "DPO")), ("S-DPO", ("DPO",)), ("DMPO", ("DPO",)),
+                           ("SemanticDPO", ("DPO",)), ("GenreSFT", ("SFT",))):
+        for stage in stages:
+            write_model(root / method / "Toy" / "it0" / stage, 0.5 + shift)
     # ignored: an unfinished stage, a data directory, another category, an iteration directory with no stage
     write_model(root / "SPRec" / "Toy" / "it2" / "DPO.partial", 0.9)
     (root / "SPRec" / "Toy" / "it2" / "data").mkdir(parents=True)
@@ -73,7 +77,8 @@ def test_table_rows_order_and_numbers(tmp_path):
     assert header[8] == "HR@5 ↑" and header[11] == "ORRatio@5 ↓" and len(header) == 15
     labels = [r[0] for r in rows[2:]]
     assert labels == ["MostPop", "SFT", "SPRec it0 SFT", "SPRec it0 DPO", "SPRec it1 SFT", "SPRec it1 DPO",
-                      "SPRec it10 SFT", "SPRec it10 DPO", "DPO it0", "DPO it1", "SFT-only it0"]
+                      "SPRec it10 SFT", "SPRec it10 DPO", "DPO it0", "DPO it1", "DPO+SFT it0 SFT", "DPO+SFT it0 DPO",
+                      "S-DPO it0", "DMPO it0", "SemanticDPO it0", "GenreSFT it0", "SFT-only it0"]
     by_label = {r[0]: r[1:] for r in rows[2:]}
     # SFT: K=1 base .1 -> HR .1000, NDCG .1100, ..., ValidRatio .1600; K=5 base .6
     assert by_label["SFT"] == ["0.1000", "0.1100", "0.1200", "0.1300", "0.1400", "0.1500", "0.1600",
@@ -100,6 +105,24 @@ def test_constrained_rows_beside_their_greedy_rows(tmp_path):
     assert list(labels) == ["SFT, greedy", "SFT, constrained", "SPRec it1 DPO, greedy", "SPRec it1 DPO, constrained"]
     assert labels["SFT, constrained"][0] == "0.7000" and labels["SFT, constrained"][6] == "1.0000"
     assert labels["SFT, greedy"] == table_rows(main)[3][1:]
+
+
+def test_training_budget_from_the_run_configs(tmp_path):
+    root = full_root(tmp_path / "models")
+
+    def config(d, stage, **args):
+        (d / f"run_config_{stage}.json").write_text(json.dumps({"stage": stage, "args": args}))
+
+    config(root / "SFT/Toy", "sft", steps=500, train_records=8000)
+    config(root / "S-DPO/Toy/it0/DPO", "dpo", steps=64, pairs=512, negatives_per_pair=3)
+    config(root / "DPO/Toy/it0/DPO", "dpo", steps=64, pairs=512)  # written before the count was recorded: 1
+    config(root / "GenreSFT/Toy/it0/SFT", "sft", steps=32, train_records=512, record_weight_mean=1.02)
+    text, *_ = report.build_report([root], "Toy")
+    budget = text[text.index("### Training budget"):]
+    rows = {r[0]: r[1:] for r in table_rows(budget)[2:]}
+    assert rows == {"SFT": ["SFT", "500", "8000", "–", "–"], "DPO it0": ["DPO", "64", "–", "512", "1"],
+                    "S-DPO it0": ["DPO", "64", "–", "512", "3"],
+                    "GenreSFT it0": ["SFT, genre re-weighted", "32", "512", "–", "–"]}
 
 
 def test_rounding_to_four_decimals(tmp_path):

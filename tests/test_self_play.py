@@ -15,20 +15,24 @@ def test_random_negative_is_never_the_target_or_a_history_item(ml100k):
     for record in load_split(ml100k, "test")[:200]:
         excluded = {record_target(record), *record_history(record)}
         for _ in range(20):
-            neg = self_play.random_negative(record, catalog, rng)
+            (neg,) = self_play.random_negatives(self_play.interacted(record, {}), catalog, rng)
             assert neg not in excluded and catalog.index(neg) is not None
 
 
 def test_random_negative_needs_a_free_item(tmp_path):
+    record = {"instruction": "", "input": "", "output": "", "history": ["A"], "target": "B"}
+
     class Tiny:
         names = ["A", "B"]
 
         def __len__(self):
             return 2
 
-    record = {"instruction": "", "input": "", "output": "", "history": ["A"], "target": "B"}
-    with pytest.raises(UserError, match="no item outside"):
-        self_play.random_negative(record, Tiny(), random.Random(0))
+        def index(self, name):
+            return self.names.index(name) if name in self.names else None
+
+    with pytest.raises(UserError, match="outside a user's interactions"):
+        self_play.random_negatives(self_play.interacted(record, {}), Tiny(), random.Random(0))
 
 
 def test_iteration_seed_differs_per_iteration_and_run():
@@ -78,3 +82,38 @@ def test_self_play_pairs(ml100k, tmp_path, monkeypatch):
     sft = [json.loads(x) for x in (tmp_path / "a/sft_train.jsonl").read_text().splitlines()]
     assert len(sft) == 40 and {self_play.render_prompt(r) for r in sft} == {p["prompt"] for p in pairs}
     assert calls[0]["seed"] == self_play.iteration_seed(3, 1)
+
+
+def test_offline_negative_rows(ml100k, tmp_path, monkeypatch):
+    """random with k = 3: one row per record, `rejected` plus two `extra_rejected`, none an item of the user;
+    semantic: one row per record, the least similar item to the history by the (here stand-in) item embeddings."""
+    import numpy as np
+
+    catalog = load_catalog(ml100k)
+    by_user = self_play.user_items(ml100k)
+    self_play.run(str(tmp_path / "random"), category="ML100K", negatives="random", num_negatives=3,
+                  train_sample_size=12, valid_sample_size=4)
+    rows = [json.loads(x) for x in (tmp_path / "random/dpo_train.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and all(len(p["extra_rejected"]) == 2 for p in rows)
+    summary = json.loads((tmp_path / "random/summary.json").read_text())
+    assert summary["kept_train"] == 12 and summary["kept_valid"] == 4 and summary["negatives_per_pair"] == 3
+    train = load_split(ml100k, "train")
+    by_prompt = {self_play.render_prompt(r): r for r in train}
+    for p in rows:
+        user = by_prompt[p["prompt"]]["user"]
+        negs = [p["rejected"], *p["extra_rejected"]]
+        assert len(set(negs)) == 3 and not {render_completion(x) for x in by_user[user]} & set(negs)
+
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(len(catalog), 8)).astype(np.float32)
+    monkeypatch.setattr("utils.grounding.item_embeddings", lambda catalog, model: emb)
+    monkeypatch.setattr("utils.grounding.default_embedding_model", lambda: "stand-in")
+    self_play.run(str(tmp_path / "semantic"), category="ML100K", negatives="semantic", train_sample_size=6,
+                  valid_sample_size=2)
+    rows = [json.loads(x) for x in (tmp_path / "semantic/dpo_train.jsonl").read_text().splitlines()]
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    for p in rows:
+        r = by_prompt[p["prompt"]]
+        scores = unit @ unit[[catalog.index(h) for h in record_history(r)]].mean(0)
+        scores[[catalog.index(x) for x in by_user[r["user"]]]] = np.inf
+        assert p["rejected"] == render_completion(catalog.names[int(np.argmin(scores))]) and "extra_rejected" not in p

@@ -5,6 +5,9 @@ usage: python train/dpo.py --model_dir models/SPRec/ML100K/it0/SFT --data_dir mo
 The policy starts from `model_dir` and the reference is that same starting model, held once: for a LoRA adapter,
 trl copies it into a frozen "ref" adapter on the same base; for the fully trained small model, trl loads one
 reference copy from the same directory.
+`--loss_type` takes trl's loss types (comma-separated, e.g. sigmoid,sft), or alone one of the multi-negative losses
+`sdpo` (S-DPO) and `dmpo` (DMPO), which read k rejected items per pair (`rejected` plus the list `extra_rejected`;
+utils/trainers.py). Pairs with k > 1 need one of those.
 """
 import sys
 from pathlib import Path
@@ -23,6 +26,8 @@ from utils.io import (  # noqa: E402
     write_run_config,
 )
 from utils.training import batch_plan, describe_plan, device_args, peak_memory_mb, preference_dataset, schedule_args  # noqa: E402
+
+MULTI_NEGATIVE = ("sdpo", "dmpo")  # utils.trainers.MULTI_NEGATIVE_LOSSES (named here so the checks need no torch)
 
 
 def read_pairs(path: Path) -> list[dict]:
@@ -44,10 +49,20 @@ def read_pairs(path: Path) -> list[dict]:
             raise UserError(f"{path}: malformed JSON at line {lineno}: {e.msg}") from None
         if not (isinstance(p, dict) and all(isinstance(p.get(k), str) for k in ("prompt", "chosen", "rejected"))):
             raise UserError(f"{path}: line {lineno} needs an object with string 'prompt', 'chosen' and 'rejected'")
+        extra = p.get("extra_rejected", [])
+        if not (isinstance(extra, list) and all(isinstance(x, str) for x in extra)):
+            raise UserError(f"{path}: line {lineno}: 'extra_rejected' must be a list of strings")
+        if pairs and len(extra) != len(pairs[0].get("extra_rejected", [])):
+            raise UserError(f"{path}: line {lineno} has {1 + len(extra)} rejected items, line 1 has "
+                            f"{1 + len(pairs[0].get('extra_rejected', []))}: every pair needs the same number")
         pairs.append(p)
     if not pairs:
         raise UserError(f"{path}: no pairs (rerun train/self_play.py)")
     return pairs
+
+
+def negatives_per_pair(pairs) -> int:
+    return 1 + len(pairs[0].get("extra_rejected", []))
 
 
 def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: float = 0.1,
@@ -78,16 +93,28 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
     check_output_dir(out)
     train_pairs = read_pairs(Path(data_dir) / "dpo_train.jsonl")
     valid_pairs = read_pairs(Path(data_dir) / "dpo_valid.jsonl")
+    k = negatives_per_pair(train_pairs)
+    multi = [t for t in loss_types if t in MULTI_NEGATIVE]
+    if multi and len(loss_types) > 1:
+        raise UserError(f"--loss_type {multi[0]} is a multi-negative loss and cannot be combined with others")
+    if k != negatives_per_pair(valid_pairs):
+        raise UserError(f"{data_dir}: train pairs have {k} rejected items, valid pairs "
+                        f"{negatives_per_pair(valid_pairs)}: rerun train/self_play.py")
+    if k > 1 and not multi:
+        raise UserError(f"{data_dir}: the pairs have {k} rejected items each; --loss_type {','.join(loss_types)} "
+                        f"uses one: use --loss_type sdpo or dmpo")
     from trl import DPOConfig, DPOTrainer
 
     from utils.modeling import is_adapter, load_model, load_tokenizer, save_trained
 
-    train_ds, valid_ds = preference_dataset(train_pairs), preference_dataset(valid_pairs)
+    train_ds = preference_dataset(train_pairs, multi_negative=bool(multi))
+    valid_ds = preference_dataset(valid_pairs, multi_negative=bool(multi))
     plan = batch_plan(global_batch_size, per_device_batch_size, state.num_processes)
     if state.is_main_process:
         ex = train_ds[0]
         print(f"[dpo] start {model_dir} ({'LoRA adapter' if is_adapter(model_dir) else 'full model'}; reference = "
-              f"the same start), {len(train_ds)} pairs, loss {loss_types}, beta {beta}, lr {lr}, "
+              f"the same start), {len(train_ds)} pairs with {k} rejected item(s) each, loss {loss_types}, "
+              f"beta {beta}, lr {lr}, "
               f"{describe_plan(plan)}. First pair:\n"
               f"{ex['prompt']}chosen: {ex['chosen']!r} rejected: {ex['rejected']!r}", flush=True)
 
@@ -97,7 +124,9 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
     config = DPOConfig(
         output_dir=str(tmp), num_train_epochs=epochs, learning_rate=lr,
         per_device_eval_batch_size=per_device_batch_size * 2, beta=beta,
-        loss_type=loss_types, max_length=max_length, lr_scheduler_type="linear", save_strategy="no",
+        # trl's config knows only its own loss names; a multi-negative loss replaces trl's loss altogether
+        loss_type=["sigmoid"] if multi else loss_types,
+        max_length=max_length, lr_scheduler_type="linear", save_strategy="no",
         logging_steps=logging_steps, report_to=report_to, seed=seed, data_seed=seed,
         disable_tqdm=not state.is_main_process, dataloader_num_workers=0,
         **schedule_args(len(train_ds), epochs, plan, evals_per_run, warmup_steps),
@@ -105,15 +134,23 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
     if state.is_main_process:
         start_stage(out)
     state.wait_for_everyone()
-    trainer = DPOTrainer(model=model, ref_model=None, args=config, train_dataset=train_ds, eval_dataset=valid_ds,
-                         processing_class=tokenizer)
+    kwargs = dict(model=model, ref_model=None, args=config, train_dataset=train_ds, eval_dataset=valid_ds,
+                  processing_class=tokenizer)
+    if multi:  # trl's trainer with k rejected sequences per pair and the S-DPO or DMPO loss
+        from utils.trainers import MultiNegativeDPOTrainer
+
+        trainer = MultiNegativeDPOTrainer(loss=multi[0], **kwargs)
+    else:
+        trainer = DPOTrainer(**kwargs)
     result = trainer.train()
     save_trained(trainer, tokenizer, tmp, model_dir)  # every process: gathering sharded weights is a collective
     if state.is_main_process:
         write_run_config(tmp, "dpo", args, {"start_model": model_dir, "pairs": len(train_ds),
+                                            "negatives_per_pair": k, "sequences_per_pair": k + 1,
                                             "world_size": state.num_processes, **plan,
                                             "peak_memory_mb": round(peak_memory_mb(), 1),
-                                            "train_loss": result.training_loss, "steps": result.global_step})
+                                            "train_loss": result.training_loss, "steps": result.global_step,
+                                            "train_seconds": round(result.metrics["train_runtime"], 2)})
         finish_stage(out)
         print(f"[dpo] wrote {out} (train loss {result.training_loss:.4f}, {result.global_step} steps)", flush=True)
     state.wait_for_everyone()

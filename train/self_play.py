@@ -5,11 +5,16 @@ usage: python train/self_play.py --model_dir models/SFT/ML100K --output_dir mode
 Draws the iteration's prompts from train (seed derived from the run seed and the iteration), generates the current
 model's prediction for each, parses its title and maps it to the catalog item evaluation would ground it to
 (exact name first, else the nearest by the grounding embedding; `--rejected raw` keeps the raw title as the official
-code did). Pairs whose rejected equals chosen are dropped. `--negatives random` instead draws a random catalog item
-that is neither the target nor in the history (the offline-negative DPO baseline; nothing is generated).
-`--decoding constrained` draws the rejected items by catalog-constrained beam search (utils/constrained.py, `--beams`
-beams, 5 by default) instead of greedy generation: always real catalog items, so nothing needs grounding; the best
-beam is the rejected item (the `--num_negatives` best with several).
+code did). Pairs whose rejected equals chosen are dropped. Offline negatives instead (nothing is generated), never
+an item the user interacted with (the history and target of every record of the user, valid and test included;
+`--exclude record`: only the record's own history and target, as before):
+  --negatives random    random catalog items (the DPO baseline); `--num_negatives k` puts k distinct ones in each
+                        row, as `rejected` plus `extra_rejected` (the other k-1), for S-DPO and DMPO
+  --negatives semantic  the item least similar to the history (RosePO-style): the lowest mean cosine similarity of
+                        its sentence embedding to the history items' (the grounding embedder's cached item embeddings)
+`--decoding constrained` draws the self-play rejected items by catalog-constrained beam search (utils/constrained.py,
+`--beams` beams, 5 by default) instead of greedy generation: always real catalog items, so nothing needs grounding;
+the best beam is the rejected item (the `--num_negatives` best with several).
 Writes dpo_train.jsonl, dpo_valid.jsonl, sft_train.jsonl (the iteration's fresh positives) and summary.json.
 """
 import math
@@ -40,15 +45,78 @@ def iteration_seed(seed: int, iteration: int) -> int:
     return seed * 1000 + iteration
 
 
-def random_negative(record, catalog, rng: random.Random) -> str:
-    """A random catalog item that is neither the record's target nor one of its history items."""
-    excluded = {record_target(record), *record_history(record)}
-    if len(excluded) >= len(catalog):
-        raise UserError("the catalog has no item outside a record's target and history to use as a negative")
-    while True:
+def user_items(data_dir) -> dict[str, set[str]]:
+    """{user: every item the splits show them interacting with}: the history and target of each of their records in
+    train, valid and test (a record names its user in `user`; the official format without it gets nothing here)."""
+    items = {}
+    for split in ("train", "valid", "test"):
+        for r in load_split(data_dir, split):
+            if "user" in r:
+                items.setdefault(str(r["user"]), set()).update([record_target(r), *record_history(r)])
+    return items
+
+
+def interacted(record, by_user: dict) -> set[str]:
+    """The items a negative must not be: the record's own history and target and everything else its user did."""
+    return {record_target(record), *record_history(record)} | by_user.get(str(record.get("user")), set())
+
+
+def random_negatives(excluded: set, catalog, rng: random.Random, k: int = 1) -> list[str]:
+    """k distinct random catalog items outside `excluded`."""
+    free = len(catalog) - sum(catalog.index(n) is not None for n in excluded)
+    if free < k:
+        raise UserError(f"the catalog has {free} item(s) outside a user's interactions, fewer than the {k} "
+                        f"negative(s) asked for")
+    out = []
+    while len(out) < k:
         name = catalog.names[rng.randrange(len(catalog))]
-        if name not in excluded:
-            return name
+        if name not in excluded and name not in out:
+            out.append(name)
+    return out
+
+
+def semantic_negative(history_rows, excluded_rows, unit_items) -> int | None:
+    """The catalog row least similar to a history (RosePO-style): the lowest mean cosine similarity of its embedding
+    to the history items' embeddings (rows of `unit_items`, L2-normalised), outside `excluded_rows`; ties go to the
+    smaller row (item id). None when no history item is in the catalog."""
+    import numpy as np
+
+    if not len(history_rows):
+        return None
+    scores = unit_items @ unit_items[list(history_rows)].mean(0)  # mean cosine similarity = dot with the mean
+    scores[list(excluded_rows)] = np.inf
+    return int(np.argmin(scores))
+
+
+def offline_pairs(drawn, prompts, catalog, data_dir, negatives: str, k: int, rng, embedding_model: str, counts,
+                  exclude: str = "user"):
+    """One row per drawn record with offline negatives (random: k of them; semantic: one)."""
+    by_user = user_items(data_dir) if exclude == "user" else {}  # "record": only the record's own history and target
+    if negatives == "semantic":
+        import numpy as np
+
+        from utils.grounding import default_embedding_model, item_embeddings
+
+        emb = item_embeddings(catalog, embedding_model or default_embedding_model()).astype(np.float64)
+        unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    pairs = []
+    for j, r in enumerate(drawn):
+        excluded = interacted(r, by_user)
+        if negatives == "random":
+            names = random_negatives(excluded, catalog, rng, k)
+        else:
+            rows = [i for i in (catalog.index(h) for h in record_history(r)) if i is not None]
+            row = semantic_negative(rows, [i for i in map(catalog.index, excluded) if i is not None], unit)
+            if row is None:
+                counts["dropped_no_history"] = counts.get("dropped_no_history", 0) + 1
+                continue
+            names = [catalog.names[row]]
+        pair = {"prompt": prompts[j], "chosen": render_completion(record_target(r)),
+                "rejected": render_completion(names[0]), "rejected_raw": names[0], "record": j}
+        if k > 1:
+            pair["extra_rejected"] = [render_completion(n) for n in names[1:]]
+        pairs.append(pair)
+    return pairs
 
 
 def ground_to_catalog(titles, catalog, embedding_model: str) -> list[str]:
@@ -64,14 +132,40 @@ def ground_to_catalog(titles, catalog, embedding_model: str) -> list[str]:
     return [grounded.get(t, t) for t in titles]
 
 
+def self_play_pairs(drawn, prompts, outputs, catalog, rejected: str, embedding_model: str, per_record: int):
+    """Pairs from the model's own predictions (`per_record` per prompt): each parsed title, grounded to the catalog
+    item evaluation would give it (or raw), is a rejected item; empty ones and those equal to the target are dropped
+    and counted."""
+    titles = [parse_title(t) for texts in outputs for t in texts]
+    mapped = ground_to_catalog(titles, catalog, embedding_model) if rejected == "grounded" else titles
+    pairs, counts = [], {"drawn": len(drawn), "generated": len(titles), "parsed": 0, "valid": 0,
+                         "dropped_equal": 0, "dropped_empty": 0}
+    for j, r in enumerate(drawn):
+        target = record_target(r)
+        span = slice(j * per_record, (j + 1) * per_record)
+        for title, neg in zip(titles[span], mapped[span]):
+            counts["parsed"] += bool(title)
+            counts["valid"] += catalog.index(title) is not None
+            if not neg:
+                counts["dropped_empty"] += 1
+            elif neg == target:
+                counts["dropped_equal"] += 1
+            else:
+                pairs.append({"prompt": prompts[j], "chosen": render_completion(target),
+                              "rejected": render_completion(neg), "rejected_raw": title, "record": j})
+    return pairs, counts
+
+
 def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir: str = "", iteration: int = 0,
         seed: int = 42, train_sample_size: int = 2048, valid_sample_size: int = 256, spare_ratio: float = 0.1,
         negatives: str = "self", rejected: str = "grounded", temperature: float = 0.0, num_negatives: int = 1,
         token_budget: int = 32768, embedding_model: str = "", trust_remote_code: bool = False,
-        decoding: str = "greedy", beams: int = 5):
+        decoding: str = "greedy", beams: int = 5, exclude: str = "user"):
     args = dict(locals())
     if decoding != "constrained":  # the beam count changes nothing else
         del args["beams"]
+    if negatives == "self":  # which items offline negatives avoid: nothing to do with self-play's own
+        del args["exclude"]
     from utils.modeling import process_state
 
     state = process_state()
@@ -81,15 +175,20 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
         if state.is_main_process:
             print(f"[self-play] {out} is complete; skipping")
         return
-    if negatives not in ("self", "random") or rejected not in ("grounded", "raw"):
-        raise UserError("--negatives must be 'self' or 'random'; --rejected 'grounded' or 'raw'")
+    if negatives not in ("self", "random", "semantic") or rejected not in ("grounded", "raw"):
+        raise UserError("--negatives must be 'self', 'random' or 'semantic'; --rejected 'grounded' or 'raw'")
+    if exclude not in ("user", "record"):
+        raise UserError(f"--exclude must be 'user' (every item of the user) or 'record' (the record's own), got "
+                        f"{exclude!r}")
+    if num_negatives < 1 or (num_negatives > 1 and negatives == "semantic"):
+        raise UserError(f"--num_negatives must be 1 or more (1 with --negatives semantic), got {num_negatives}")
     if decoding not in ("greedy", "constrained"):
         raise UserError(f"--decoding must be 'greedy' or 'constrained', got {decoding!r}")
     if decoding == "constrained" and (temperature > 0 or not 1 <= num_negatives <= beams):
         raise UserError("--decoding constrained is a deterministic beam search: it needs --temperature 0 and "
                         "1 <= --num_negatives <= --beams")
-    if decoding == "greedy" and num_negatives > 1 and temperature <= 0:
-        raise UserError("--num_negatives > 1 needs sampling: set --temperature > 0")
+    if decoding == "greedy" and num_negatives > 1 and negatives == "self" and temperature <= 0:
+        raise UserError("--num_negatives > 1 with --negatives self needs sampling: set --temperature > 0")
     from utils.io import check_output_dir
     from utils.modeling import check_model_dir
 
@@ -111,8 +210,14 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
               f"First prompt:\n{prompts[0]}", flush=True)
 
     t0 = time.time()
-    if negatives == "random":
-        outputs = [[render_completion(random_negative(r, catalog, rng))] for r in drawn]
+    if negatives != "self":  # offline negatives: one row per record, nothing generated
+        if not state.is_main_process:
+            state.wait_for_everyone()
+            return
+        counts = {"drawn": len(drawn), "negatives_per_pair": num_negatives}
+        pairs = offline_pairs(drawn, prompts, catalog, data, negatives, num_negatives, rng, embedding_model, counts,
+                              exclude)
+        per_record = 1
     else:
         from utils.generation import generate_sharded, max_answer_tokens
         from utils.modeling import load_model, load_tokenizer
@@ -133,28 +238,11 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
                                        token_budget=token_budget, num_return_sequences=num_negatives,
                                        temperature=temperature, seed=iteration_seed(seed, iteration),
                                        desc="self-play sampling")
-    if not state.is_main_process:
-        state.wait_for_everyone()
-        return
-
-    titles = [parse_title(t) for texts in outputs for t in texts]
-    mapped = ground_to_catalog(titles, catalog, embedding_model) if rejected == "grounded" else titles
-    pairs, counts = [], {"drawn": len(drawn), "generated": len(titles), "parsed": 0, "valid": 0,
-                         "dropped_equal": 0, "dropped_empty": 0}
-    per_record = num_negatives if negatives == "self" else 1
-    for j, r in enumerate(drawn):
-        target = record_target(r)
-        span = slice(j * per_record, (j + 1) * per_record)
-        for title, neg in zip(titles[span], mapped[span]):
-            counts["parsed"] += bool(title)
-            counts["valid"] += catalog.index(title) is not None
-            if not neg:
-                counts["dropped_empty"] += 1
-            elif neg == target:
-                counts["dropped_equal"] += 1
-            else:
-                pairs.append({"prompt": prompts[j], "chosen": render_completion(target),
-                              "rejected": render_completion(neg), "rejected_raw": title, "record": j})
+        if not state.is_main_process:
+            state.wait_for_everyone()
+            return
+        pairs, counts = self_play_pairs(drawn, prompts, outputs, catalog, rejected, embedding_model, num_negatives)
+        per_record = num_negatives  # k samples (or beams) of a prompt are k separate pairs
     # The first pairs fill train, the next valid; the spare draws make up for dropped ones.
     train_records = sorted({p["record"] for p in pairs[:train_sample_size * per_record]})
     dpo_train = pairs[:train_sample_size * per_record]

@@ -7,6 +7,9 @@ A pretrained base (a local path, a hub id, or `smollm2`, the embedded SmolLM2-13
 (r 16, alpha 32, dropout 0.05, every linear layer but the head; `--lora_targets` overrides) and loss on the
 completion only; the embedded small model is trained fully with loss on the whole text (it must learn the titles
 from nothing; measured: 0% vs 99.6% valid titles). `--resume_from` continues an existing adapter or model.
+`--genre_weighting True` is genre re-weighted SFT (IFairLRS-style): each record's loss is multiplied by a weight that
+favours targets of genres the training targets under-represent relative to the histories (weights from the
+category's whole train split, utils.training.genre_weights; the loss through utils.trainers.WeightedSFTTrainer).
 """
 import sys
 from pathlib import Path
@@ -35,6 +38,13 @@ from utils.training import (  # noqa: E402
 )
 
 
+def weighting_facts(catalog, genre_weight, train_weights) -> dict:
+    """What genre re-weighting did, for the run config: each genre's weight and the spread of the record weights."""
+    return {"genre_weights": {g: round(float(w), 4) for g, w in zip(catalog.genres, genre_weight)},
+            "record_weight_mean": round(sum(train_weights) / len(train_weights), 4),
+            "record_weight_min": round(min(train_weights), 4), "record_weight_max": round(max(train_weights), 4)}
+
+
 def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_from: str = "",
         data_dir: str = "", train_file: str = "", sample_size: int = 4096, valid_sample_size: int = 256,
         epochs: float = 4, lr: float = 3e-4, global_batch_size: int = 16, per_device_batch_size: int = 4,
@@ -42,7 +52,7 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
         max_length: int = 512, full_finetune: str = "auto", lora_r: int = 16, lora_alpha: int = 32,
         lora_dropout: float = 0.05, lora_targets="all-linear", evals_per_run: int = 4, seed: int = 42,
         report_to: str = "none", logging_steps: int = 10, activation_checkpointing: bool = False,
-        load_in_4bit: bool = False, trust_remote_code: bool = False):
+        load_in_4bit: bool = False, trust_remote_code: bool = False, genre_weighting: bool = False):
     args = dict(locals())
     from utils.modeling import process_state
 
@@ -69,7 +79,17 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     train_records = read_records(train_file) if train_file else load_split(data, "train")
     train_records = sample_records(train_records, sample_size, seed)
     valid_records = sample_records(load_split(data, "valid"), valid_sample_size, seed)
-    train_ds, valid_ds = prompt_completion_dataset(train_records), prompt_completion_dataset(valid_records)
+    weights = None
+    if genre_weighting:  # the genre distributions come from the whole train split, whatever subset is trained on
+        from utils.data import load_catalog
+        from utils.training import genre_weights, record_weights
+
+        catalog = load_catalog(data)
+        genre_weight = genre_weights(load_split(data, "train"), catalog)
+        weights = {split: record_weights(records, catalog, genre_weight)
+                   for split, records in (("train", train_records), ("valid", valid_records))}
+    train_ds = prompt_completion_dataset(train_records, weights and weights["train"])
+    valid_ds = prompt_completion_dataset(valid_records, weights and weights["valid"])
     plan = batch_plan(global_batch_size, per_device_batch_size, state.num_processes)
     from trl import SFTConfig, SFTTrainer
 
@@ -81,6 +101,10 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
               f"loss on {'the whole text' if project_built else 'the completion'}), {len(train_ds)} train / "
               f"{len(valid_ds)} valid records, {describe_plan(plan)}. First example:\n"
               f"{train_ds[0]['prompt']}{train_ds[0]['completion']}", flush=True)
+        if weights:
+            facts = weighting_facts(catalog, genre_weight, weights["train"])
+            print(f"[sft] genre re-weighted: record weights {facts['record_weight_min']} to "
+                  f"{facts['record_weight_max']}, mean {facts['record_weight_mean']}", flush=True)
 
     tokenizer = load_tokenizer(start, trust_remote_code=trust_remote_code, padding_side="right")
     peft_config = None
@@ -101,16 +125,22 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     if state.is_main_process:
         start_stage(out)
     state.wait_for_everyone()
-    trainer = SFTTrainer(model=model, args=config, train_dataset=train_ds, eval_dataset=valid_ds,
-                         processing_class=tokenizer, peft_config=peft_config)
+    trainer_class = SFTTrainer
+    if weights:  # trl's trainer with each record's loss multiplied by its weight
+        from utils.trainers import WeightedSFTTrainer as trainer_class
+    trainer = trainer_class(model=model, args=config, train_dataset=train_ds, eval_dataset=valid_ds,
+                            processing_class=tokenizer, peft_config=peft_config)
     result = trainer.train()
     save_trained(trainer, tokenizer, tmp, start)  # every process: gathering sharded weights is a collective
     if state.is_main_process:
         write_run_config(tmp, "sft", args, {"start_model": start, "full_finetune": full,
                                             "loss": "whole text" if project_built else "completion only",
                                             "train_records": len(train_ds), "world_size": state.num_processes, **plan,
+                                            **(weighting_facts(catalog, genre_weight, weights["train"]) if weights
+                                               else {}),
                                             "peak_memory_mb": round(peak_memory_mb(), 1),
-                                            "train_loss": result.training_loss, "steps": result.global_step})
+                                            "train_loss": result.training_loss, "steps": result.global_step,
+                                            "train_seconds": round(result.metrics["train_runtime"], 2)})
         finish_stage(out)
         print(f"[sft] wrote {out} (train loss {result.training_loss:.4f}, {result.global_step} steps)", flush=True)
     state.wait_for_everyone()

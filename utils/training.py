@@ -1,6 +1,6 @@
 """Pieces the SFT and DPO stages share: datasets in trl's formats, the LoRA recipe, device-dependent arguments."""
 from utils.io import UserError, comma_list
-from utils.prompt import record_target, render_completion, render_prompt
+from utils.prompt import record_history, record_target, render_completion, render_prompt
 
 
 def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05, targets="all-linear"):
@@ -32,19 +32,62 @@ def check_lora_targets(base_model: str, config, trust_remote_code: bool = False)
                         f"(it has {','.join(linear)}); use all-linear or some of these")
 
 
-def prompt_completion_dataset(records):
-    """SFT data: the shared prompt and the quoted target title (trl appends EOS)."""
+def prompt_completion_dataset(records, weights=None):
+    """SFT data: the shared prompt and the quoted target title (trl appends EOS); with `weights`, a per-record
+    `record_weight` column for utils.trainers.WeightedSFTTrainer."""
     from datasets import Dataset
 
-    return Dataset.from_dict({"prompt": [render_prompt(r) for r in records],
-                              "completion": [render_completion(record_target(r)) for r in records]})
+    columns = {"prompt": [render_prompt(r) for r in records],
+               "completion": [render_completion(record_target(r)) for r in records]}
+    if weights is not None:
+        columns["record_weight"] = [float(w) for w in weights]
+    return Dataset.from_dict(columns)
 
 
-def preference_dataset(pairs):
-    """DPO data from self-play pair rows {prompt, chosen, rejected} (already rendered by train/self_play.py)."""
+def preference_dataset(pairs, multi_negative: bool = False):
+    """DPO data from self-play pair rows {prompt, chosen, rejected} (already rendered by train/self_play.py); with
+    `multi_negative`, also `extra_rejected`, the other k-1 rejected completions (empty for k = 1), for
+    utils.trainers.MultiNegativeDPOTrainer."""
     from datasets import Dataset
 
-    return Dataset.from_dict({k: [p[k] for p in pairs] for k in ("prompt", "chosen", "rejected")})
+    columns = {k: [p[k] for p in pairs] for k in ("prompt", "chosen", "rejected")}
+    if multi_negative:
+        columns["extra_rejected"] = [list(p.get("extra_rejected", [])) for p in pairs]
+    return Dataset.from_dict(columns)
+
+
+def genre_weights(records, catalog):
+    """Genre re-weighting (IFairLRS-style), per genre: over `records`, each history item and each target spreads
+    weight 1 evenly over its genres; a genre's weight is its share among the history items / its share among the
+    targets (0 for a genre no target carries). (genres,) array in `catalog.genres` order."""
+    import numpy as np
+
+    gw = catalog.genre_weights()  # (items, genres): each item's weight 1 spread over its genres
+    if not gw.any():
+        raise UserError(f"genre re-weighting needs item genres, and no item of {catalog.directory or 'the catalog'} "
+                        f"has one (name2genre.json / genre_dict.json): use another method for this category")
+
+    def rows(names):
+        return [i for i in (catalog.index(n) for n in names) if i is not None]
+
+    history = gw[rows(h for r in records for h in record_history(r))].sum(0)
+    targets = gw[rows(record_target(r) for r in records)].sum(0)
+    history_share = history / max(history.sum(), 1e-12)
+    target_share = targets / max(targets.sum(), 1e-12)
+    return np.divide(history_share, target_share, out=np.zeros_like(history_share), where=target_share > 0)
+
+
+def record_weights(records, catalog, genre_weight) -> list[float]:
+    """Each record's SFT weight: the mean weight of its target's genres (1 when the target has none)."""
+    import numpy as np
+
+    gw = catalog.genre_weights()
+    out = []
+    for r in records:
+        i = catalog.index(record_target(r))
+        genres = np.flatnonzero(gw[i]) if i is not None else []
+        out.append(float(np.mean(genre_weight[genres])) if len(genres) else 1.0)
+    return out
 
 
 def device_args(activation_checkpointing: bool = False) -> dict:
