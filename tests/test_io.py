@@ -1,6 +1,13 @@
-"""utils/io.py: list-valued arguments survive the trip from the shell through fire."""
+"""utils/io.py: list-valued arguments survive the trip from the shell through fire; strict command lines; settings
+added later."""
+import os
+import re
+import subprocess
+import sys
+
 import fire
 import pytest
+from conftest import ROOT
 
 from utils.io import UserError, comma_list
 
@@ -26,3 +33,44 @@ def test_a_setting_added_later_reads_as_its_old_value(tmp_path):
     check_same_settings(tmp_path, "inference", {"seed": 1, "split": "test", "decoding": "greedy"})
     with pytest.raises(UserError, match="decoding 'greedy' -> 'constrained'"):
         check_same_settings(tmp_path, "inference", {"seed": 1, "split": "test", "decoding": "constrained"})
+
+
+def _cli(a: int = 1, name: str = "", flag: bool = False):
+    pass
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--a", "1", "5"], "unexpected argument '5': expected --name value for each of --a, --flag, --name"),
+    (["7"], "unexpected argument '7'"),
+    (["--b", "1"], "unknown option --b:"),
+    (["--b=1"], "unknown option --b:"),
+    (["--a"], "option --a needs a value"),
+])
+def test_cli_arguments_are_strict(argv, message):
+    from utils.io import check_cli_args
+
+    with pytest.raises(UserError, match=re.escape(message)):
+        check_cli_args(_cli, argv)
+
+
+@pytest.mark.parametrize("argv", [[], ["--a", "-1", "--name", ""], ["--a=2", "--flag", "--name", "x"], ["--flag"],
+                                  ["--flag", "False", "--a", "3"]])
+def test_cli_arguments_in_the_documented_form_pass(argv):
+    from utils.io import check_cli_args
+
+    check_cli_args(_cli, argv)
+
+
+ENTRY_POINTS = ["train/sft.py", "train/dpo.py", "train/self_play.py", "eval/inference.py", "eval/evaluate.py",
+                "eval/mostpop.py", "eval/report.py", "utils/tiny_model.py", "utils/pretrained.py",
+                "bench/random_model.py"]
+
+
+@pytest.mark.parametrize("script", ENTRY_POINTS)
+def test_every_entry_point_has_help_and_rejects_a_stray_argument(script):
+    env = {**os.environ, "PAGER": "cat"}
+    help_ = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert help_.returncode == 0 and "FLAGS" in help_.stdout + help_.stderr, help_.stderr
+    bad = subprocess.run([sys.executable, script, "stray"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: unexpected argument 'stray'"), bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

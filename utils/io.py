@@ -40,11 +40,39 @@ def comma_list(value, flag: str) -> list[str]:
     return items
 
 
+def check_cli_args(fn, argv: list[str]) -> None:
+    """Only `--name value` (or `--name=value`, or a bare `--name` for a boolean) for names `fn` takes: fire would give a
+    stray value to the next parameter (`--topk 1 5` makes 5 a path) and pass an unknown flag on as text."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    flags = sorted(f"--{name}" for name in params)
+    usage = f"expected --name value for each of {', '.join(flags)} (see --help)"
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if not token.startswith("--"):
+            raise UserError(f"unexpected argument {token!r}: {usage}")
+        name, has_value = token[2:].split("=", 1)[0].replace("-", "_"), "=" in token
+        if name not in params:
+            raise UserError(f"unknown option {token.split('=', 1)[0]}: {usage}")
+        is_bool = params[name].annotation is bool
+        if not has_value and not (is_bool and (i + 1 == len(argv) or argv[i + 1].startswith("--"))):
+            if i + 1 == len(argv):
+                raise UserError(f"option --{name} needs a value: {usage}")
+            i += 1  # its value
+        i += 1
+
+
 def run_cli(fn):
-    """Run a fire CLI entry point; turn UserError into one clear line and a non-zero exit."""
+    """Run a fire CLI entry point with strict arguments (`check_cli_args`); --help is fire's; a UserError becomes one
+    clear line and a non-zero exit."""
     import fire
 
+    argv = sys.argv[1:]
     try:
+        if not any(a in ("--help", "-h") for a in argv):
+            check_cli_args(fn, argv)
         fire.Fire(fn)
     except UserError as e:
         fail(str(e))
