@@ -100,6 +100,18 @@ def test_lora_targets_that_the_architecture_lacks(tmp_path, tiny_model):
     nothing_left(tmp_path, out)
 
 
+@pytest.mark.parametrize("tracker, message", [
+    ("tensorboard", "REPORT_TO=tensorboard needs the tensorboard package: pip install tensorboard"),
+    ("mlflow", "REPORT_TO=mlflow: use none, wandb or tensorboard"),
+])
+def test_a_tracker_that_is_not_installed(tmp_path, tiny_model, tracker, message):
+    """Said in one line before the model loads (transformers failed after it, with a traceback)."""
+    out = tmp_path / "out"
+    user_error(py("train/sft.py", "--output_dir", out, "--base_model", tiny_model, "--report_to", tracker,
+                  "--sample_size", "8"), message)
+    nothing_left(tmp_path, out)
+
+
 @pytest.mark.parametrize("full, message", [
     ("false", "LOAD_IN_4BIT needs a CUDA GPU (bitsandbytes 4-bit kernels): on the CPU set LOAD_IN_4BIT=0"),
     ("auto", "LOAD_IN_4BIT quantizes a frozen base for LoRA: the embedded small model is trained fully"),

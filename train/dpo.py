@@ -25,7 +25,15 @@ from utils.io import (  # noqa: E402
     start_stage,
     write_run_config,
 )
-from utils.training import batch_plan, describe_plan, device_args, peak_memory_mb, preference_dataset, schedule_args  # noqa: E402
+from utils.training import (  # noqa: E402
+    batch_plan,
+    describe_plan,
+    device_args,
+    peak_memory_mb,
+    preference_dataset,
+    schedule_args,
+    tracking_args,
+)
 
 MULTI_NEGATIVE = ("sdpo", "dmpo")  # utils.trainers.MULTI_NEGATIVE_LOSSES (named here so the checks need no torch)
 
@@ -91,6 +99,7 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
 
         quantization_config(full=not is_adapter(model_dir))  # QLoRA needs LoRA, a GPU and bitsandbytes
     check_output_dir(out)
+    tracking = tracking_args(report_to, out)  # a missing tracker package: one line, now
     train_pairs = read_pairs(Path(data_dir) / "dpo_train.jsonl")
     valid_pairs = read_pairs(Path(data_dir) / "dpo_valid.jsonl")
     k = negatives_per_pair(train_pairs)
@@ -127,7 +136,7 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
         # trl's config knows only its own loss names; a multi-negative loss replaces trl's loss altogether
         loss_type=["sigmoid"] if multi else loss_types,
         max_length=max_length, lr_scheduler_type="linear", save_strategy="no",
-        logging_steps=logging_steps, report_to=report_to, seed=seed, data_seed=seed,
+        logging_steps=logging_steps, **tracking, seed=seed, data_seed=seed,
         disable_tqdm=not state.is_main_process, dataloader_num_workers=0,
         **schedule_args(len(train_ds), epochs, plan, evals_per_run, warmup_steps),
         **device_args(activation_checkpointing))

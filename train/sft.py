@@ -35,6 +35,7 @@ from utils.training import (  # noqa: E402
     peak_memory_mb,
     prompt_completion_dataset,
     schedule_args,
+    tracking_args,
 )
 
 
@@ -69,6 +70,7 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     # Every check on the user's input comes before the heavy imports and before anything is written.
     data = Path(data_dir) if data_dir else category_dir(category)
     check_output_dir(out)
+    tracking = tracking_args(report_to, out)  # a missing tracker package: one line, now
     start = check_model_dir(resume_from, "--resume_from") if resume_from else resolve_base_model(base_model, category)
     project_built = is_project_built(start)
     full = project_built if full_finetune == "auto" else str(full_finetune).lower() in ("1", "true", "yes")
@@ -120,7 +122,7 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
         completion_only_loss=not project_built,
         save_strategy="no", logging_steps=logging_steps,
         **schedule_args(len(train_ds), epochs, plan, evals_per_run, warmup_steps),
-        report_to=report_to, seed=seed, data_seed=seed, disable_tqdm=not state.is_main_process,
+        **tracking, seed=seed, data_seed=seed, disable_tqdm=not state.is_main_process,
         dataloader_num_workers=0, **device_args(activation_checkpointing))
     if state.is_main_process:
         start_stage(out)
