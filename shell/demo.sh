@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # usage: bash shell/demo.sh [GPU ids...]
 # The main job on the embedded default, from a fresh clone: set-up, MovieLens-100K, the small model the project
-# builds itself, SFT, 2 SPRec iterations, the baselines (DPO, SFT-only, MostPop) and the results report.
-# About 10 minutes on a 2-core CPU. Every stage is resumable: rerunning skips what is finished.
+# builds itself, SFT, 2 SPRec iterations, the baselines (shell/baselines.sh), the results report and the paired
+# statistics (eval/stats.py). Every stage is resumable: rerunning skips what is finished.
 # BASE_MODEL=smollm2 runs the same job with the embedded pretrained SmolLM2-135M-Instruct and LoRA (see the README's
 # real-LLM section for the sizes and the time it takes).
 set -euo pipefail
@@ -31,6 +31,7 @@ bash shell/SPRec.sh "${GPU_IDS[@]}" "$ITERATIONS"
 bash shell/baselines.sh "${GPU_IDS[@]}" "$ITERATIONS"
 banner "report"
 python eval/report.py --run_root "$OUTPUT_ROOT" --category ML100K --figs_dir "$FIGS_DIR"
+python eval/stats.py --run_root "$OUTPUT_ROOT" --category ML100K
 echo
 echo "demo finished in $(( ($(date +%s) - start) / 60 )) min $(( ($(date +%s) - start) % 60 )) s;" \
   "table: $OUTPUT_ROOT/ML100K_results.md, figures: $FIGS_DIR/ML100K_*.png"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # usage: bash shell/seeds.sh [GPU ids...]
-# The demo's whole comparison (SFT, SPRec, DPO, SFT-only, MostPop) once per seed, each in runs/seed<S>/, then one
-# report with mean ± std over the seeds. Resumable like every stage. On this 2-core CPU: about 12 minutes a seed.
+# The demo's whole comparison (SFT, SPRec and the baselines of shell/baselines.sh) once per seed, each in
+# runs/seed<S>/, then one report with mean ± std over the seeds and the paired statistics (eval/stats.py: per-seed
+# bootstrap intervals, mean ± std of the paired differences). Resumable like every stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=shell/common.sh
@@ -9,7 +10,7 @@ source shell/common.sh
 parse_gpu_ids 0 "$@"
 
 # ---- edit here (or set in the environment) ----
-SEEDS=${SEEDS:-"42 43 44"}
+SEEDS=${SEEDS:-"42 43 44 45 46"}
 ITERATIONS=${ITERATIONS:-2}
 RUNS_ROOT=${RUNS_ROOT:-"runs"}
 # ------------------------------------------------
@@ -27,3 +28,4 @@ for seed in $SEEDS; do
 done
 banner "report over seeds: ${SEEDS}"
 python eval/report.py --run_root "$(IFS=,; echo "${roots[*]}")" --category ML100K --figs_dir figs/seeds
+python eval/stats.py --run_root "$(IFS=,; echo "${roots[*]}")" --category ML100K

@@ -22,6 +22,7 @@ def topk_metrics(target_rank: np.ndarray, topk: np.ndarray, k: int, catalog, his
     hit = target_rank < k
     rec = topk[:, :k]
     counts = np.bincount(rec.ravel(), minlength=len(catalog))
+    sets = set_metrics(rec, len(catalog), counts)
     weights = catalog.genre_weights()
     gp = counts @ weights
     flat_history = np.array([j for h in histories for j in h], dtype=np.int64)
@@ -30,18 +31,24 @@ def topk_metrics(target_rank: np.ndarray, topk: np.ndarray, k: int, catalog, his
     gp = gp / gp.sum() if gp.sum() > 0 else gp
     gh = gh / gh.sum() if gh.sum() > 0 else gh
     diff = gp - gh
-    diversity = int((counts > 0).sum())
     return {
         "n": n,
         "HR": float(hit.mean()),
         "NDCG": float((hit / np.log2(target_rank + 2.0)).mean()),
-        "diversity": diversity,
-        "DivRatio": diversity / (n * k),
-        "ORRatio": float(np.sort(counts)[::-1][:3].sum() / (n * k)),
+        **sets,
         "MGU": float(np.abs(diff).mean()) if len(diff) else 0.0,
         "DGU": float(diff.max() - diff.min()) if len(diff) else 0.0,
         "ValidRatio": float(np.mean(valid)) if valid is not None else None,
     }
+
+
+def set_metrics(rec: np.ndarray, n_items: int, counts=None) -> dict:
+    """The metrics of the recommendation lists as a whole, (N, K) item rows: how many distinct items (diversity,
+    DivRatio = distinct / (N x K)) and the share taken by the 3 most recommended items (ORRatio)."""
+    counts = np.bincount(rec.ravel(), minlength=n_items) if counts is None else counts
+    diversity = int((counts > 0).sum())
+    return {"diversity": diversity, "DivRatio": diversity / rec.size,
+            "ORRatio": float(np.sort(counts)[::-1][:3].sum() / rec.size)}
 
 
 def evaluated_records(records, catalog):
@@ -62,20 +69,29 @@ def history_rows(records, catalog) -> list[list[int]]:
 def evaluate_predictions(records, predictions, catalog, ks=(1, 5), embedding_model=None) -> dict:
     """Metrics for every K of generated texts (one per record), grounded by sentence-embedding distance: the top-K
     is the item the parsed title grounds to and its K-1 nearest catalog neighbours (the official definition)."""
-    from utils.grounding import default_embedding_model, ground_titles, target_ranks
+    from utils.grounding import default_embedding_model
+
+    embedding_model = embedding_model or default_embedding_model()
+    keep, n_skipped, ranks, topk, valid = ground_predictions(records, predictions, catalog, max(ks), embedding_model)
+    extra = {"n_skipped": n_skipped, "embedding_model": str(embedding_model), "decoding": "greedy"}
+    return _at_each_k(records, keep, ranks, topk, valid, catalog, ks, extra)
+
+
+def ground_predictions(records, predictions, catalog, k: int, embedding_model=None):
+    """The official top-k of generated texts: (evaluated record indices, records skipped, target ranks, (N, k) item
+    rows, valid flags), for the records whose target is a catalog item; ranks and rows are None when there is none."""
+    from utils.grounding import ground_titles, target_ranks
 
     if len(records) != len(predictions):
         raise ValueError(f"{len(records)} records but {len(predictions)} predictions")
-    embedding_model = embedding_model or default_embedding_model()
     keep, targets, n_skipped = evaluated_records(records, catalog)
     titles = [parse_title(predictions[i]) for i in keep]
     valid = np.array([catalog.index(t) is not None for t in titles], dtype=bool)
     topk = ranks = None
     if keep:
-        topk = ground_titles(titles, catalog, max(ks), embedding_model)
+        topk = ground_titles(titles, catalog, k, embedding_model)
         ranks = target_ranks(topk, targets)
-    extra = {"n_skipped": n_skipped, "embedding_model": str(embedding_model), "decoding": "greedy"}
-    return _at_each_k(records, keep, ranks, topk, valid, catalog, ks, extra)
+    return keep, n_skipped, ranks, topk, valid
 
 
 def evaluate_rankings(records, rankings, catalog, ks=(1, 5)) -> dict:

@@ -1,0 +1,140 @@
+"""Statistics that can tell: paired differences between methods, with bootstrap intervals within a run and the
+spread across seeds.
+
+usage: python eval/stats.py --run_root models --category ML100K [--k 5] [--resamples 1000]
+       python eval/stats.py --run_root runs/seed1,runs/seed2,runs/seed3 --category ML100K   (several seeds)
+The models compared are those of the report's exposure figure: SFT and the last iteration's result of each method
+(greedy decoding), each evaluated on the same test users. For each pair (every method against SFT; SPRec against
+every other method) and each run root:
+  - the paired difference (first - second) of HR@K, NDCG@K, the share of recommendations in the top popularity decile
+    (items ranked by how often they are training targets, as MostPop ranks them), DivRatio@K and ORRatio@K;
+  - a 95% percentile bootstrap interval: the test users are resampled with replacement (the same users for both
+    models: paired), the metrics recomputed on each resample, 1,000 times; "within noise" where it covers 0.
+With several run roots (seeds), the mean +- std of the per-seed differences too. Writes <first root>/<C>_stats.md.
+"""
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from utils.io import UserError, run_cli, write_text  # noqa: E402
+
+METRICS = ("HR", "NDCG", "TopDecile", "DivRatio", "ORRatio")  # TopDecile: share of recommendations in decile 1
+
+
+def resampled_metrics(topk: np.ndarray, ranks: np.ndarray, top_decile: np.ndarray, k: int, samples) -> dict:
+    """{metric: (resamples,) values} of one model over the given user resamples ((resamples, N) indices)."""
+    from utils.metrics import set_metrics
+
+    hit = ranks < k
+    per_user = {"HR": hit.astype(float), "NDCG": hit / np.log2(ranks + 2.0),
+                "TopDecile": np.isin(topk[:, :k], top_decile).mean(1)}
+    out = {m: v[samples].mean(1) for m, v in per_user.items()}
+    n_items = int(topk.max()) + 1  # bincount length only: items never recommended add nothing
+    sets = [set_metrics(topk[idx, :k], n_items) for idx in samples]
+    out["DivRatio"] = np.array([s["DivRatio"] for s in sets])
+    out["ORRatio"] = np.array([s["ORRatio"] for s in sets])
+    return out
+
+
+def paired_differences(a: dict, b: dict, resamples: int = 1000, seed: int = 0, k: int = 5) -> dict:
+    """{metric: (difference on all users, 2.5th, 97.5th percentile of the bootstrap differences)} of model a minus
+    model b; a and b are {"topk": (N, >=k) rows, "ranks": (N,), "top_decile": rows} over the same N users."""
+    n = len(a["ranks"])
+    if len(b["ranks"]) != n:
+        raise UserError(f"paired statistics need the same test users: {n} against {len(b['ranks'])}")
+    everyone = np.arange(n)[None, :]
+    samples = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    out = {}
+    full_a, full_b = (resampled_metrics(m["topk"], m["ranks"], m["top_decile"], k, everyone) for m in (a, b))
+    boot_a, boot_b = (resampled_metrics(m["topk"], m["ranks"], m["top_decile"], k, samples) for m in (a, b))
+    for metric in METRICS:
+        diff = boot_a[metric] - boot_b[metric]
+        out[metric] = (float(full_a[metric][0] - full_b[metric][0]), float(np.percentile(diff, 2.5)),
+                       float(np.percentile(diff, 97.5)))
+    return out
+
+
+def model_rankings(result_path, catalog, k: int, embedding_model, top_decile) -> dict:
+    """The evaluated users' top-k catalog rows and target ranks of one model, as eval/evaluate.py computes them."""
+    from eval.evaluate import prediction_text
+    from utils.data import read_records
+    from utils.metrics import ground_predictions
+
+    records = read_records(result_path)
+    predictions = [prediction_text(r, result_path, i) for i, r in enumerate(records)]
+    keep, _, ranks, topk, _ = ground_predictions(records, predictions, catalog, k, embedding_model)
+    if not keep:
+        raise UserError(f"{result_path}: no test record with a catalog target to compare")
+    users = [str(records[i].get("user", i)) + "\t" + str(records[i].get("output", "")) for i in keep]
+    return {"topk": topk, "ranks": ranks, "top_decile": top_decile, "users": users}
+
+
+def comparisons(labels) -> list[tuple[str, str]]:
+    """Every method against SFT, and SPRec against every other method."""
+    pairs = [(m, "SFT") for m in labels if m != "SFT"]
+    pairs += [("SPRec", m) for m in labels if m not in ("SFT", "SPRec") and "SPRec" in labels]
+    return pairs
+
+
+def verdict(low: float, high: float) -> str:
+    return "within noise" if low <= 0 <= high else "up" if low > 0 else "down"
+
+
+def run_stats(roots, category: str, data_dir: str = "", k: int = 5, resamples: int = 1000, seed: int = 0,
+              embedding_model: str = "") -> tuple[str, dict]:
+    from eval.mostpop import popularity
+    from eval.report import exposure_sources, item_deciles, recorded_embedding_model
+    from utils.data import category_dir, load_catalog, load_split
+
+    data = Path(data_dir) if data_dir else category_dir(category)
+    catalog = load_catalog(data)
+    deciles = item_deciles(popularity(load_split(data, "train"), catalog))
+    top_decile = np.flatnonzero(deciles == 0)
+    per_root = []
+    for root in roots:
+        sources = exposure_sources(root, category)
+        models = {label: model_rankings(path, catalog, k, embedding_model or recorded_embedding_model(path.parent),
+                                        top_decile) for label, path in sources.items()}
+        users = {label: m["users"] for label, m in models.items()}
+        if len({tuple(u) for u in users.values()}) > 1:
+            raise UserError(f"{root}: the models were evaluated on different test users (another TEST_SAMPLE_SIZE or "
+                            f"SEED); paired statistics need the same ones")
+        per_root.append({(a, b): paired_differences(models[a], models[b], resamples, seed, k)
+                         for a, b in comparisons(list(models))})
+    pairs = [p for p in per_root[0] if all(p in r for r in per_root)]
+    lines = [f"## {category}: paired differences at K={k} (first minus second; {len(roots)} run root(s); 95% "
+             f"bootstrap interval over test users, {resamples} resamples, per root)", "",
+             "| first - second | " + " | ".join(METRICS) + " |", "|---|" + "---:|" * len(METRICS)]
+    for a, b in pairs:
+        cells = []
+        for metric in METRICS:
+            values = [r[(a, b)][metric] for r in per_root]
+            if len(values) == 1:
+                d, lo, hi = values[0]
+                cells.append(f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]" + (" within noise" if lo <= 0 <= hi else ""))
+            else:
+                ds = np.array([v[0] for v in values])
+                noisy = sum(v[1] <= 0 <= v[2] for v in values)
+                cells.append(f"{ds.mean():+.4f} ± {ds.std(ddof=1):.4f} ({noisy}/{len(values)} seeds within noise)")
+        lines.append(f"| {a} - {b} | " + " | ".join(cells) + " |")
+    lines += ["", "TopDecile: share of the top-K recommendations among the 10% of items most frequent as training "
+              "targets. " + ("" if len(roots) == 1 else "Across seeds: mean ± std of the per-seed differences.")]
+    return "\n".join(lines) + "\n", {"pairs": pairs, "per_root": per_root}
+
+
+def run(run_root: str = "models", category: str = "ML100K", data_dir: str = "", k: int = 5, resamples: int = 1000,
+        seed: int = 0, embedding_model: str = "", out: str = ""):
+    from eval.report import parse_roots
+
+    roots = parse_roots(run_root)
+    text, _ = run_stats(roots, category, data_dir, k, resamples, seed, embedding_model)
+    path = Path(out) if out else Path(roots[0]) / f"{category}_stats.md"
+    write_text(path, text)
+    print(text + f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    run_cli(run)
