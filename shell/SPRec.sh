@@ -41,6 +41,7 @@ SFT_BATCH_SIZE=${SFT_BATCH_SIZE:-$(recipe 16 16 8)}      # the SFT step: records
 SFT_DEVICE_BATCH_SIZE=${SFT_DEVICE_BATCH_SIZE:-$(recipe 16 4 8)}
 GRADIENT_CHECKPOINTING=${GRADIENT_CHECKPOINTING:-0}     # 1: recompute activations (less memory, ~30% slower)
 LOAD_IN_4BIT=${LOAD_IN_4BIT:-0}                    # 1: QLoRA, the frozen base in 4-bit NF4 (GPU + bitsandbytes)
+WARMUP_STEPS=${WARMUP_STEPS:-20}                   # linear warm-up of each SFT and DPO step (at most 10% of its steps)
 EVAL_SFT_STEP=${EVAL_SFT_STEP:-1}                  # 0: skip evaluating each iteration's intermediate SFT-step model
 SELF_PLAY_DECODING=${SELF_PLAY_DECODING:-"greedy"} # rejected items: greedy (official) or constrained (beam, real items)
 SEED=${SEED:-42}
@@ -89,7 +90,7 @@ for CATEGORY in $CATEGORIES; do
     if (( sft_step )); then
       launch train/sft.py --category "$CATEGORY" --resume_from "$current" --output_dir "$IT/SFT" \
         --train_file "$IT/data/sft_train.jsonl" --sample_size "$TRAIN_SAMPLE_SIZE" \
-        --valid_sample_size "$VALID_SAMPLE_SIZE" --epochs 1 --lr "$LR" --warmup_steps 0 \
+        --valid_sample_size "$VALID_SAMPLE_SIZE" --epochs 1 --lr "$LR" --warmup_steps "$WARMUP_STEPS" \
         --global_batch_size "$SFT_BATCH_SIZE" --per_device_batch_size "$SFT_DEVICE_BATCH_SIZE" \
         --seed "$((SEED + i))" --report_to "$REPORT_TO" --genre_weighting "$genre_weighting" "${memory_args[@]}"
       # The SFT step's model is intermediate for SPRec and DPO+SFT (the paper evaluates it too); for SFT-only
@@ -99,6 +100,7 @@ for CATEGORY in $CATEGORIES; do
     fi
     if (( dpo_step )); then
       launch train/dpo.py --model_dir "$current" --data_dir "$IT/data" --output_dir "$IT/DPO" --lr "$LR" \
+        --warmup_steps "$WARMUP_STEPS" \
         --beta "$BETA" --loss_type "$loss" --global_batch_size "$BATCH_SIZE" \
         --per_device_batch_size "$DEVICE_BATCH_SIZE" --seed "$((SEED + i))" --report_to "$REPORT_TO" \
         "${memory_args[@]}"

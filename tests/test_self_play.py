@@ -41,22 +41,27 @@ def test_iteration_seed_differs_per_iteration_and_run():
 
 
 def test_self_play_pairs(ml100k, tmp_path, monkeypatch):
-    """Predictions become grounded rejected items (an empty one too, as evaluation grounds it); those equal to the
-    target are dropped and counted; the spare draws fill the requested counts; the same seed gives the same pairs."""
+    """The rejected side is the generated title as written; a prediction that grounds to the target (exactly, or a
+    near-miss spelling) or is empty makes no pair and is counted; the spare draws fill the requested counts; the SFT
+    step's records are the first N drawn; the same seed gives the same pairs."""
     import numpy as np
 
     train = load_split(ml100k, "train")
     catalog = load_catalog(ml100k)
     by_prompt = {self_play.render_prompt(r): r for r in train}
-    calls = []
+    calls, near_miss = [], {}
 
     def fake_generate(model, tokenizer, prompts, **kwargs):
-        calls.append(kwargs)
+        calls.append({**kwargs, "prompts": list(prompts)})
         out = []
         for j, p in enumerate(prompts):
             target = record_target(by_prompt[p])
             other = catalog.names[(catalog.index(target) + 1) % len(catalog)]
-            out.append([render_completion(target) if j % 5 == 0 else "" if j % 7 == 0 else f'"{other}"\n'])
+            if j % 11 == 0:  # a misspelling of the target: grounds to the target, so it is no negative
+                near_miss[target.lower() + "!"] = catalog.index(target)
+                out.append([render_completion(target.lower() + "!")])
+            else:
+                out.append([render_completion(target) if j % 5 == 0 else "" if j % 7 == 0 else f'"{other}"\n'])
         return out
 
     monkeypatch.setattr("utils.generation.generate_sharded", fake_generate)
@@ -64,23 +69,23 @@ def test_self_play_pairs(ml100k, tmp_path, monkeypatch):
     monkeypatch.setattr("utils.modeling.load_tokenizer", lambda *a, **k: None)
     monkeypatch.setattr("utils.modeling.load_model", lambda *a, **k: None)
     monkeypatch.setattr("utils.modeling.check_model_dir", lambda path, flag="": str(path))
-    items = np.ones((len(catalog), 8), dtype=np.float32)
-    items[0] = 0.5  # item 0 is the nearest to the zero vector every non-catalog title embeds to here
+    items = np.eye(len(catalog), dtype=np.float32)  # each item its own direction; a near miss embeds as its target
     monkeypatch.setattr("utils.grounding.item_embeddings", lambda catalog, model: items)
-    monkeypatch.setattr("utils.grounding.embed_texts", lambda texts, model: np.zeros((len(texts), 8), np.float32))
+    monkeypatch.setattr("utils.grounding.embed_texts",
+                        lambda texts, model: np.stack([items[near_miss.get(t, 0)] * (t in near_miss) for t in texts]))
     for name in ("a", "b"):
         self_play.run(str(tmp_path / name), model_dir=str(tmp_path), category="ML100K", iteration=1, seed=3,
-                      train_sample_size=40, valid_sample_size=10, spare_ratio=0.5)
+                      train_sample_size=40, valid_sample_size=10, spare_ratio=1.0)
     summary = json.loads((tmp_path / "a/summary.json").read_text())
-    assert summary["drawn"] == 75 and summary["kept_train"] == 40 and summary["kept_valid"] == 10
-    assert summary["dropped_equal"] >= 15 and summary["parsed"] < summary["generated"]
+    assert summary["drawn"] == 100 and summary["kept_train"] == 40 and summary["kept_valid"] == 10
+    assert summary["dropped_equal"] >= 18 + 8 and summary["dropped_empty"] >= 10  # j % 5 (not % 11), j % 11
+    assert summary["parsed"] == summary["generated"] - summary["dropped_empty"]
     pairs = [json.loads(x) for x in (tmp_path / "a/dpo_train.jsonl").read_text().splitlines()]
-    assert all(p["chosen"] != p["rejected"] for p in pairs)
-    empty = [p for p in pairs if p["rejected_raw"] == ""]
-    assert empty and all(p["rejected"] == render_completion(catalog.names[0]) for p in empty)
+    assert all(p["chosen"] != p["rejected"] and p["rejected"] == render_completion(p["rejected_raw"]) for p in pairs)
+    assert not any(p["rejected_raw"] == "" or p["rejected_raw"].endswith("!") for p in pairs)
     assert (tmp_path / "a/dpo_train.jsonl").read_text() == (tmp_path / "b/dpo_train.jsonl").read_text()
     sft = [json.loads(x) for x in (tmp_path / "a/sft_train.jsonl").read_text().splitlines()]
-    assert len(sft) == 40 and {self_play.render_prompt(r) for r in sft} == {p["prompt"] for p in pairs}
+    assert [self_play.render_prompt(r) for r in sft] == calls[0]["prompts"][:40]  # the first 40 drawn
     assert calls[0]["seed"] == self_play.iteration_seed(3, 1)
 
 

@@ -3,9 +3,10 @@
 usage: python train/self_play.py --model_dir models/SFT/ML100K --output_dir models/SPRec/ML100K/it0/data \
            --category ML100K --iteration 0 [--seed 42] [--train_sample_size 2048] [--valid_sample_size 256]
 Draws the iteration's prompts from train (seed derived from the run seed and the iteration), generates the current
-model's prediction for each, parses its title and maps it to the catalog item evaluation would ground it to
-(exact name first, else the nearest by the grounding embedding; `--rejected raw` keeps the raw title as the official
-code did). Pairs whose rejected equals chosen are dropped. Offline negatives instead (nothing is generated), never
+model's prediction for each and parses its title. The rejected side is that title as generated (`--rejected raw`,
+the authors' recipe) or the catalog item evaluation grounds it to (`--rejected grounded`: exact name first, else the
+nearest by the grounding embedding); either way a prediction that grounds to the target, or is empty, makes no pair.
+The SFT step's positives are the first N drawn records. Offline negatives instead (nothing is generated), never
 an item the user interacted with (the history and target of every record of the user, valid and test included;
 `--exclude record`: only the record's own history and target, as before):
   --negatives random    random catalog items (the DPO baseline); `--num_negatives k` puts k distinct ones in each
@@ -133,32 +134,35 @@ def ground_to_catalog(titles, catalog, embedding_model: str) -> list[str]:
 
 
 def self_play_pairs(drawn, prompts, outputs, catalog, rejected: str, embedding_model: str, per_record: int):
-    """Pairs from the model's own predictions (`per_record` per prompt): each parsed title, grounded to the catalog
-    item evaluation would give it (or raw), is a rejected item; empty ones and those equal to the target are dropped
-    and counted."""
+    """Pairs from the model's own predictions (`per_record` per prompt). Each parsed title is grounded to the catalog
+    item evaluation would give it; that decides whether the prediction is the target (then no pair). The rejected
+    side is the model's own title text (`raw`, as the authors' code) or that grounded item (`grounded`). An empty or
+    unparseable generation makes no pair (grounding it would give the item nearest the empty string, the same
+    arbitrary item every time). Dropped predictions are counted."""
     titles = [parse_title(t) for texts in outputs for t in texts]
-    mapped = ground_to_catalog(titles, catalog, embedding_model) if rejected == "grounded" else titles
+    items = ground_to_catalog(titles, catalog, embedding_model)
     pairs, counts = [], {"drawn": len(drawn), "generated": len(titles), "parsed": 0, "valid": 0,
                          "dropped_equal": 0, "dropped_empty": 0}
     for j, r in enumerate(drawn):
         target = record_target(r)
         span = slice(j * per_record, (j + 1) * per_record)
-        for title, neg in zip(titles[span], mapped[span]):
+        for title, item in zip(titles[span], items[span]):
             counts["parsed"] += bool(title)
             counts["valid"] += catalog.index(title) is not None
-            if not neg:
+            if not title:
                 counts["dropped_empty"] += 1
-            elif neg == target:
+            elif item == target:
                 counts["dropped_equal"] += 1
             else:
                 pairs.append({"prompt": prompts[j], "chosen": render_completion(target),
-                              "rejected": render_completion(neg), "rejected_raw": title, "record": j})
+                              "rejected": render_completion(item if rejected == "grounded" else title),
+                              "rejected_raw": title, "record": j})
     return pairs, counts
 
 
 def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir: str = "", iteration: int = 0,
         seed: int = 42, train_sample_size: int = 2048, valid_sample_size: int = 256, spare_ratio: float = 0.1,
-        negatives: str = "self", rejected: str = "grounded", temperature: float = 0.0, num_negatives: int = 1,
+        negatives: str = "self", rejected: str = "raw", temperature: float = 0.0, num_negatives: int = 1,
         token_budget: int = 32768, embedding_model: str = "", trust_remote_code: bool = False,
         decoding: str = "greedy", beams: int = 5, exclude: str = "user"):
     args = dict(locals())
@@ -243,8 +247,8 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
             return
         pairs, counts = self_play_pairs(drawn, prompts, outputs, catalog, rejected, embedding_model, num_negatives)
         per_record = num_negatives  # k samples (or beams) of a prompt are k separate pairs
-    # The first pairs fill train, the next valid; the spare draws make up for dropped ones.
-    train_records = sorted({p["record"] for p in pairs[:train_sample_size * per_record]})
+    # The first pairs fill train, the next valid; the spare draws make up for dropped ones. The SFT step's positives
+    # are the first N drawn records, whatever the model predicted for them (as the authors' code).
     dpo_train = pairs[:train_sample_size * per_record]
     dpo_valid = pairs[len(dpo_train):len(dpo_train) + valid_sample_size * per_record]
     counts.update(kept_train=len(dpo_train), kept_valid=len(dpo_valid), seconds=round(time.time() - t0, 1))
@@ -257,7 +261,7 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
     tmp = start_stage(out)
     write_jsonl(tmp / "dpo_train.jsonl", dpo_train)
     write_jsonl(tmp / "dpo_valid.jsonl", dpo_valid or dpo_train[:1])
-    write_jsonl(tmp / "sft_train.jsonl", [drawn[j] for j in train_records])
+    write_jsonl(tmp / "sft_train.jsonl", drawn[:train_sample_size])
     write_json(tmp / "summary.json", counts)
     write_run_config(tmp, "self_play", args, {"world_size": state.num_processes})
     finish_stage(out)
