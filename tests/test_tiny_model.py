@@ -80,3 +80,19 @@ def test_a_sampling_generation_config_does_not_make_greedy_sample(tiny_model, ml
                              eos_token_id=stop_token_ids(tok), pad_token_id=tok.pad_token_id)
         reference = tok.decode(out[0, ids.input_ids.shape[1]:], skip_special_tokens=True)
         assert text == (reference.split("\n", 1)[0] + "\n" if "\n" in reference else reference)
+
+
+def test_the_run_seed_draws_the_initial_weights(tiny_model):
+    """SFT from the small model starts from weights drawn with the run seed; the builder's seed (0) gives back the
+    stored ones, so the draw is the builder's own."""
+    import torch
+
+    from utils.modeling import load_model
+    from utils.tiny_model import initial_weights
+
+    stored = load_model(tiny_model, trainable=True)
+    same = initial_weights(stored, 0)
+    other = initial_weights(stored, 42)
+    assert all(torch.equal(a, b) for a, b in zip(stored.state_dict().values(), same.state_dict().values()))
+    assert not torch.equal(stored.model.embed_tokens.weight, other.model.embed_tokens.weight)
+    assert other.lm_head.weight is other.model.embed_tokens.weight  # still tied

@@ -115,6 +115,10 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
         check_lora_targets(start, peft_config, trust_remote_code)
     model = load_model(start, trainable=True, full=full, trust_remote_code=trust_remote_code,
                        load_in_4bit=load_in_4bit)
+    if project_built and not resume_from:  # the embedded small model starts from the run seed's random weights
+        from utils.tiny_model import initial_weights
+
+        model = initial_weights(model, seed)
     tmp = partial_dir(out)
     config = SFTConfig(
         output_dir=str(tmp), num_train_epochs=epochs, learning_rate=lr,

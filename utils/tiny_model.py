@@ -76,5 +76,18 @@ def build(category: str = "ML100K", out: str = "", vocab_size: int = 4096, hidde
           f"{info['mean_tokens_per_record']} tokens per training record")
 
 
+def initial_weights(model, seed: int):
+    """The small model with fresh random weights drawn with `seed` (the same architecture, tokenizer and generation
+    settings): a run's seed decides its initialisation too, so seeds vary what a random start can vary. With the
+    builder's seed it reproduces the stored weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    fresh = AutoModelForCausalLM.from_config(model.config, dtype=model.dtype)
+    fresh.generation_config = model.generation_config
+    return fresh
+
+
 if __name__ == "__main__":
     run_cli(build)
