@@ -192,7 +192,8 @@ def test_smollm2_through_the_scripts_on_two_cpu_processes(smollm2, tmp_path):
 
 
 def test_a_non_llama_architecture_through_the_scripts(smollm2, tmp_path):
-    """A tiny randomly initialised GPT-NeoX with SmolLM2's tokenizer: LoRA on all-linear finds its modules."""
+    """A tiny randomly initialised GPT-NeoX with SmolLM2's tokenizer: LoRA on all-linear finds its modules, and the
+    constrained beam search runs on another architecture (a random model's greedy answer may be empty: no pair)."""
     import torch
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
@@ -206,5 +207,5 @@ def test_a_non_llama_architecture_through_the_scripts(smollm2, tmp_path):
                            pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id)
     GPTNeoXForCausalLM(config).save_pretrained(base, safe_serialization=True)
     tok.save_pretrained(base)
-    run_pipeline(tmp_path / "run", BASE_MODEL=str(base), EVAL_SFT_STEP="0")
+    run_pipeline(tmp_path / "run", BASE_MODEL=str(base), EVAL_SFT_STEP="0", SELF_PLAY_DECODING="constrained")
     check_pipeline(tmp_path / "run", base, 1, evaluated_sft_step=False)
