@@ -77,7 +77,7 @@ MAIN_PROCESS_IP=${MAIN_PROCESS_IP:-127.0.0.1}
 MAIN_PROCESS_PORT=${MAIN_PROCESS_PORT:-29500}
 SHARDING=${SHARDING:-none}   # GPU only: none (DDP), fsdp, zero2 or zero3 (DeepSpeed); see README "Scaling out"
 launch() {
-  local per_machine=${#GPU_IDS[@]} configs="$ROOT/shell/accelerate" config port
+  local per_machine=${#GPU_IDS[@]} configs="$ROOT/shell/accelerate" config port threads=()
   if ! [[ "$NUM_MACHINES" =~ ^[1-9][0-9]*$ && "$MACHINE_RANK" =~ ^[0-9]+$ ]] || (( MACHINE_RANK >= NUM_MACHINES )); then
     die "NUM_MACHINES=$NUM_MACHINES, MACHINE_RANK=$MACHINE_RANK: need 0 <= MACHINE_RANK < NUM_MACHINES"
   fi
@@ -96,6 +96,9 @@ launch() {
       return
     fi
     config=multi_cpu
+    # The machine's cores shared by its processes: what accelerate would pick for a CPU launch, passed explicitly
+    # (left to it, it says so in a warning on every launch with one process per machine).
+    threads=(--num_cpu_threads_per_process "$(( $(nproc) / per_machine > 1 ? $(nproc) / per_machine : 1 ))")
   elif (( per_machine == 1 && NUM_MACHINES == 1 )) && [[ "$SHARDING" == none ]]; then
     config=single_gpu
   fi
@@ -105,7 +108,7 @@ launch() {
   (( NUM_MACHINES > 1 )) || port=$(free_port)   # one machine: any free port, so that two runs can share a machine
   CUDA_VISIBLE_DEVICES="$VISIBLE_GPUS" accelerate launch --config_file "$config" \
     --num_processes $(( per_machine * NUM_MACHINES )) --num_machines "$NUM_MACHINES" --machine_rank "$MACHINE_RANK" \
-    --main_process_ip "$MAIN_PROCESS_IP" --main_process_port "$port" "$@" 9>&-
+    --main_process_ip "$MAIN_PROCESS_IP" --main_process_port "$port" "${threads[@]}" "$@" 9>&-
 }
 
 free_port() { python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

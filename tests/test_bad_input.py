@@ -100,27 +100,20 @@ def test_lora_targets_that_the_architecture_lacks(tmp_path, tiny_model):
     nothing_left(tmp_path, out)
 
 
-@pytest.mark.parametrize("tracker, message", [
-    ("tensorboard", "REPORT_TO=tensorboard needs the tensorboard package: pip install tensorboard"),
-    ("mlflow", "REPORT_TO=mlflow: use none, wandb or tensorboard"),
+@pytest.mark.parametrize("args, message", [
+    # A tracker whose package is missing (transformers failed after the model loaded, with a traceback).
+    (["--report_to", "tensorboard"], "REPORT_TO=tensorboard needs the tensorboard package: pip install tensorboard"),
+    (["--report_to", "mlflow"], "REPORT_TO=mlflow: use none, wandb or tensorboard"),
+    # QLoRA needs LoRA, a GPU and bitsandbytes.
+    (["--full_finetune", "false", "--load_in_4bit", "True"],
+     "LOAD_IN_4BIT needs a CUDA GPU (bitsandbytes 4-bit kernels): on the CPU set LOAD_IN_4BIT=0"),
+    (["--load_in_4bit", "True"], "LOAD_IN_4BIT quantizes a frozen base for LoRA: the embedded small model is trained"),
 ])
-def test_a_tracker_that_is_not_installed(tmp_path, tiny_model, tracker, message):
-    """Said in one line before the model loads (transformers failed after it, with a traceback)."""
+def test_training_options_that_cannot_work_here(tmp_path, tiny_model, args, message):
+    """Said in one line before any weight is loaded, nothing written."""
     out = tmp_path / "out"
-    user_error(py("train/sft.py", "--output_dir", out, "--base_model", tiny_model, "--report_to", tracker,
-                  "--sample_size", "8"), message)
-    nothing_left(tmp_path, out)
-
-
-@pytest.mark.parametrize("full, message", [
-    ("false", "LOAD_IN_4BIT needs a CUDA GPU (bitsandbytes 4-bit kernels): on the CPU set LOAD_IN_4BIT=0"),
-    ("auto", "LOAD_IN_4BIT quantizes a frozen base for LoRA: the embedded small model is trained fully"),
-])
-def test_4bit_where_it_cannot_work(tmp_path, tiny_model, full, message):
-    """QLoRA needs LoRA, a GPU and bitsandbytes: said in one line before any weight is loaded."""
-    out = tmp_path / "out"
-    user_error(py("train/sft.py", "--output_dir", out, "--base_model", tiny_model, "--full_finetune", full,
-                  "--load_in_4bit", "True", "--sample_size", "8"), message)
+    user_error(py("train/sft.py", "--output_dir", out, "--base_model", tiny_model, *args, "--sample_size", "8"),
+               message)
     nothing_left(tmp_path, out)
 
 

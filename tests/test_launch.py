@@ -61,6 +61,8 @@ def test_one_cpu_process_per_machine_still_goes_through_accelerate(fake_bin):
     p = common(fake_bin, "parse_gpu_ids 0; launch train/sft.py", NUM_MACHINES="2", MACHINE_RANK="0")
     assert p.returncode == 0, p.stderr
     assert "shell/accelerate/multi_cpu.yaml --num_processes 2 --num_machines 2 --machine_rank 0 " in p.stdout
+    # the machine's cores for its one process, passed (accelerate warns when it has to pick them itself)
+    assert f"--num_cpu_threads_per_process {len(os.sched_getaffinity(0))} train/sft.py" in p.stdout
 
 
 @pytest.mark.parametrize("env, message", [

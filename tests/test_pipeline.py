@@ -217,3 +217,4 @@ def test_two_machines_on_loopback_equal_one_machine_with_two_processes(ml100k, t
         assert (config["steps"], config["grad_accum"], config["processes"]) == (4, 1, 2)
     # Only the main process of machine 0 writes: the other machine's log has no "wrote" line.
     assert "[sft] wrote" in logs[0] and "[sft] wrote" not in logs[1]
+    assert "had defaults used instead" not in logs[0] + logs[1]  # every launch value is passed: no accelerate warning
