@@ -241,21 +241,29 @@ def _toy_category(tmp_path, monkeypatch):
     return d, rec
 
 
+def toy_predictions(root, rec, iteration: str):
+    """SFT and SPRec model directories of the toy category with test predictions. SFT: "Movie 9" exactly (rows 9, 8,
+    7), an unknown title at 8.4 (rows 8, 9, 7); SPRec: "Movie 0" and "Movie 1"; the third record is skipped."""
+    sft, sprec = root / "SFT" / "Toy", root / "SPRec" / "Toy" / iteration / "DPO"
+    for d in (sft, sprec):
+        d.mkdir(parents=True)
+        write_model(d, 0.1)
+    (sft / "test_result.json").write_text(json.dumps([rec("Movie 9", '"Movie 9"'), rec("Movie 0", '"Movie 8.4"'),
+                                                      rec("Not a movie", '"Movie 0"')]))
+    (sprec / "test_result.json").write_text(json.dumps([rec("Movie 9", '"Movie 0"'), rec("Movie 0", '"Movie 1"'),
+                                                        rec("Not a movie", '"Movie 9"')]))
+    return sft, sprec
+
+
 def test_top_items_and_exposure_figure(tmp_path, monkeypatch):
     data_dir, rec = _toy_category(tmp_path, monkeypatch)
     from utils.data import load_catalog
 
     catalog = load_catalog(data_dir)
     root = tmp_path / "models"
-    sft, sprec = root / "SFT" / "Toy", root / "SPRec" / "Toy" / "it1" / "DPO"
-    for d in (sft, sprec, root / "SPRec" / "Toy" / "it0" / "DPO"):
-        d.mkdir(parents=True)
-        write_model(d, 0.1)
-    # SFT: "Movie 9" exactly (rows 9, 8, 7), an unknown title at 8.4 (rows 8, 9, 7); the third record is skipped
-    (sft / "test_result.json").write_text(json.dumps([rec("Movie 9", '"Movie 9"'), rec("Movie 0", '"Movie 8.4"'),
-                                                      rec("Not a movie", '"Movie 0"')]))
-    (sprec / "test_result.json").write_text(json.dumps([rec("Movie 9", '"Movie 0"'), rec("Movie 0", '"Movie 1"'),
-                                                        rec("Not a movie", '"Movie 9"')]))
+    sft, sprec = toy_predictions(root, rec, "it1")
+    (root / "SPRec" / "Toy" / "it0" / "DPO").mkdir(parents=True)
+    write_model(root / "SPRec" / "Toy" / "it0" / "DPO", 0.1)
     assert report.top_items(sft / "test_result.json", catalog, 3, "stub").tolist() == [[9, 8, 7], [8, 9, 7]]
     # SPRec: Movie 0 -> rows 0, 1, 2; Movie 1 -> rows 1, 0, 2 (0 and 2 tie at distance 1: the smaller row first)
     assert report.top_items(sprec / "test_result.json", catalog, 3, "stub").tolist() == [[0, 1, 2], [1, 0, 2]]

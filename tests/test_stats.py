@@ -1,9 +1,7 @@
 """eval/stats.py: paired differences and their bootstrap intervals, on hand-made models whose answers are known."""
-import json
-
 import numpy as np
 import pytest
-from test_report import _toy_category, write_model
+from test_report import _toy_category, toy_predictions
 
 from eval import stats
 
@@ -42,14 +40,7 @@ def test_run_stats_on_a_toy_run(tmp_path, monkeypatch):
     both extremes (HR -1 when the first is drawn twice, +1 for the second), so the HR difference is within noise."""
     data_dir, rec = _toy_category(tmp_path, monkeypatch)
     root = tmp_path / "models"
-    sft, sprec = root / "SFT" / "Toy", root / "SPRec" / "Toy" / "it0" / "DPO"
-    for d in (sft, sprec):
-        d.mkdir(parents=True)
-        write_model(d, 0.1)
-    (sft / "test_result.json").write_text(json.dumps([rec("Movie 9", '"Movie 9"'), rec("Movie 0", '"Movie 8.4"'),
-                                                      rec("Not a movie", '"Movie 0"')]))
-    (sprec / "test_result.json").write_text(json.dumps([rec("Movie 9", '"Movie 0"'), rec("Movie 0", '"Movie 1"'),
-                                                        rec("Not a movie", '"Movie 9"')]))
+    toy_predictions(root, rec, "it0")
     text, result = stats.run_stats([root], "Toy", str(data_dir), k=3, resamples=400, embedding_model="stub")
     d = result["per_root"][0][("SPRec", "SFT")]
     assert d["HR"] == (0.0, -1.0, 1.0)
