@@ -97,15 +97,17 @@ def run_until(root, marker, wait_for=None):
 
 def test_killed_run_resumes_to_the_same_result(run, tmp_path):
     """SIGKILL during self-play generation, then during a training stage; each rerun skips finished stages, and
-    the final metrics equal those of the uninterrupted run with the same seed."""
+    the final metrics equal those of the uninterrupted run with the same seed. (Iteration 0 is copied from that run:
+    iteration 1 starts from it exactly as in a fresh run, and the test costs one iteration, not two.)"""
     root, _ = run
     new = tmp_path / "new"
     shutil.copytree(root / "SFT", new / "SFT")
     it = new / "SPRec/ML100K"
-    run_until(new, "[self-play] iteration 1")  # generating iteration 1's pairs
-    assert not (it / "it1/data").exists()
+    shutil.copytree(root / "SPRec/ML100K/it0", it / "it0")
     finished = {q: q.stat().st_mtime_ns for q in (it / "it0").rglob("DONE")}
     assert len(finished) == 3
+    run_until(new, "[self-play] iteration 1")  # generating iteration 1's pairs
+    assert not (it / "it1/data").exists()
     run_until(new, "[dpo] start", wait_for=it / "it1/DPO.partial")  # training iteration 1's DPO step
     assert (it / "it1/DPO.partial").is_dir() and not (it / "it1/DPO").exists()
     finished.update({q: q.stat().st_mtime_ns for q in (it / "it1").rglob("DONE")})
