@@ -123,7 +123,7 @@ def test_an_item_that_is_a_token_prefix_of_another(sharp, prompts):
     enc, _ = encode_prompts(tok, prompts[:2])
     ids, mask = left_pad(enc, [0, 1], tok.pad_token_id)
     with torch.inference_mode():
-        items, scores = _search(model, ids, mask, build_trie(seqs), 6)
+        items, scores = _search(model, ids, mask, None, build_trie(seqs), 6)
     for row, prompt in enumerate(prompts[:2]):
         exact = _brute_force(model, tok, prompt, seqs)
         assert items[row, :5].tolist() == sorted(range(5), key=lambda i: -exact[i]) and items[row, 5] == -1

@@ -153,7 +153,7 @@ def _by_segment(seg, values, n_seg: int):
     return vals, idx
 
 
-def _search(model, ids, mask, trie: CatalogTrie, k: int):
+def _search(model, ids, mask, prefix, trie: CatalogTrie, k: int):
     """Beam search of one left-padded batch of prompts: ((prompts, k) item rows, their log-probabilities), best
     first; -1 and -inf where the catalog has fewer than k items."""
     import torch
@@ -161,7 +161,7 @@ def _search(model, ids, mask, trie: CatalogTrie, k: int):
     from utils.generation import extend, prefill
 
     n, dev = ids.shape[0], ids.device
-    cache, logits, next_pos = prefill(model, ids, mask)
+    cache, logits, next_pos, mask = prefill(model, ids, mask, prefix)
     prompt = torch.arange(n, device=dev)  # each live beam's prompt: beams stay grouped by prompt, in order
     node = torch.zeros(n, dtype=torch.long, device=dev)
     score = torch.zeros(n, device=dev)
@@ -197,17 +197,18 @@ def _search(model, ids, mask, trie: CatalogTrie, k: int):
 
 
 def beam_search(model, tokenizer, prompts, names, *, k: int, token_budget: int = 32768, max_batch: int = 512,
-                desc: str = "constrained beam search", progress: bool = True) -> list[list[tuple[int, float]]]:
+                desc: str = "constrained beam search", progress: bool = True,
+                share_prefix: bool = True) -> list[list[tuple[int, float]]]:
     """For each prompt, in the order given: its k best catalog items as (row in `names`, sequence log-probability),
     best first (fewer when the catalog has fewer than k items).
 
     Prompts are batched like utils.generation.generate: sorted by length, each batch within the token budget counting
-    k beams of (prompt + longest answer) tokens per prompt.
+    k beams of (prompt + longest answer) tokens per prompt, their shared prefix computed once (`share_prefix`).
     """
     import torch
     from tqdm.auto import tqdm
 
-    from utils.generation import batches, encode_prompts, left_pad, pad_token_id
+    from utils.generation import SharedPrefix, batches, encode_prompts, left_pad, pad_token_id
 
     if k < 1:
         raise UserError(f"constrained decoding needs k >= 1 beams, got {k}")
@@ -217,12 +218,14 @@ def beam_search(model, tokenizer, prompts, names, *, k: int, token_budget: int =
     trie = catalog_trie(tokenizer, names).to(device)
     enc, lengths = encode_prompts(tokenizer, prompts)
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+    prefix = SharedPrefix.of(model, enc) if share_prefix else None
+    suffixes = [e[prefix.length:] for e in enc] if prefix else enc
     out = [None] * len(prompts)
     bar = tqdm(total=len(prompts), desc=desc, disable=not progress, leave=False)
     with torch.inference_mode():
         for batch in batches(lengths, order, max(token_budget // k, 1), trie.depth, max_batch):
-            ids, mask = left_pad(enc, batch, pad_token_id(tokenizer))
-            items, scores = _search(model, ids.to(device), mask.to(device), trie, k)
+            ids, mask = left_pad(suffixes, batch, pad_token_id(tokenizer))
+            items, scores = _search(model, ids.to(device), mask.to(device), prefix, trie, k)
             for row, i in enumerate(batch):
                 out[i] = [(a, b) for a, b in zip(items[row].tolist(), scores[row].tolist()) if a >= 0]
             bar.update(len(batch))

@@ -4,8 +4,13 @@ Prompts are sorted by length and batched by a token budget (not a fixed count), 
 cache, and a row stops at end-of-sequence or at the first newline (the answer is one quoted title on one line).
 A finished row is dropped from the batch and its cache, so it stops costing; only the last position's logits are
 computed. Under several processes the prompts are sharded across them and gathered back in order.
-Catalog-constrained beam search (utils/constrained.py) reuses the batching, padding, prefill and one-token step here.
+Every prompt of a category starts with the same tokens (the template's preamble and instruction, about 60 of SmolLM2's
+~200): their KV cache is computed once per call and each batch prefills only its users' suffixes after it
+(`SharedPrefix`). Catalog-constrained beam search (utils/constrained.py) reuses the batching, padding, shared prefix,
+prefill and one-token step here.
 """
+import copy
+
 from utils.prompt import render_completion
 
 _STOP_IDS = {}
@@ -54,6 +59,37 @@ def encode_prompts(tokenizer, prompts):
     return enc, [len(x) for x in enc]
 
 
+class SharedPrefix:
+    """The token prefix all prompts share and its KV cache, computed once; `cache(n)` serves a batch of n rows.
+
+    The prefix is cut from the prompts' own token ids (their longest common prefix, one token short of the shortest
+    prompt so every row prefills at least one token), never tokenized apart: where the text's shared part ends inside
+    a token, that token is simply not shared, and prefix + suffix are exactly each prompt's ids. A batch's rows are
+    then [prefix][padding][suffix]: the attention mask hides the padding and the position ids count real tokens only,
+    so every row sees what it would see alone."""
+
+    def __init__(self, model, ids: list[int]):
+        import torch
+
+        self.ids, self.length = ids, len(ids)
+        device = next(model.parameters()).device
+        with torch.inference_mode():
+            self._cache = model(input_ids=torch.tensor([ids], device=device), use_cache=True).cache
+
+    @classmethod
+    def of(cls, model, enc, min_tokens: int = 8) -> "SharedPrefix | None":
+        """The prefix of the encoded prompts `enc`, or None when they share fewer than `min_tokens` tokens."""
+        first, n = enc[0], min(len(e) for e in enc) - 1
+        for e in enc[1:]:
+            n = next((j for j in range(n) if e[j] != first[j]), n)
+        return cls(model, first[:n]) if n >= min_tokens else None
+
+    def cache(self, n: int):
+        cache = copy.deepcopy(self._cache)
+        cache.batch_repeat_interleave(n)
+        return cache
+
+
 def left_pad(enc, batch, pad_id: int, repeat: int = 1):
     """(ids, attention mask) of the batch's prompts, each repeated `repeat` times, left-padded: every prompt ends
     where generation starts."""
@@ -72,11 +108,17 @@ def pad_token_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
-def prefill(model, ids, mask):
-    """Run the left-padded prompts: (cache, last-position logits, the next position of each row)."""
-    pos = (mask.cumsum(1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
-    return out.cache, out.logits[:, -1], pos[:, -1] + 1
+def prefill(model, ids, mask, prefix: SharedPrefix | None = None):
+    """Run the left-padded prompts (the suffixes after `prefix`, when given): (cache, last-position logits, the next
+    position of each row, the attention mask over the whole cache)."""
+    import torch
+
+    start, cache = (prefix.length, prefix.cache(ids.shape[0])) if prefix is not None else (0, None)
+    pos = start + (mask.cumsum(1) - 1).clamp(min=0)
+    if prefix is not None:
+        mask = torch.cat([mask.new_ones((mask.shape[0], start)), mask], dim=1)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1)
+    return out.cache, out.logits[:, -1], pos[:, -1] + 1, mask
 
 
 def extend(model, tokens, mask, next_pos, cache):
@@ -90,11 +132,11 @@ def extend(model, tokens, mask, next_pos, cache):
     return out.cache, out.logits[:, -1], mask
 
 
-def _decode(model, ids, mask, max_new_tokens: int, stop, temperature: float, generator) -> list[list[int]]:
+def _decode(model, ids, mask, prefix, max_new_tokens: int, stop, temperature: float, generator) -> list[list[int]]:
     """Greedy (or sampled) decoding of one left-padded batch; rows leave the batch as soon as they stop."""
     import torch
 
-    cache, logits, next_pos = prefill(model, ids, mask)
+    cache, logits, next_pos, mask = prefill(model, ids, mask, prefix)
     rows = torch.arange(ids.shape[0], device=ids.device)
     tokens = [[] for _ in range(ids.shape[0])]
     for step in range(max_new_tokens):
@@ -119,10 +161,11 @@ def _decode(model, ids, mask, max_new_tokens: int, stop, temperature: float, gen
 
 def generate(model, tokenizer, prompts, *, max_new_tokens: int, token_budget: int = 32768, max_batch: int = 512,
              num_return_sequences: int = 1, temperature: float = 0.0, seed: int = 0, desc: str = "generating",
-             progress: bool = True) -> list[list[str]]:
+             progress: bool = True, share_prefix: bool = True) -> list[list[str]]:
     """Generated answer texts for each prompt (a list of `num_return_sequences` each), in the order given.
 
-    Greedy when temperature is 0, else sampled (seeded). Each text is cut after its first newline.
+    Greedy when temperature is 0, else sampled (seeded). Each text is cut after its first newline. `share_prefix`
+    computes the prompts' common prefix once (`SharedPrefix`); the same batches, the same answers.
     """
     import torch
     from tqdm.auto import tqdm
@@ -132,6 +175,8 @@ def generate(model, tokenizer, prompts, *, max_new_tokens: int, token_budget: in
     device = next(model.parameters()).device
     enc, lengths = encode_prompts(tokenizer, prompts)
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+    prefix = SharedPrefix.of(model, enc) if share_prefix else None
+    suffixes = [e[prefix.length:] for e in enc] if prefix else enc
     stop = torch.tensor(stop_token_ids(tokenizer), device=device)
     generator = torch.Generator().manual_seed(seed)
     n_ret = num_return_sequences
@@ -139,8 +184,8 @@ def generate(model, tokenizer, prompts, *, max_new_tokens: int, token_budget: in
     bar = tqdm(total=len(prompts), desc=desc, disable=not progress, leave=False)
     with torch.inference_mode():
         for batch in batches(lengths, order, max(token_budget // n_ret, 1), max_new_tokens, max_batch):
-            ids, mask = left_pad(enc, batch, pad_token_id(tokenizer), n_ret)
-            new = _decode(model, ids.to(device), mask.to(device), max_new_tokens, stop, temperature, generator)
+            ids, mask = left_pad(suffixes, batch, pad_token_id(tokenizer), n_ret)
+            new = _decode(model, ids.to(device), mask.to(device), prefix, max_new_tokens, stop, temperature, generator)
             texts = tokenizer.batch_decode(new, skip_special_tokens=True)
             for row, i in enumerate(batch):
                 chunk = texts[row * n_ret:(row + 1) * n_ret]
