@@ -1,4 +1,4 @@
-"""Grounding generated titles to catalog items by sentence-embedding distance (metrics spec, step 3).
+"""Grounding generated titles to catalog items by sentence-embedding distance (docs/metrics.md, grounding).
 
 Item embeddings are computed once per (catalog, embedding model) and cached beside the dataset as safetensors.
 Titles that are exact catalog names reuse their item's row, so the embedding model is loaded only when some title

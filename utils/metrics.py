@@ -1,4 +1,4 @@
-"""The one metrics module (shared/spec/metrics.md): HR, NDCG, diversity, DivRatio, ORRatio, MGU, DGU, ValidRatio.
+"""The one metrics module (definitions: docs/metrics.md): HR, NDCG, diversity, DivRatio, ORRatio, MGU, DGU, ValidRatio.
 
 `topk_metrics` works on rankings (the target's rank and the K nearest items per record), so grounded LLM outputs
 and baselines such as MostPop go through the very same code. `evaluate_predictions` does the LLM path of greedy

@@ -24,7 +24,7 @@ def render_completion(title: str) -> str:
 
 
 def parse_title(text: str) -> str:
-    """The title a generated text names (metrics spec, step 1).
+    """The title a generated text names (docs/metrics.md, title parsing).
 
     The first complete double-quoted span; else, after an unclosed opening quote, the rest of that line; else the
     first non-empty line. Always stripped; "" when there is nothing.
