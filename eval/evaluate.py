@@ -10,8 +10,8 @@ How the top-K is formed depends on how the predictions were decoded (--decoding,
   constrained  the `predict` list holds K catalog items' answers, best first (test_result_constrained.json); they
                are the top-K as they are: no grounding, no neighbours, ValidRatio 1. The eval files are named
                eval_top{K}_constrained.json, so both modes' files can sit side by side in a model directory.
-Generations that are all empty still evaluate (the spec grounds the empty title like any other: ValidRatio 0, every
-record on the same items) with one warning line: a collapsed model is a result to report, not a crash.
+Generations that are all empty still evaluate (docs/metrics.md grounds the empty title like any other: ValidRatio 0,
+every record on the same items) with one warning line: a collapsed model is a result to report, not a crash.
 """
 import re
 import sys
@@ -87,15 +87,18 @@ def ranked_rows(record, path, index, catalog, k: int) -> list[int]:
     return rows
 
 
-def write_eval_files(results: dict, output_dir, model: str, category: str,
+def write_eval_files(results: dict, output_dir, model: str, category: str, records,
                      decoding: str | None = "greedy") -> list[Path]:
-    """eval_top{K}[_constrained].json with the spec's keys in the spec's order, then the decoding that made the
-    predictions (None for MostPop: nothing is decoded)."""
-    paths = []
+    """eval_top{K}[_constrained].json with the keys of docs/metrics.md in its order: the metrics, then the decoding
+    that made the predictions (None for MostPop: nothing is decoded) and which test records were evaluated (a
+    fingerprint: the same for every model evaluated on the same users)."""
+    from utils.data import records_fingerprint
+
+    paths, fingerprint = [], records_fingerprint(records)
     for k, m in results.items():
         row = {"model": model, "category": category, "topk": k, "n": m["n"], "n_skipped": m["n_skipped"],
                **{key: m.get(key) for key in METRIC_KEYS}, "embedding_model": m["embedding_model"],
-               "decoding": decoding}
+               "decoding": decoding, "test_records": fingerprint}
         path = Path(output_dir) / eval_name(k, decoding)
         write_json(path, row)
         paths.append(path)
@@ -120,11 +123,12 @@ def run(result_json: str, category: str = "ML100K", data_dir: str = "", topk="1,
         results = evaluate_rankings(records, rankings, catalog, ks)
     else:
         predictions = [prediction_text(r, result_path, i) for i, r in enumerate(records)]
-        if not any(p.strip() for p in predictions):  # still evaluated (the spec grounds the empty title like any other)
+        if not any(p.strip() for p in predictions):  # still evaluated, the empty title grounded (docs/metrics.md)
             print(f"warning: every prediction in {result_path} is empty (the model generated no title); the metrics "
                   f"are still written: ValidRatio 0 and every record grounds to the same items", file=sys.stderr)
         results = evaluate_predictions(records, predictions, catalog, ks, embedding_model or None)
-    paths = write_eval_files(results, out, model or str(result_path.parent), category or data_dir.name, decoding)
+    paths = write_eval_files(results, out, model or str(result_path.parent), category or data_dir.name, records,
+                             decoding)
     for k, path in zip(results, paths):
         m = results[k]
         print(f"[evaluate] {path}: " + ", ".join(f"{k}={m[k]:.4f}" for k in METRIC_KEYS if m.get(k) is not None))

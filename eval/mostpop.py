@@ -40,7 +40,7 @@ def run(output_dir: str, category: str = "ML100K", data_dir: str = "", topk="1,5
     histories = history_rows([test[i] for i in keep], catalog)
     results = {k: {**topk_metrics(rank_of[targets], topk_rows, k, catalog, histories), "n_skipped": n_skipped,
                    "embedding_model": None} for k in ks}
-    for path in write_eval_files(results, output_dir, "MostPop", category or data.name, decoding=None):
+    for path in write_eval_files(results, output_dir, "MostPop", category or data.name, test, decoding=None):
         print(f"[mostpop] wrote {path}: HR={results[int(path.stem[8:])]['HR']:.4f}")
 
 

@@ -1,4 +1,4 @@
-"""The evaluation contract (shared/spec/metrics.md), checked against numbers worked out by hand.
+"""The evaluation definitions (docs/metrics.md), checked against numbers worked out by hand.
 
 A six-item catalog sits on a line: each item's "embedding" is (x, 0) with x chosen per item, and every title the
 tests generate has a chosen x as well, so every L2 distance is |x_title - x_item| and can be read off the table
@@ -239,7 +239,9 @@ def test_cli_run_official_shape_overwrites(catalog, tmp_path):
     assert contents[0] == contents[1]  # rerun overwrites, never appends
     for k in (1, 5):
         row = json.loads(contents[1][k])  # one JSON object (json.loads rejects two concatenated objects)
-        assert list(row) == ["model", "category", "topk", "n", "n_skipped", *METRICS, "embedding_model", "decoding"]
+        assert list(row) == ["model", "category", "topk", "n", "n_skipped", *METRICS, "embedding_model", "decoding",
+                             "test_records"]
+        assert len(row["test_records"]) == 16 and int(row["test_records"], 16) >= 0  # the records' fingerprint
         assert row["model"] == "tiny-model" and row["category"] == "Tiny" and row["topk"] == k
         assert row["embedding_model"] == "stub" and row["decoding"] == "greedy"
         for key in ("topk", "n", "n_skipped", *METRICS):

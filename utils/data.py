@@ -221,3 +221,12 @@ def sample_records(records: list, n: int | None, seed: int) -> list:
         return list(records)
     keep = sorted(random.Random(seed).sample(range(len(records)), n))
     return [records[i] for i in keep]
+
+
+def records_fingerprint(records) -> str:
+    """A short hash of which records were evaluated (their inputs and targets, not predictions): eval files carry it,
+    so models evaluated on the same test users can be told from those evaluated on a subset."""
+    import hashlib
+
+    rows = [{k: v for k, v in r.items() if k not in ("predict", "logprobs")} for r in records]
+    return hashlib.sha256(json.dumps(rows, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
