@@ -42,7 +42,9 @@ SFT_DEVICE_BATCH_SIZE=${SFT_DEVICE_BATCH_SIZE:-$(recipe 16 4 8)}
 GRADIENT_CHECKPOINTING=${GRADIENT_CHECKPOINTING:-0}     # 1: recompute activations (less memory, ~30% slower)
 LOAD_IN_4BIT=${LOAD_IN_4BIT:-0}                    # 1: QLoRA, the frozen base in 4-bit NF4 (GPU + bitsandbytes)
 WARMUP_STEPS=${WARMUP_STEPS:-20}                   # linear warm-up of each SFT and DPO step (at most 10% of its steps)
+PRECOMPUTE_REF=${PRECOMPUTE_REF:-0}                # 1: DPO reference log-probs in one pass before training (k = 1)
 EVAL_SFT_STEP=${EVAL_SFT_STEP:-1}                  # 0: skip evaluating each iteration's intermediate SFT-step model
+SFT_STEP_TEST_SAMPLE_SIZE=${SFT_STEP_TEST_SAMPLE_SIZE:-""}  # that evaluation on a fixed subset of test users (empty: all)
 SELF_PLAY_DECODING=${SELF_PLAY_DECODING:-"greedy"} # rejected items: greedy (official) or constrained (beam, real items)
 SEED=${SEED:-42}
 TEST_SAMPLE_SIZE=${TEST_SAMPLE_SIZE:-""}           # empty = the whole test split
@@ -95,7 +97,11 @@ for CATEGORY in $CATEGORIES; do
         --seed "$((SEED + i))" --report_to "$REPORT_TO" --genre_weighting "$genre_weighting" "${memory_args[@]}"
       # The SFT step's model is intermediate for SPRec and DPO+SFT (the paper evaluates it too); for SFT-only
       # and GenreSFT it is the result.
-      if (( EVAL_SFT_STEP || ! dpo_step )); then bash shell/eval.sh "$IT/SFT" "$CATEGORY" "${GPU_IDS[@]}" 9>&-; fi
+      if (( ! dpo_step )); then bash shell/eval.sh "$IT/SFT" "$CATEGORY" "${GPU_IDS[@]}" 9>&-
+      elif (( EVAL_SFT_STEP )); then  # the same subset (sampled with SEED) at every iteration, recorded in its eval files
+        TEST_SAMPLE_SIZE=${SFT_STEP_TEST_SAMPLE_SIZE:-$TEST_SAMPLE_SIZE} bash shell/eval.sh "$IT/SFT" "$CATEGORY" \
+          "${GPU_IDS[@]}" 9>&-
+      fi
       current="$IT/SFT"
     fi
     if (( dpo_step )); then
@@ -103,7 +109,7 @@ for CATEGORY in $CATEGORIES; do
         --warmup_steps "$WARMUP_STEPS" \
         --beta "$BETA" --loss_type "$loss" --global_batch_size "$BATCH_SIZE" \
         --per_device_batch_size "$DEVICE_BATCH_SIZE" --seed "$((SEED + i))" --report_to "$REPORT_TO" \
-        "${memory_args[@]}"
+        --precompute_ref "$(py_bool "$(( PRECOMPUTE_REF && k == 1 ))")" "${memory_args[@]}"
       bash shell/eval.sh "$IT/DPO" "$CATEGORY" "${GPU_IDS[@]}" 9>&-
       current="$IT/DPO"
     fi

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow
 # items by constrained beam search (always catalog items). Greedy self-play end to end: tests/test_pretrained.py.
 TOY = {"SELF_PLAY_DECODING": "constrained",
        "SFT_SAMPLE_SIZE": "256", "SFT_EPOCHS": "1", "TRAIN_SAMPLE_SIZE": "32", "VALID_SAMPLE_SIZE": "8",
-       "TEST_SAMPLE_SIZE": "48", "SEED": "7", "CATEGORIES": "ML100K", "BASE_MODEL": ""}
+       "TEST_SAMPLE_SIZE": "48", "SFT_STEP_TEST_SAMPLE_SIZE": "24", "SEED": "7", "CATEGORIES": "ML100K",
+       "BASE_MODEL": ""}
 METRICS = ("n", "n_skipped", "HR", "NDCG", "diversity", "DivRatio", "ORRatio", "MGU", "DGU", "ValidRatio")
 
 
@@ -50,13 +51,17 @@ def run(ml100k, tmp_path_factory):
 def test_layout_and_eval_files(run):
     root, log = run
     model_dirs = [root / "SFT/ML100K"] + [root / f"SPRec/ML100K/it{i}/{s}" for i in (0, 1) for s in ("SFT", "DPO")]
+    fingerprints = {}
     for d in model_dirs:
         assert (d / "DONE").is_file(), d
+        n = 24 if d.name == "SFT" and d.parent.name.startswith("it") else 48  # SFT steps: the fixed subset
         for k in (1, 5):
             row = json.loads((d / f"eval_top{k}.json").read_text())
-            assert row["topk"] == k and row["n"] == 48 and isinstance(row["HR"], float)
-        assert len(json.loads((d / "test_result.json").read_text())) == 48
+            assert row["topk"] == k and row["n"] == n and isinstance(row["HR"], float)
+            fingerprints.setdefault(n, set()).add(row["test_records"])
+        assert len(json.loads((d / "test_result.json").read_text())) == n
         assert list(d.glob("*.safetensors")) and not list(d.glob("*.bin"))
+    assert all(len(f) == 1 for f in fingerprints.values()) and len(fingerprints) == 2  # one subset each, two subsets
     for i in (0, 1):
         data = root / f"SPRec/ML100K/it{i}/data"
         summary = json.loads((data / "summary.json").read_text())

@@ -5,11 +5,14 @@ usage: python train/dpo.py --model_dir models/SPRec/ML100K/it0/SFT --data_dir mo
 The policy starts from `model_dir` and the reference is that same starting model, held once: for a LoRA adapter,
 trl copies it into a frozen "ref" adapter on the same base; for the fully trained small model, trl loads one
 reference copy from the same directory.
-`--loss_type` takes trl's loss types (comma-separated, e.g. sigmoid,sft), or alone one of the multi-negative losses
-`sdpo` (S-DPO) and `dmpo` (DMPO), which read k rejected items per pair (`rejected` plus the list `extra_rejected`;
-utils/trainers.py). Pairs with k > 1 need one of those.
+`--precompute_ref` computes the reference's log-probabilities of every pair in one batched pass before training
+(trl's `precompute_ref_log_probs`; the reference is fixed during the step) instead of inside each training and
+evaluation step. `--loss_type` takes trl's loss types (comma-separated, e.g. sigmoid,sft), or alone one of the
+multi-negative losses `sdpo` (S-DPO) and `dmpo` (DMPO), which read k rejected items per pair (`rejected` plus the list
+`extra_rejected`; utils/trainers.py). Pairs with k > 1 need one of those.
 """
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -77,7 +80,7 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
         loss_type: str = "sigmoid", epochs: float = 1, global_batch_size: int = 8, per_device_batch_size: int = 2,
         warmup_steps: int = 0, max_length: int = 512, evals_per_run: int = 2, seed: int = 42,
         report_to: str = "none", logging_steps: int = 10, activation_checkpointing: bool = False,
-        load_in_4bit: bool = False, trust_remote_code: bool = False):
+        load_in_4bit: bool = False, precompute_ref: bool = False, trust_remote_code: bool = False):
     args = dict(locals())
     loss_types = args["loss_type"] = comma_list(loss_type, "--loss_type")  # e.g. sigmoid,sft (fire: a tuple)
     from utils.modeling import process_state
@@ -109,6 +112,9 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
     if k != negatives_per_pair(valid_pairs):
         raise UserError(f"{data_dir}: train pairs have {k} rejected items, valid pairs "
                         f"{negatives_per_pair(valid_pairs)}: rerun train/self_play.py")
+    if multi and precompute_ref:
+        raise UserError(f"--precompute_ref works with trl's own losses, not --loss_type {multi[0]} (k rejected items "
+                        "per pair)")
     if k > 1 and not multi:
         raise UserError(f"{data_dir}: the pairs have {k} rejected items each; --loss_type {','.join(loss_types)} "
                         f"uses one: use --loss_type sdpo or dmpo")
@@ -136,6 +142,7 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
         # trl's config knows only its own loss names; a multi-negative loss replaces trl's loss altogether
         loss_type=["sigmoid"] if multi else loss_types,
         max_length=max_length, lr_scheduler_type="linear", save_strategy="no",
+        precompute_ref_log_probs=precompute_ref, precompute_ref_batch_size=per_device_batch_size * 4,
         logging_steps=logging_steps, **tracking, seed=seed, data_seed=seed,
         disable_tqdm=not state.is_main_process, dataloader_num_workers=0,
         **schedule_args(len(train_ds), epochs, plan, evals_per_run, warmup_steps),
@@ -145,12 +152,14 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
     state.wait_for_everyone()
     kwargs = dict(model=model, ref_model=None, args=config, train_dataset=train_ds, eval_dataset=valid_ds,
                   processing_class=tokenizer)
+    setup_start = time.perf_counter()  # trl tokenizes (and with --precompute_ref scores the pairs) while it sets up
     if multi:  # trl's trainer with k rejected sequences per pair and the S-DPO or DMPO loss
         from utils.trainers import MultiNegativeDPOTrainer
 
         trainer = MultiNegativeDPOTrainer(loss=multi[0], **kwargs)
     else:
         trainer = DPOTrainer(**kwargs)
+    setup_seconds = time.perf_counter() - setup_start
     result = trainer.train()
     save_trained(trainer, tokenizer, tmp, model_dir)  # every process: gathering sharded weights is a collective
     if state.is_main_process:
@@ -159,7 +168,8 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
                                             "world_size": state.num_processes, **plan,
                                             "peak_memory_mb": round(peak_memory_mb(), 1),
                                             "train_loss": result.training_loss, "steps": result.global_step,
-                                            "train_seconds": round(result.metrics["train_runtime"], 2)})
+                                            "train_seconds": round(result.metrics["train_runtime"], 2),
+                                            "setup_seconds": round(setup_seconds, 2)})
         finish_stage(out)
         print(f"[dpo] wrote {out} (train loss {result.training_loss:.4f}, {result.global_step} steps)", flush=True)
     state.wait_for_everyone()

@@ -194,7 +194,8 @@ def versions() -> dict:
 # configuration, stored (with its hash) and compared on a rerun.
 NOT_RESULT_CHANGING = {"output_dir", "model_dir", "resume_from", "train_file", "data_dir", "report_to",
                        "logging_steps", "evals_per_run", "per_device_batch_size", "activation_checkpointing",
-                       "trust_remote_code", "token_budget", "force", "evaluate", "topk", "embedding_model"}
+                       "trust_remote_code", "token_budget", "force", "evaluate", "topk", "embedding_model",
+                       "precompute_ref"}
 
 
 # Result-changing settings added after runs were recorded, with the value every earlier run used: a run config without
