@@ -5,15 +5,14 @@ usage: python bench/constrained.py [--model DIR] [--n_prompts 64] [--k 5] [--cat
 Greedy is utils.generation.generate with the catalog's answer-length limit (what eval/inference.py runs); constrained
 is utils.constrained.beam_search with K beams (eval/inference.py --decoding constrained). Both use the same token
 budget. Each is warmed up on a few prompts first; the catalog's trie is built before the timing (once per process, as
-in a run), and its build time is printed apart. The default model is models/SFT/<C>, else the embedded small model
-models/tiny/<C>, else a freshly built (untrained) small model; the line it prints says which was timed.
+in a run), and its build time is printed apart. The default model is models/SFT/<C>; the line it prints says which
+model was timed, and an untrained one is refused (bench/which_model.py says why) unless --allow_untrained.
 Then a synthetic catalog of --trie_items titles is tokenized and its trie built: times, nodes, and memory (the trie's
 arrays, and the peak the build allocates) per title token; memory linear in the tokens means a constant per token.
 """
 import argparse
 import random
 import sys
-import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -22,26 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sampling import timed  # noqa: E402
+from which_model import pick_model  # noqa: E402
 
 from utils.data import category_dir, load_catalog, load_split, sample_records  # noqa: E402
 from utils.prompt import parse_title, render_prompt  # noqa: E402
-
-
-def pick_model(model: str, category: str) -> tuple[str, str]:
-    """(model directory, how to describe it)."""
-    from utils.modeling import tiny_model_dir
-
-    if model:
-        return model, model
-    candidates = ((Path("models/SFT") / category, "trained SFT model"), (tiny_model_dir(category), "untrained"))
-    for d, what in candidates:
-        if (d / "DONE").is_file():
-            return str(d), f"{d} ({what})"
-    from utils.tiny_model import build
-
-    out = Path(tempfile.mkdtemp(prefix="bench_constrained_")) / "model"
-    build(category=category, out=str(out))
-    return str(out), "a freshly built untrained small model (utils/tiny_model.py defaults)"
 
 
 def synthetic_names(n: int, seed: int = 0) -> list[str]:
@@ -80,19 +63,20 @@ def main():
     from utils.modeling import load_model, load_tokenizer
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="", help="model directory (default: models/SFT/<C>, else the small model)")
+    ap.add_argument("--model", default="", help="model directory (default: models/SFT/<C>)")
     ap.add_argument("--category", default="ML100K")
     ap.add_argument("--n_prompts", type=int, default=64)
     ap.add_argument("--k", type=int, default=5, help="beams (the largest top-K)")
     ap.add_argument("--token_budget", type=int, default=0, help="tokens per batch (default: 32k CPU, 256k GPU)")
     ap.add_argument("--trie_items", type=int, default=50000, help="synthetic catalog size (0: skip)")
+    ap.add_argument("--allow_untrained", action="store_true", help="time an untrained model anyway")
     args = ap.parse_args()
 
     cuda = torch.cuda.is_available()
     data = category_dir(args.category)
     catalog = load_catalog(data)
     prompts = [render_prompt(r) for r in sample_records(load_split(data, "test"), args.n_prompts, 0)]
-    model_dir, what = pick_model(args.model, args.category)
+    model_dir, what = pick_model(args.model, args.category, args.allow_untrained)
     tokenizer = load_tokenizer(model_dir, padding_side="left")
     model = load_model(model_dir, merge=True, device="cuda" if cuda else "cpu")
     budget = args.token_budget or (262144 if cuda else 32768)

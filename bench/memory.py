@@ -2,13 +2,18 @@
 
 usage: python bench/memory.py [--hidden 512] [--layers 8] [--steps 8] [--batch_size 8] [--methods SFT,DPO,S-DPO]
        [--num_negatives 3] [--work /tmp/sprec_memory]
-Builds a small Llama of the given size (the embedded model's recipe, full training), then runs each method's
+       python bench/memory.py --base_model smollm2 --methods SFT,DPO,DPO-precomputed --steps 4   # pretrained + LoRA
+Builds a small Llama of the given size (the embedded model's recipe, full training), or with --base_model takes a
+pretrained model (LoRA, loss on the completion; the DPO-family steps start from the SFT run's adapter, as in SPRec,
+so SFT runs first), then runs each method's
 training stage in its own process on the same records and reads the peak and the training time it records in its
 run config (GPU: max allocated; CPU: resident high-water mark, from which a load-only process's peak is subtracted so
 that library overhead does not hide the training memory). Time per step is trl's train runtime / optimizer steps
 (no evaluation runs). What each step processes:
   SFT, GenreSFT      B records: B sequences (GenreSFT: the same, each record's loss weighted)
   DPO                B/2 pairs: B policy + B reference sequences (also SPRec's, DPO+SFT's and SemanticDPO's DPO step)
+  DPO-precomputed    the same, the reference's log-probabilities computed in one pass before training (trl runs
+                     that pass while it sets up: its time, the set-up beyond plain DPO's, is added to the steps')
   S-DPO, DMPO        B/2 pairs of k rejected items: (k+1)·B/2 policy + as many reference sequences
 so SFT and DPO see the same number of sequences per step (the DPO reference is held once: trl's reference copy for
 a full model, a frozen "ref" adapter for LoRA), and S-DPO/DMPO (k+1)/2 times as many.
@@ -21,7 +26,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("SFT", "GenreSFT", "DPO", "S-DPO", "DMPO")
+METHODS = ("SFT", "GenreSFT", "DPO", "DPO-precomputed", "S-DPO", "DMPO")
 
 LOAD_ONLY = """
 import sys; sys.path.insert(0, {root!r})
@@ -43,6 +48,8 @@ def python(*args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--category", default="ML100K")
+    ap.add_argument("--base_model", default="", help="a pretrained model (path, or smollm2): LoRA instead of the "
+                                                      "small Llama of --hidden/--layers")
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--steps", type=int, default=8)
@@ -54,14 +61,26 @@ def main():
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods or set(methods) - set(METHODS):
         sys.exit(f"--methods: a comma-separated subset of {','.join(METHODS)}")
+    if args.base_model and methods[0] != "SFT":
+        sys.exit("--base_model: the DPO-family steps start from the SFT run's adapter; list SFT first in --methods")
 
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
-    model = work / "model"
     pairs_per_step = max(1, args.batch_size // 2)
     n_sft, n_pairs = args.steps * args.batch_size, args.steps * pairs_per_step
-    python("utils/tiny_model.py", "--category", args.category, "--out", str(model), "--hidden", str(args.hidden),
-           "--layers", str(args.layers), "--heads", str(max(1, args.hidden // 64)))
+    if args.base_model:
+        from utils.modeling import resolve_base_model
+
+        model = Path(resolve_base_model(args.base_model, args.category))
+        if not (model / "config.json").is_file():
+            sys.exit(f"--base_model {args.base_model}: no model at {model} (a local directory, or smollm2)")
+        what = f"{model.name} (pretrained), LoRA, loss on the completion"
+    else:
+        model = work / "model"
+        python("utils/tiny_model.py", "--category", args.category, "--out", str(model), "--hidden", str(args.hidden),
+               "--layers", str(args.layers), "--heads", str(max(1, args.hidden // 64)))
+        params = json.loads((model / "sprec_tiny.json").read_text())["parameters"]
+        what = f"Llama hidden {args.hidden}, {args.layers} layers, {params / 1e6:.1f}M parameters, full training"
     base = float(python("-c", LOAD_ONLY.format(root=str(ROOT), model=str(model))).strip())
     for k in sorted({1, args.num_negatives}):  # random-negative pairs with 1 and with k rejected items
         python("train/self_play.py", "--category", args.category, "--output_dir", str(work / f"pairs{k}"),
@@ -70,40 +89,52 @@ def main():
     sft = ["train/sft.py", "--category", args.category, "--base_model", str(model), "--sample_size", str(n_sft),
            "--valid_sample_size", "8", "--epochs", "1", "--global_batch_size", str(args.batch_size),
            "--per_device_batch_size", str(args.batch_size), "--evals_per_run", "0"]
+    dpo_start = work / "SFT" if args.base_model else model  # LoRA DPO continues an adapter
 
-    def dpo(k, loss):
-        return ["train/dpo.py", "--model_dir", str(model), "--data_dir", str(work / f"pairs{k}"), "--loss_type", loss,
-                "--global_batch_size", str(pairs_per_step), "--per_device_batch_size", str(pairs_per_step),
-                "--evals_per_run", "0"]
+    def dpo(k, loss, *extra):
+        return ["train/dpo.py", "--model_dir", str(dpo_start), "--data_dir", str(work / f"pairs{k}"),
+                "--loss_type", loss, "--global_batch_size", str(pairs_per_step),
+                "--per_device_batch_size", str(pairs_per_step), "--evals_per_run", "0", *extra]
 
     k = args.num_negatives
     runs = {"SFT": (sft, "sft", args.batch_size), "GenreSFT": (sft + ["--genre_weighting", "True"], "sft",
                                                                args.batch_size),
             "DPO": (dpo(1, "sigmoid"), "dpo", 2 * pairs_per_step),
+            "DPO-precomputed": (dpo(1, "sigmoid", "--precompute_ref", "True"), "dpo", 2 * pairs_per_step),
             "S-DPO": (dpo(k, "sdpo"), "dpo", (k + 1) * pairs_per_step),
             "DMPO": (dpo(k, "dmpo"), "dpo", (k + 1) * pairs_per_step)}
-    results = {}
+    results, setup = {}, {}
     for method in methods:
         command, stage, sequences = runs[method]
         out = work / method
         python(*command, "--output_dir", str(out))
         cfg = json.loads((out / f"run_config_{stage}.json").read_text())["args"]
-        results[method] = (sequences, cfg["peak_memory_mb"], cfg["train_seconds"] / cfg["steps"])
+        setup[method] = cfg.get("setup_seconds", 0.0)
+        results[method] = [sequences, cfg["peak_memory_mb"], cfg["train_seconds"], cfg["steps"]]
+    if "DPO-precomputed" in results:  # its reference pass ran in trl's set-up: count it, beyond plain DPO's set-up
+        results["DPO-precomputed"][2] += setup["DPO-precomputed"] - setup.get("DPO", 0.0)
 
-    params = json.loads((model / "sprec_tiny.json").read_text())["parameters"]
     gpu = "cuda" in python("-c", "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
-    print(f"model: Llama hidden {args.hidden}, {args.layers} layers, {params / 1e6:.1f}M parameters, full training; "
-          f"{args.steps} steps; SFT {args.batch_size} records per step, DPO-family {pairs_per_step} pairs per step "
-          f"(S-DPO/DMPO with {k} rejected items each); {'GPU max allocated' if gpu else 'CPU peak RSS'}")
+    print(f"model: {what}; {args.steps} steps; SFT {args.batch_size} records per step, DPO-family {pairs_per_step} "
+          f"pairs per step (S-DPO/DMPO with {k} rejected items each); {'GPU max allocated' if gpu else 'CPU peak RSS'}")
     if not gpu:
         print(f"load-only process: {base:.0f} MB (subtracted below)")
+    if "DPO-precomputed" in results and "DPO" not in results:
+        print("(DPO-precomputed without DPO: its set-up, tokenization included, is all counted as the reference pass)")
     first = methods[0]
-    print(f"| method | policy sequences per step | peak MB | s per step | memory vs {first} | time vs {first} |\n"
-          "|---|---:|---:|---:|---:|---:|")
+    per_step = {m: v[2] / v[3] for m, v in results.items()}
+    print(f"| method | policy sequences per step | peak MB | s per step | s per record or pair | memory vs {first} | "
+          f"time per step vs {first} |\n|---|---:|---:|---:|---:|---:|---:|")
     peak = {m: v[1] - (0 if gpu else base) for m, v in results.items()}
-    for m, (sequences, _, seconds) in results.items():
-        print(f"| {m} | {sequences} | {peak[m]:.0f} | {seconds:.2f} | {peak[m] / peak[first]:.2f}x | "
-              f"{seconds / results[first][2]:.2f}x |")
+    for m, (sequences, *_rest) in results.items():
+        examples = args.batch_size if m in ("SFT", "GenreSFT") else pairs_per_step
+        print(f"| {m} | {sequences} | {peak[m]:.0f} | {per_step[m]:.2f} | {per_step[m] / examples:.2f} | "
+              f"{peak[m] / peak[first]:.2f}x | {per_step[m] / per_step[first]:.2f}x |")
+    if "SFT" in results:
+        for m in ("DPO", "DPO-precomputed"):
+            if m in results:
+                print(f"{m}: one pair costs {per_step[m] / pairs_per_step / (per_step['SFT'] / args.batch_size):.2f}x "
+                      "one SFT record (goal <= 2.5x)")
 
 
 if __name__ == "__main__":

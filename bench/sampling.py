@@ -1,11 +1,17 @@
-"""Benchmark: the shared generation routine against the official SPRec sampling settings, same model and prompts.
+"""Benchmark: the shared generation routine against the official SPRec sampling settings, and the shared-prefix KV
+cache on and off, same model and prompts, one process.
 
 usage: python bench/sampling.py [--model models/SFT/ML100K] [--n_prompts 1024] [--category ML100K]
+       python bench/sampling.py --model runs/smollm2/SFT/ML100K --n_prompts 64 --skip_official   # SmolLM2
        python bench/sampling.py --shape llama-1b --n_prompts 2804        # random Llama-3.2-1B-shaped model (GPU)
 Official settings: batches of 64 in prompt order, 128 new tokens for every row (HF generate; fp16 on GPU).
 Ours: utils.generation.generate (length-sorted token-budget batches, stop at newline/EOS, finished rows dropped,
-new-token limit from the catalog's longest title; bf16 on GPU). Each is warmed up on a batch of the same shape
-before it is timed. Prints both times, the ratio, and how often the parsed titles agree.
+new-token limit from the catalog's longest title; bf16 on GPU), without and with the prompts' shared prefix computed
+once (`share_prefix`). transformers: `generate` on exactly our batches, with our stop tokens and new-token limit (what
+our decode loop adds over the library). Each is warmed up on a batch of the same shape before it is timed. Prints
+which model was timed, the times, the ratios, how often the answers agree and how many stopped before the limit.
+The default model is models/SFT/<C>; an untrained one is refused (bench/which_model.py says why) unless
+--allow_untrained.
 """
 import argparse
 import sys
@@ -37,6 +43,29 @@ def official_generate(model, tokenizer, prompts, batch_size=64, max_new_tokens=1
     return texts
 
 
+def transformers_generate(model, tokenizer, prompts, max_new_tokens, token_budget):
+    """transformers' `generate` on exactly our batches (length-sorted, token-budgeted, left-padded) with our stop
+    tokens and new-token limit: what utils.generation's own decode loop adds over the library is what is left."""
+    import torch
+
+    from utils.generation import batches, encode_prompts, left_pad, pad_token_id, stop_token_ids
+
+    enc, lengths = encode_prompts(tokenizer, prompts)
+    order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+    out = [None] * len(prompts)
+    for batch in batches(lengths, order, token_budget, max_new_tokens, 512):
+        ids, mask = left_pad(enc, batch, pad_token_id(tokenizer))
+        with torch.inference_mode():
+            gen = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                                 max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, temperature=None,
+                                 top_p=None, top_k=None, eos_token_id=stop_token_ids(tokenizer),
+                                 pad_token_id=pad_token_id(tokenizer))
+        texts = tokenizer.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)
+        for i, t in zip(batch, texts):
+            out[i] = t.split("\n", 1)[0] + "\n" if "\n" in t else t
+    return out
+
+
 def timed(fn):
     import torch
 
@@ -51,18 +80,21 @@ def timed(fn):
 
 def main():
     import torch
+    from which_model import pick_model
 
-    from utils.generation import generate, max_answer_tokens
-    from utils.modeling import load_model, load_tokenizer, tiny_model_dir
+    from utils.generation import SharedPrefix, encode_prompts, generate, max_answer_tokens
+    from utils.modeling import load_model, load_tokenizer
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="", help="model directory (default: models/SFT/<C>, else the tiny model)")
+    ap.add_argument("--model", default="", help="model directory (default: models/SFT/<C>)")
     ap.add_argument("--shape", default="", choices=["", "llama-1b", "small"])
     ap.add_argument("--category", default="ML100K")
     ap.add_argument("--n_prompts", type=int, default=1024)
     ap.add_argument("--token_budget", type=int, default=0, help="ours: tokens per batch (default: 32k CPU, 256k GPU)")
     ap.add_argument("--tokenizer", default="", help="with --shape: the random model's tokenizer (default: the model's)")
     ap.add_argument("--skip_official", action="store_true")
+    ap.add_argument("--skip_transformers", action="store_true", help="leave out transformers' generate on our batches")
+    ap.add_argument("--allow_untrained", action="store_true", help="time an untrained model anyway")
     args = ap.parse_args()
 
     cuda = torch.cuda.is_available()
@@ -70,47 +102,71 @@ def main():
     catalog = load_catalog(data)
     records = sample_records(load_split(data, "train"), args.n_prompts, 0)
     prompts = [render_prompt(r) for r in records]
-    model_dir = args.model or next((str(d) for d in (Path("models/SFT") / args.category, tiny_model_dir(args.category))
-                                    if (d / "DONE").is_file()), None)
-    if model_dir is None:
-        sys.exit("no model: pass --model, or build one (bash shell/demo.sh)")
-    tokenizer = load_tokenizer(args.tokenizer if args.shape and args.tokenizer else model_dir, padding_side="left")
     device = "cuda" if cuda else "cpu"
-    if args.shape:
+    if args.shape:  # a random model of a real shape: for the GPU prefill floor, not for titles
         from random_model import random_llama
 
+        model_dir = args.tokenizer or args.model or pick_model("", args.category, allow_untrained=True)[0]
+        tokenizer = load_tokenizer(model_dir, padding_side="left")
         model_ours = random_llama(args.shape, tokenizer).to(device).eval()
         if not cuda:
             model_ours = model_ours.float()
         model_official = model_ours.to(torch.float16) if cuda else model_ours
-        name = f"random {args.shape} Llama"
+        name = f"random {args.shape} Llama (untrained: every row runs to the limit)"
     else:
+        model_dir, name = pick_model(args.model, args.category, args.allow_untrained)
+        tokenizer = load_tokenizer(model_dir, padding_side="left")
         model_ours = load_model(model_dir, merge=True, device=device)
         model_official = model_ours
-        name = model_dir
     budget = args.token_budget or (262144 if cuda else 32768)
     max_new = max_answer_tokens(tokenizer, catalog.names)
-    print(f"model: {name}; {len(prompts)} prompts; device: {torch.cuda.get_device_name() if cuda else 'CPU'}; "
+    enc = encode_prompts(tokenizer, prompts)[0]
+    prefix = SharedPrefix.of(model_ours, enc)
+    device_name = torch.cuda.get_device_name() if cuda else "CPU"
+    print(f"model: {name}\n{len(prompts)} prompts of {sum(map(len, enc)) / len(enc):.0f} tokens on average, "
+          f"{prefix.length if prefix else 0} of them shared; device: {device_name}; "
           f"ours: token budget {budget}, max new tokens {max_new}")
 
-    rows = []
+    rows, texts = [], {}
     if not args.skip_official:
         official_generate(model_official, tokenizer, prompts[:64])  # warm-up, same batch shape
-        official, t_official = timed(lambda: official_generate(model_official, tokenizer, prompts))
-        rows.append(("official (batch 64, 128 new tokens)", t_official))
+        texts["official"], t = timed(lambda: official_generate(model_official, tokenizer, prompts))
+        rows.append(("official (batch 64, 128 new tokens)", t))
     if cuda and args.shape:
         model_ours = model_ours.to(torch.bfloat16)
-    generate(model_ours, tokenizer, prompts[:256], max_new_tokens=max_new, token_budget=budget, progress=False)
-    ours, t_ours = timed(lambda: generate(model_ours, tokenizer, prompts, max_new_tokens=max_new,
-                                          token_budget=budget, progress=False))
-    rows.append(("ours (shared routine)", t_ours))
+    if not args.skip_transformers:
+        transformers_generate(model_ours, tokenizer, prompts[:64], max_new, budget)  # warm-up
+        texts["transformers"], t = timed(lambda: transformers_generate(model_ours, tokenizer, prompts, max_new, budget))
+        rows.append(("transformers generate, our batches and stop tokens", t))
+    for share in (False, True):
+        label = f"ours, shared prefix {'once' if share else 'in every row'}"
+
+        def run(some, share=share):
+            return generate(model_ours, tokenizer, some, max_new_tokens=max_new, token_budget=budget, progress=False,
+                            share_prefix=share)
+
+        run(prompts[:64])  # warm-up
+        out, t = timed(lambda: run(prompts))  # noqa: B023 (called at once)
+        texts[label] = [o[0] for o in out]
+        rows.append((label, t))
     print("\n| method | seconds | prompts/s |\n|---|---:|---:|")
     for label, t in rows:
         print(f"| {label} | {t:.2f} | {len(prompts) / t:.1f} |")
+    times = dict(rows)
+    plain, shared = (label for label, _ in rows[-2:])
+    stopped = sum(t.endswith("\n") for t in texts[shared])
+    print(f"\nshared prefix: {times[plain] / times[shared]:.2f}x; answers identical for "
+          f"{sum(a == b for a, b in zip(texts[plain], texts[shared]))}/{len(prompts)}; "
+          f"{stopped}/{len(prompts)} answers stopped at a newline before the limit")
+    if not args.skip_transformers:
+        same = sum(a == b for a, b in zip(texts["transformers"], texts[plain]))
+        print(f"our decode loop vs transformers' generate on the same batches: "
+              f"{times[rows[-3][0]] / times[plain]:.2f}x without the shared prefix, "
+              f"{times[rows[-3][0]] / times[shared]:.2f}x with it; answers identical for {same}/{len(prompts)}")
     if not args.skip_official:
-        print(f"\nspeed-up: {t_official / t_ours:.1f}x")
+        print(f"ours (shared prefix) vs official: {times[rows[0][0]] / times[shared]:.1f}x")
         if not args.shape:
-            same = sum(parse_title(a) == parse_title(b[0]) for a, b in zip(official, ours))
+            same = sum(parse_title(a) == parse_title(b) for a, b in zip(texts["official"], texts[shared]))
             print(f"parsed titles identical for {same}/{len(prompts)} prompts")
 
 
