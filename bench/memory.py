@@ -69,6 +69,7 @@ def main():
     pairs_per_step = max(1, args.batch_size // 2)
     n_sft, n_pairs = args.steps * args.batch_size, args.steps * pairs_per_step
     if args.base_model:
+        sys.path.insert(0, str(ROOT))
         from utils.modeling import resolve_base_model
 
         model = Path(resolve_base_model(args.base_model, args.category))

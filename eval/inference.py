@@ -81,7 +81,8 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
         predicted = [{"predict": t} for t in texts]
     if state.is_main_process:
         write_json(out_path, [{**r, **p} for r, p in zip(records, predicted)])
-        write_run_config(model_dir, stage, args, {"records": len(records), "world_size": state.num_processes})
+        write_run_config(model_dir, stage, args, {"records": len(records), "world_size": state.num_processes,
+                                                  "generation_seconds": round(time.time() - t0, 2)})
         print(f"[inference] wrote {out_path} ({time.time() - t0:.1f} s generation)", flush=True)
     del model
     if torch.cuda.is_available():

@@ -242,10 +242,12 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
                                        token_budget=token_budget, num_return_sequences=num_negatives,
                                        temperature=temperature, seed=iteration_seed(seed, iteration),
                                        desc="self-play sampling")
+        generation_seconds = round(time.time() - t0, 1)  # model load included; the rest of `seconds` is grounding
         if not state.is_main_process:
             state.wait_for_everyone()
             return
         pairs, counts = self_play_pairs(drawn, prompts, outputs, catalog, rejected, embedding_model, num_negatives)
+        counts["generation_seconds"] = generation_seconds
         per_record = num_negatives  # k samples (or beams) of a prompt are k separate pairs
     # The first pairs fill train, the next valid; the spare draws make up for dropped ones. The SFT step's positives
     # are the first N drawn records, whatever the model predicted for them (as the authors' code).

@@ -233,11 +233,27 @@ def check_same_settings(directory, stage: str, args: dict, what: str = "", redo:
                         f"the new settings, or {redo}")
 
 
+def process_seconds() -> float | None:
+    """Seconds since this process started (Linux /proc; None elsewhere): a stage's whole cost, start-up included."""
+    import time
+
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        boot = next(int(x.split()[1]) for x in Path("/proc/stat").read_text().splitlines() if x.startswith("btime"))
+        return round(time.time() - boot - start_ticks / os.sysconf("SC_CLK_TCK"), 1)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
 def write_run_config(directory, stage: str, args: dict, extra: dict | None = None) -> None:
     """Record what produced a directory: the stage, its arguments (plus `extra` facts such as step counts), the
-    result-changing settings and their hash, versions, git commit."""
+    result-changing settings and their hash, versions, git commit, when it finished and how long its process had
+    run by then (bench/iteration_budget.py reads the stages' times from these)."""
+    import time
+
     settings = result_settings(args)
     write_json(Path(directory) / f"run_config_{stage}.json",
                {"stage": stage, "args": {**args, **(extra or {})}, "settings": settings,
                 "settings_hash": settings_hash(settings), "versions": versions(), "git_commit": git_commit(),
-                "argv": sys.argv})
+                "argv": sys.argv, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "process_seconds": process_seconds()})
