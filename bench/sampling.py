@@ -43,20 +43,27 @@ def official_generate(model, tokenizer, prompts, batch_size=64, max_new_tokens=1
     return texts
 
 
-def transformers_generate(model, tokenizer, prompts, max_new_tokens, token_budget):
+def transformers_generate(model, tokenizer, prompts, max_new_tokens, token_budget, share_prefix=False):
     """transformers' `generate` on exactly our batches (length-sorted, token-budgeted, left-padded) with our stop
-    tokens and new-token limit: what utils.generation's own decode loop adds over the library is what is left."""
+    tokens and new-token limit, optionally given the shared prefix's prefilled KV cache: what utils.generation's own
+    decode loop adds over the library is what is left."""
     import torch
 
-    from utils.generation import batches, encode_prompts, left_pad, pad_token_id, stop_token_ids
+    from utils.generation import SharedPrefix, batches, encode_prompts, left_pad, pad_token_id, stop_token_ids
 
     enc, lengths = encode_prompts(tokenizer, prompts)
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+    prefix = SharedPrefix.of(model, enc) if share_prefix else None
     out = [None] * len(prompts)
     for batch in batches(lengths, order, token_budget, max_new_tokens, 512):
-        ids, mask = left_pad(enc, batch, pad_token_id(tokenizer))
+        ids, mask = left_pad([e[prefix.length:] for e in enc] if prefix else enc, batch, pad_token_id(tokenizer))
+        cache = None
+        if prefix:  # the full ids ([prefix][padding][suffix]); generate prefills only what the cache lacks
+            ids = torch.cat([torch.tensor([prefix.ids] * len(batch)), ids], 1)
+            mask = torch.cat([torch.ones(len(batch), prefix.length, dtype=torch.long), mask], 1)
+            cache = prefix.cache(len(batch))
         with torch.inference_mode():
-            gen = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+            gen = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device), cache=cache,
                                  max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, temperature=None,
                                  top_p=None, top_k=None, eos_token_id=stop_token_ids(tokenizer),
                                  pad_token_id=pad_token_id(tokenizer))
@@ -134,10 +141,12 @@ def main():
         rows.append(("official (batch 64, 128 new tokens)", t))
     if cuda and args.shape:
         model_ours = model_ours.to(torch.bfloat16)
-    if not args.skip_transformers:
-        transformers_generate(model_ours, tokenizer, prompts[:64], max_new, budget)  # warm-up
-        texts["transformers"], t = timed(lambda: transformers_generate(model_ours, tokenizer, prompts, max_new, budget))
-        rows.append(("transformers generate, our batches and stop tokens", t))
+    for share in (False, True) if not args.skip_transformers else ():
+        transformers_generate(model_ours, tokenizer, prompts[:64], max_new, budget, share)  # warm-up
+        texts[f"transformers{share}"], t = timed(lambda share=share: transformers_generate(
+            model_ours, tokenizer, prompts, max_new, budget, share))
+        rows.append((f"transformers generate, our batches and stop tokens, shared prefix "
+                     f"{'once' if share else 'in every row'}", t))
     for share in (False, True):
         label = f"ours, shared prefix {'once' if share else 'in every row'}"
 
@@ -159,10 +168,11 @@ def main():
           f"{sum(a == b for a, b in zip(texts[plain], texts[shared]))}/{len(prompts)}; "
           f"{stopped}/{len(prompts)} answers stopped at a newline before the limit")
     if not args.skip_transformers:
-        same = sum(a == b for a, b in zip(texts["transformers"], texts[plain]))
+        same = sum(a == b == c for a, b, c in zip(texts["transformersFalse"], texts["transformersTrue"], texts[plain]))
         print(f"our decode loop vs transformers' generate on the same batches: "
-              f"{times[rows[-3][0]] / times[plain]:.2f}x without the shared prefix, "
-              f"{times[rows[-3][0]] / times[shared]:.2f}x with it; answers identical for {same}/{len(prompts)}")
+              f"{times[rows[-4][0]] / times[plain]:.2f}x without the shared prefix, "
+              f"{times[rows[-3][0]] / times[shared]:.2f}x with it on both sides; answers identical for "
+              f"{same}/{len(prompts)}")
     if not args.skip_official:
         print(f"ours (shared prefix) vs official: {times[rows[0][0]] / times[shared]:.1f}x")
         if not args.shape:
