@@ -5,11 +5,11 @@ usage: python bench/sampling.py [--model models/SFT/ML100K] [--n_prompts 1024] [
        python bench/sampling.py --model runs/smollm2/SFT/ML100K --n_prompts 64 --skip_official   # SmolLM2
        python bench/sampling.py --shape llama-1b --n_prompts 2804        # random Llama-3.2-1B-shaped model (GPU)
 Official settings: batches of 64 in prompt order, 128 new tokens for every row (HF generate; fp16 on GPU).
-Ours: utils.generation.generate (length-sorted token-budget batches, stop at newline/EOS, finished rows dropped,
+Ours: utils.generation.generate (length-sorted token-budget batches, stop at newline/EOS,
 new-token limit from the catalog's longest title; bf16 on GPU), without and with the prompts' shared prefix computed
-once (`share_prefix`). transformers: `generate` on exactly our batches, with our stop tokens and new-token limit (what
-our decode loop adds over the library). Each is warmed up on a batch of the same shape before it is timed. Prints
-which model was timed, the times, the ratios, how often the answers agree and how many stopped before the limit.
+once (`share_prefix`; utils.generation says why it decodes with transformers' `generate`). Each is warmed up on a
+batch of the same shape before it is timed. Prints which model was timed, the times, the ratios, how often the
+answers agree and how many stopped before the limit.
 The default model is models/SFT/<C>; an untrained one is refused (bench/which_model.py says why) unless
 --allow_untrained.
 """
@@ -43,36 +43,6 @@ def official_generate(model, tokenizer, prompts, batch_size=64, max_new_tokens=1
     return texts
 
 
-def transformers_generate(model, tokenizer, prompts, max_new_tokens, token_budget, share_prefix=False):
-    """transformers' `generate` on exactly our batches (length-sorted, token-budgeted, left-padded) with our stop
-    tokens and new-token limit, optionally given the shared prefix's prefilled KV cache: what utils.generation's own
-    decode loop adds over the library is what is left."""
-    import torch
-
-    from utils.generation import SharedPrefix, batches, encode_prompts, left_pad, pad_token_id, stop_token_ids
-
-    enc, lengths = encode_prompts(tokenizer, prompts)
-    order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
-    prefix = SharedPrefix.of(model, enc) if share_prefix else None
-    out = [None] * len(prompts)
-    for batch in batches(lengths, order, token_budget, max_new_tokens, 512):
-        ids, mask = left_pad([e[prefix.length:] for e in enc] if prefix else enc, batch, pad_token_id(tokenizer))
-        cache = None
-        if prefix:  # the full ids ([prefix][padding][suffix]); generate prefills only what the cache lacks
-            ids = torch.cat([torch.tensor([prefix.ids] * len(batch)), ids], 1)
-            mask = torch.cat([torch.ones(len(batch), prefix.length, dtype=torch.long), mask], 1)
-            cache = prefix.cache(len(batch))
-        with torch.inference_mode():
-            gen = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device), cache=cache,
-                                 max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, temperature=None,
-                                 top_p=None, top_k=None, eos_token_id=stop_token_ids(tokenizer),
-                                 pad_token_id=pad_token_id(tokenizer))
-        texts = tokenizer.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)
-        for i, t in zip(batch, texts):
-            out[i] = t.split("\n", 1)[0] + "\n" if "\n" in t else t
-    return out
-
-
 def timed(fn):
     import torch
 
@@ -100,7 +70,6 @@ def main():
     ap.add_argument("--token_budget", type=int, default=0, help="ours: tokens per batch (default: 32k CPU, 256k GPU)")
     ap.add_argument("--tokenizer", default="", help="with --shape: the random model's tokenizer (default: the model's)")
     ap.add_argument("--skip_official", action="store_true")
-    ap.add_argument("--skip_transformers", action="store_true", help="leave out transformers' generate on our batches")
     ap.add_argument("--allow_untrained", action="store_true", help="time an untrained model anyway")
     args = ap.parse_args()
 
@@ -141,12 +110,6 @@ def main():
         rows.append(("official (batch 64, 128 new tokens)", t))
     if cuda and args.shape:
         model_ours = model_ours.to(torch.bfloat16)
-    for share in (False, True) if not args.skip_transformers else ():
-        transformers_generate(model_ours, tokenizer, prompts[:64], max_new, budget, share)  # warm-up
-        texts[f"transformers{share}"], t = timed(lambda share=share: transformers_generate(
-            model_ours, tokenizer, prompts, max_new, budget, share))
-        rows.append((f"transformers generate, our batches and stop tokens, shared prefix "
-                     f"{'once' if share else 'in every row'}", t))
     for share in (False, True):
         label = f"ours, shared prefix {'once' if share else 'in every row'}"
 
@@ -167,12 +130,6 @@ def main():
     print(f"\nshared prefix: {times[plain] / times[shared]:.2f}x; answers identical for "
           f"{sum(a == b for a, b in zip(texts[plain], texts[shared]))}/{len(prompts)}; "
           f"{stopped}/{len(prompts)} answers stopped at a newline before the limit")
-    if not args.skip_transformers:
-        same = sum(a == b == c for a, b, c in zip(texts["transformersFalse"], texts["transformersTrue"], texts[plain]))
-        print(f"our decode loop vs transformers' generate on the same batches: "
-              f"{times[rows[-4][0]] / times[plain]:.2f}x without the shared prefix, "
-              f"{times[rows[-3][0]] / times[shared]:.2f}x with it on both sides; answers identical for "
-              f"{same}/{len(prompts)}")
     if not args.skip_official:
         print(f"ours (shared prefix) vs official: {times[rows[0][0]] / times[shared]:.1f}x")
         if not args.shape:

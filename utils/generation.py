@@ -1,13 +1,18 @@
 """The one generation routine, shared by self-play sampling and test inference.
 
-Prompts are sorted by length and batched by a token budget (not a fixed count), left-padded, decoded with the KV
-cache, and a row stops at end-of-sequence or at the first newline (the answer is one quoted title on one line).
-A finished row is dropped from the batch and its cache, so it stops costing; only the last position's logits are
-computed. Under several processes the prompts are sharded across them and gathered back in order.
-Every prompt of a category starts with the same tokens (the template's preamble and instruction, about 60 of SmolLM2's
-~200): their KV cache is computed once per call and each batch prefills only its users' suffixes after it
-(`SharedPrefix`). Catalog-constrained beam search (utils/constrained.py) reuses the batching, padding, shared prefix,
-prefill and one-token step here.
+Prompts are sorted by length and batched by a token budget (not a fixed count), left-padded, and decoded by
+transformers' `generate` with a fresh generation config (greedy unless a temperature is given, whatever the model's
+own generation_config.json says); a row stops at end-of-sequence or at the first newline (the answer is one quoted
+title on one line). Every prompt of a category starts with the same tokens (the template's preamble and instruction,
+about 70 of SmolLM2's ~190): their KV cache is computed once per call and handed to `generate`, which then prefills
+only each batch's suffixes (`SharedPrefix`). Under several processes the prompts are sharded across them and
+gathered back in order. Catalog-constrained beam search (utils/constrained.py) reuses the batching, padding, shared
+prefix, and its own prefill and one-token step here.
+
+Why `generate` and not a hand-written loop: this project had one (finished rows dropped from the batch and its
+cache, logits for the last position only); on the same batches, stop tokens and shared prefix it was only 1.15x
+(SmolLM2) to 1.29x (the small model) faster on this CPU (bench/sampling.py at commit 428c27a, one thread), not
+enough to carry code tied to transformers' cache internals.
 """
 import copy
 
@@ -132,33 +137,6 @@ def extend(model, tokens, mask, next_pos, cache):
     return out.cache, out.logits[:, -1], mask
 
 
-def _decode(model, ids, mask, prefix, max_new_tokens: int, stop, temperature: float, generator) -> list[list[int]]:
-    """Greedy (or sampled) decoding of one left-padded batch; rows leave the batch as soon as they stop."""
-    import torch
-
-    cache, logits, next_pos, mask = prefill(model, ids, mask, prefix)
-    rows = torch.arange(ids.shape[0], device=ids.device)
-    tokens = [[] for _ in range(ids.shape[0])]
-    for step in range(max_new_tokens):
-        if temperature > 0:
-            probs = torch.softmax(logits.float() / temperature, dim=-1)
-            nxt = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(ids.device)
-        else:
-            nxt = logits.argmax(-1)
-        for r, t in zip(rows.tolist(), nxt.tolist()):
-            tokens[r].append(t)
-        alive = ~torch.isin(nxt, stop)
-        if step == max_new_tokens - 1 or not alive.any():
-            break
-        if not alive.all():  # drop finished rows from the batch and the cache
-            keep = alive.nonzero().squeeze(1)
-            cache.batch_select_indices(keep)
-            rows, nxt, mask, next_pos = rows[keep], nxt[keep], mask[keep], next_pos[keep]
-        cache, logits, mask = extend(model, nxt, mask, next_pos, cache)
-        next_pos = next_pos + 1
-    return tokens
-
-
 def generate(model, tokenizer, prompts, *, max_new_tokens: int, token_budget: int = 32768, max_batch: int = 512,
              num_return_sequences: int = 1, temperature: float = 0.0, seed: int = 0, desc: str = "generating",
              progress: bool = True, share_prefix: bool = True) -> list[list[str]]:
@@ -169,6 +147,7 @@ def generate(model, tokenizer, prompts, *, max_new_tokens: int, token_budget: in
     """
     import torch
     from tqdm.auto import tqdm
+    from transformers import GenerationConfig
 
     if not prompts:
         return []
@@ -177,15 +156,25 @@ def generate(model, tokenizer, prompts, *, max_new_tokens: int, token_budget: in
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
     prefix = SharedPrefix.of(model, enc) if share_prefix else None
     suffixes = [e[prefix.length:] for e in enc] if prefix else enc
-    stop = torch.tensor(stop_token_ids(tokenizer), device=device)
-    generator = torch.Generator().manual_seed(seed)
+    pad = pad_token_id(tokenizer)
+    # Everything set here, nothing inherited: top_k 0 and top_p 1 sample from the whole distribution.
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=temperature > 0,
+                              **({"temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else {}),
+                              eos_token_id=stop_token_ids(tokenizer), pad_token_id=pad)
     n_ret = num_return_sequences
     out = [None] * len(prompts)
     bar = tqdm(total=len(prompts), desc=desc, disable=not progress, leave=False)
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)  # sampling is seeded, and the caller's random state is left as it was
         for batch in batches(lengths, order, max(token_budget // n_ret, 1), max_new_tokens, max_batch):
-            ids, mask = left_pad(suffixes, batch, pad_token_id(tokenizer), n_ret)
-            new = _decode(model, ids.to(device), mask.to(device), prefix, max_new_tokens, stop, temperature, generator)
+            ids, mask = left_pad(suffixes, batch, pad, n_ret)
+            cache = None
+            if prefix is not None:  # [prefix][padding][suffix]: generate prefills what the cache does not hold
+                ids = torch.cat([torch.tensor([prefix.ids]).expand(ids.shape[0], -1), ids], dim=1)
+                mask = torch.cat([mask.new_ones((mask.shape[0], prefix.length)), mask], dim=1)
+                cache = prefix.cache(ids.shape[0])
+            new = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), cache=cache,
+                                 generation_config=config)[:, ids.shape[1]:]
             texts = tokenizer.batch_decode(new, skip_special_tokens=True)
             for row, i in enumerate(batch):
                 chunk = texts[row * n_ret:(row + 1) * n_ret]
