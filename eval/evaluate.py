@@ -13,7 +13,6 @@ How the top-K is formed depends on how the predictions were decoded (--decoding,
 Generations that are all empty still evaluate (docs/metrics.md grounds the empty title like any other: ValidRatio 0,
 every record on the same items) with one warning line: a collapsed model is a result to report, not a crash.
 """
-import re
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.data import category_dir, load_catalog, read_records  # noqa: E402
 from utils.io import UserError, check_output_dir, run_cli, write_json  # noqa: E402
+from utils.metrics import parse_ks  # noqa: E402
 from utils.prompt import parse_title  # noqa: E402
 
 METRIC_KEYS = ("HR", "NDCG", "diversity", "DivRatio", "ORRatio", "MGU", "DGU", "ValidRatio")
@@ -46,19 +46,6 @@ def result_name(split: str, decoding: str = "greedy") -> str:
 def eval_name(k: int, decoding: str | None = "greedy") -> str:
     """eval_top{K}.json for greedy decoding (and MostPop), eval_top{K}_constrained.json for constrained decoding."""
     return f"eval_top{k}{_suffix(decoding)}.json"
-
-
-def parse_ks(topk, n_items: int | None = None) -> list[int]:
-    """`--topk` as sorted distinct positive integers: "1,5", (1, 5) (fire's parse of 1,5), 5 or [1, 5]."""
-    raw = list(topk) if isinstance(topk, (list, tuple)) else str(topk).replace(",", " ").split()
-    if not raw or not all(isinstance(k, (int, str)) and re.fullmatch(r"\s*\d+\s*", str(k)) for k in raw) \
-            or any(int(k) < 1 for k in raw):  # bools, floats and words fail the pattern
-        shown = ",".join(map(str, topk)) if isinstance(topk, (list, tuple)) else str(topk)
-        raise UserError(f"--topk must be positive integers separated by commas (e.g. 1,5), got {shown!r}")
-    ks = sorted({int(k) for k in raw})
-    if n_items is not None and ks[-1] > n_items:
-        raise UserError(f"--topk {ks[-1]} is larger than the catalog ({n_items} items); use a smaller K")
-    return ks
 
 
 def prediction_text(record, path, index) -> str:

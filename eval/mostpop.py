@@ -11,10 +11,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval.evaluate import parse_ks, write_eval_files  # noqa: E402
+from eval.evaluate import write_eval_files  # noqa: E402
 from utils.data import category_dir, load_catalog, load_split, sample_records  # noqa: E402
 from utils.io import check_output_dir, run_cli  # noqa: E402
-from utils.metrics import evaluated_records, history_rows, topk_metrics  # noqa: E402
+from utils.metrics import evaluated_records, history_rows, parse_ks, topk_metrics  # noqa: E402
 from utils.prompt import record_target  # noqa: E402
 
 

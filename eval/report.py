@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from utils.io import UserError, run_cli, write_text  # noqa: E402
+from utils.metrics import parse_ks  # noqa: E402
 
 # The methods, in table order (the directory names shell/SPRec.sh's METHOD writes):
 # (method, has iterations, stages in order, the stage its label leaves implicit, what a missing one is called)
@@ -468,17 +469,6 @@ def parse_roots(run_root) -> list[Path]:
     return roots
 
 
-def parse_ks(ks) -> list[int]:
-    items = ks if isinstance(ks, list | tuple) else [ks] if isinstance(ks, int) else str(ks).split(",")
-    try:
-        out = sorted({int(str(k).strip()) for k in items if str(k).strip()})
-    except ValueError:
-        raise UserError(f"--ks must be positive integers, got {ks!r}") from None
-    if not out or out[0] < 1:
-        raise UserError(f"--ks must be positive integers, got {ks!r}")
-    return out
-
-
 def default_out(roots, category) -> Path:
     if len(roots) == 1:
         return roots[0] / f"{category}_results.md"
@@ -492,7 +482,7 @@ def run(run_root: str = "models", category: str = "ML100K", figs_dir: str = "fig
 
     check_category_name(category)
     roots = parse_roots(run_root)
-    ks = parse_ks(ks)
+    ks = parse_ks(ks, flag="--ks")
     text, rows, _, notes = build_report(roots, category, ks)
     print(text, end="")
     out_path = Path(out) if out else default_out(roots, category)

@@ -7,7 +7,24 @@ beam search (utils/constrained.py), whose K ranked catalog items per record are 
 """
 import numpy as np
 
+from utils.io import UserError
 from utils.prompt import parse_title, record_history, record_target
+
+
+def parse_ks(topk, n_items: int | None = None, flag: str = "--topk") -> list[int]:
+    """A list of K values as sorted distinct positive integers: "1,5", (1, 5) (fire's parse of 1,5), 5 or [1, 5];
+    none may exceed the catalog's `n_items`. `flag` names the option in the error."""
+    import re
+
+    raw = list(topk) if isinstance(topk, (list, tuple)) else str(topk).replace(",", " ").split()
+    if not raw or not all(isinstance(k, (int, str)) and re.fullmatch(r"\s*\d+\s*", str(k)) for k in raw) \
+            or any(int(k) < 1 for k in raw):  # bools, floats and words fail the pattern
+        shown = ",".join(map(str, topk)) if isinstance(topk, (list, tuple)) else str(topk)
+        raise UserError(f"{flag} must be positive integers separated by commas (e.g. 1,5), got {shown!r}")
+    ks = sorted({int(k) for k in raw})
+    if n_items is not None and ks[-1] > n_items:
+        raise UserError(f"{flag} {ks[-1]} is larger than the catalog ({n_items} items); use a smaller K")
+    return ks
 
 
 def topk_metrics(target_rank: np.ndarray, topk: np.ndarray, k: int, catalog, histories, valid=None) -> dict:
