@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.io import UserError, finish_stage, start_stage, write_json
+from utils.prompt import render_completion
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,9 @@ def clean_title(title) -> str:
 
 
 def make_record(domain: Domain, user, history: list[str], target: str) -> dict:
-    return {"instruction": domain.instruction(), "input": domain.input_text(history), "output": f'"{target}"\n',
-            "history": history, "target": target, "user": str(user)}
+    """One record; its `output` is the answer as every stage renders it (utils/prompt.py)."""
+    return {"instruction": domain.instruction(), "input": domain.input_text(history),
+            "output": render_completion(target), "history": history, "target": target, "user": str(user)}
 
 
 class Interactions:
