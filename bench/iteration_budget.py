@@ -18,30 +18,35 @@ def read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def rows(it: Path) -> list[tuple[str, float | None, float | None, str, float]]:
-    """(stage, work seconds, process seconds, what the work was, units of work) for each stage that ran."""
+def rows(it: Path) -> list[tuple[str, float | None, float | None, float | None, str, int]]:
+    """(stage, work seconds, process seconds, start-up seconds, what the work was, units of work) per stage that ran;
+    a process's time sits on its last row (self-play's generation and grounding share one process)."""
     out = []
     play, summary = read(it / "data/run_config_self_play.json"), read(it / "data/summary.json")
     if play:
-        drawn = summary.get("drawn", 0)
-        generation = summary.get("generation_seconds")
-        out.append(("self-play sampling (generation, model load included)", generation, None,
-                    f"{drawn} prompts", drawn))
+        drawn, generation, process = summary.get("drawn", 0), summary.get("generation_seconds"), play.get(
+            "process_seconds")
         grounding = summary["seconds"] - generation if generation is not None else None
-        out.append(("self-play pairs (grounding)", grounding, play.get("process_seconds"), "", drawn))
+        out.append(("self-play sampling (generation, model load included)", generation, None, None,
+                    f"{drawn} prompts", drawn))
+        out.append(("self-play pairs (grounding)", grounding, process,
+                    process - summary["seconds"] if process is not None else None, "", drawn))
     for step, stage, unit in (("SFT", "sft", "train_records"), ("DPO", "dpo", "pairs")):
         config = read(it / step / f"run_config_{stage}.json")
         if config:
-            args = config["args"]
-            work = (args.get("train_seconds") or 0) + (args.get("setup_seconds") or 0)
-            out.append((f"{step} step (trainer set-up + training)", work or None, config.get("process_seconds"),
+            args, process = config["args"], config.get("process_seconds")
+            work = (args.get("train_seconds") or 0) + (args.get("setup_seconds") or 0) or None
+            out.append((f"{step} step (trainer set-up + training)", work, process,
+                        process - work if process is not None and work is not None else None,
                         f"{args.get(unit)} {'records' if stage == 'sft' else 'pairs'}, {args.get('steps')} steps",
                         args.get(unit) or 0))
         inference = read(it / step / "run_config_inference.json")
         if inference:
-            args = inference["args"]
-            out.append((f"evaluation of the {step} step's model (generation)", args.get("generation_seconds"),
-                        inference.get("process_seconds"), f"{args.get('records')} test prompts", 0))
+            args, process = inference["args"], inference.get("process_seconds")
+            work = args.get("generation_seconds")
+            out.append((f"evaluation of the {step} step's model (generation)", work, process,
+                        process - work if process is not None and work is not None else None,
+                        f"{args.get('records')} test prompts", 0))
     return out
 
 
@@ -58,21 +63,18 @@ def main():
     pairs = read(it / "DPO/run_config_dpo.json").get("args", {}).get("pairs") or 0
     print(f"{it}: one iteration, stage by stage (seconds)\n")
     print("| stage | work | process (work + start-up) | start-up | what |\n|---|---:|---:|---:|---|")
-    total = 0.0
-    for stage, work, process, what, _ in table:
-        startup = process - work if process is not None and work is not None else None
-        total += process if process is not None else (work or 0)
+    total = scaled = 0.0
+    scale = args.pairs / pairs if args.pairs and pairs else 1.0
+    for stage, work, process, startup, what, units in table:
         cell = [f"{x:.0f}" if x is not None else "–" for x in (work, process, startup)]
         print(f"| {stage} | {cell[0]} | {cell[1]} | {cell[2]} | {what} |")
-    print(f"| **total** | | **{total:.0f}** ({total / 60:.1f} min) | | |")
+        if process is not None:  # one process per stage: its time counts once, start-up included
+            total += process
+            scaled += process * (scale if units else 1)
+    print(f"| **total** (the stages' processes) | | **{total:.0f}** ({total / 60:.1f} min) | | |")
     if args.pairs and pairs:
-        scale = args.pairs / pairs
-        scaled = sum((process if process is not None else (work or 0)) * (scale if units else 1)
-                     for _, work, process, _, units in table)
-        print(f"\nscaled to {args.pairs} pairs (the sampling, grounding, SFT and DPO stages' process times "
-              f"x{scale:.2f}, start-up included, so a slight overestimate; evaluations as measured): "
-              f"about {scaled / 60:.1f} min")
-
+        print(f"\nscaled to {args.pairs} pairs (the self-play, SFT and DPO processes x{scale:.2f}, start-up included, "
+              f"so a slight overestimate; evaluations as measured): about {scaled / 60:.1f} min")
 
 if __name__ == "__main__":
     main()
