@@ -165,6 +165,35 @@ def test_pairs_with_several_negatives_need_a_multi_negative_loss(ml100k, tiny_mo
     assert not (tmp_path / "DPO").exists()
 
 
+def test_a_precomputed_reference_trains_the_same_dpo_step(ml100k, tiny_model, tmp_path):
+    """--precompute_ref scores the reference once before training: the same losses and weights as scoring it inside
+    every step (up to float noise); a multi-negative loss, which trl cannot precompute, is a one-line error."""
+    import torch
+    from safetensors.torch import load_file
+
+    data = tmp_path / "data"
+    data.mkdir()
+    pairs = [{k: v for k, v in p.items() if k != "extra_rejected"} for p in pairs_for(ml100k, 10, 1)]
+    for name, rows in (("dpo_train.jsonl", pairs[:8]), ("dpo_valid.jsonl", pairs[8:])):
+        (data / name).write_text("".join(json.dumps(p) + "\n" for p in rows))
+    for precompute in (False, True):
+        dpo.run(model_dir=str(tiny_model), data_dir=str(data), output_dir=str(tmp_path / f"DPO{precompute}"),
+                global_batch_size=4, per_device_batch_size=4, evals_per_run=0, precompute_ref=precompute)
+    losses = [json.loads((tmp_path / f"DPO{p}/run_config_dpo.json").read_text())["args"]["train_loss"]
+              for p in (False, True)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    plain, pre = (load_file(str(tmp_path / f"DPO{p}/model.safetensors")) for p in (False, True))
+    assert all(torch.allclose(plain[k], pre[k], atol=1e-5) for k in plain)
+    three = data / "three"
+    three.mkdir()
+    rows = "".join(json.dumps(p) + "\n" for p in pairs_for(ml100k, 2, 3))
+    (three / "dpo_train.jsonl").write_text(rows)
+    (three / "dpo_valid.jsonl").write_text(rows)
+    with pytest.raises(UserError, match="--precompute_ref works with trl's own losses"):
+        dpo.run(model_dir=str(tiny_model), data_dir=str(three), output_dir=str(tmp_path / "DPO3"), loss_type="sdpo",
+                precompute_ref=True)
+
+
 # ------------------------------------------------------------------------------------------------ genre weights
 def small_catalog(name2genre: dict) -> Catalog:
     names = list(name2genre)
