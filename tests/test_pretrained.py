@@ -17,7 +17,8 @@ pytestmark = pytest.mark.slow
 TOY = {"SELF_PLAY_DECODING": "greedy",  # SmolLM2 names titles from the start: greedy self-play end to end
        "SFT_SAMPLE_SIZE": "4", "SFT_VALID_SAMPLE_SIZE": "2", "SFT_EPOCHS": "1", "SFT_BATCH_SIZE": "2",
        "SFT_DEVICE_BATCH_SIZE": "1", "TRAIN_SAMPLE_SIZE": "2", "VALID_SAMPLE_SIZE": "1", "BATCH_SIZE": "2",
-       "DEVICE_BATCH_SIZE": "1", "TEST_SAMPLE_SIZE": "4", "SEED": "3", "CATEGORIES": "ML100K"}
+       "DEVICE_BATCH_SIZE": "1", "TEST_SAMPLE_SIZE": "4", "SFT_STEP_TEST_SAMPLE_SIZE": "", "SEED": "3",
+       "CATEGORIES": "ML100K"}
 
 
 @pytest.fixture(scope="session")
