@@ -18,6 +18,11 @@ def read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def minus(process: float | None, work: float | None) -> float | None:
+    """A process's start-up: its time minus its recorded work (unknown when either is)."""
+    return process - work if process is not None and work is not None else None
+
+
 def rows(it: Path) -> list[tuple[str, float | None, float | None, float | None, str, int]]:
     """(stage, work seconds, process seconds, start-up seconds, what the work was, units of work) per stage that ran;
     a process's time sits on its last row (self-play's generation and grounding share one process)."""
@@ -30,22 +35,20 @@ def rows(it: Path) -> list[tuple[str, float | None, float | None, float | None, 
         out.append(("self-play sampling (generation, model load included)", generation, None, None,
                     f"{drawn} prompts", drawn))
         out.append(("self-play pairs (grounding)", grounding, process,
-                    process - summary["seconds"] if process is not None else None, "", drawn))
+                    minus(process, summary["seconds"]), "", drawn))
     for step, stage, unit in (("SFT", "sft", "train_records"), ("DPO", "dpo", "pairs")):
         config = read(it / step / f"run_config_{stage}.json")
         if config:
             args, process = config["args"], config.get("process_seconds")
             work = (args.get("train_seconds") or 0) + (args.get("setup_seconds") or 0) or None
-            out.append((f"{step} step (trainer set-up + training)", work, process,
-                        process - work if process is not None and work is not None else None,
+            out.append((f"{step} step (trainer set-up + training)", work, process, minus(process, work),
                         f"{args.get(unit)} {'records' if stage == 'sft' else 'pairs'}, {args.get('steps')} steps",
                         args.get(unit) or 0))
         inference = read(it / step / "run_config_inference.json")
         if inference:
             args, process = inference["args"], inference.get("process_seconds")
             work = args.get("generation_seconds")
-            out.append((f"evaluation of the {step} step's model (generation)", work, process,
-                        process - work if process is not None and work is not None else None,
+            out.append((f"evaluation of the {step} step's model (generation)", work, process, minus(process, work),
                         f"{args.get('records')} test prompts", 0))
     return out
 
@@ -75,6 +78,7 @@ def main():
     if args.pairs and pairs:
         print(f"\nscaled to {args.pairs} pairs (the self-play, SFT and DPO processes x{scale:.2f}, start-up included, "
               f"so a slight overestimate; evaluations as measured): about {scaled / 60:.1f} min")
+
 
 if __name__ == "__main__":
     main()
