@@ -1,7 +1,7 @@
 """Benchmark: catalog-constrained beam search (K beams) against greedy decoding, same model and prompts, one process.
 
-usage: python bench/constrained.py [--model DIR] [--n_prompts 64] [--k 5] [--category ML100K] [--trie_items 50000]
-       python bench/constrained.py --model models/pretrained/SmolLM2-135M-Instruct --n_prompts 32
+usage: python -m bench.constrained [--model DIR] [--n_prompts 64] [--k 5] [--category ML100K] [--trie_items 50000]
+       python -m bench.constrained --model models/pretrained/SmolLM2-135M-Instruct --n_prompts 32
 Greedy is utils.generation.generate with the catalog's answer-length limit (what eval/inference.py runs); constrained
 is utils.constrained.beam_search with K beams (eval/inference.py --decoding constrained). Both use the same token
 budget. Each is warmed up on a few prompts first; the catalog's trie is built before the timing (once per process, as
@@ -12,19 +12,13 @@ arrays, and the peak the build allocates) per title token; memory linear in the 
 """
 import argparse
 import random
-import sys
 import time
 import tracemalloc
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from sampling import timed  # noqa: E402
-from which_model import pick_model  # noqa: E402
-
-from utils.data import category_dir, load_catalog, load_split, sample_records  # noqa: E402
-from utils.prompt import parse_title, render_prompt  # noqa: E402
+from bench.sampling import timed
+from bench.which_model import pick_model
+from utils.data import category_dir, load_catalog, load_split, sample_records
+from utils.prompt import parse_title, render_prompt
 
 
 def synthetic_names(n: int, seed: int = 0) -> list[str]:

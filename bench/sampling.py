@@ -1,9 +1,9 @@
 """Benchmark: the shared generation routine against the official SPRec sampling settings, and the shared-prefix KV
 cache on and off, same model and prompts, one process.
 
-usage: python bench/sampling.py [--model models/SFT/ML100K] [--n_prompts 1024] [--category ML100K]
-       python bench/sampling.py --model runs/smollm2/SFT/ML100K --n_prompts 64 --skip_official   # SmolLM2
-       python bench/sampling.py --shape llama-1b --n_prompts 2804        # random Llama-3.2-1B-shaped model (GPU)
+usage: python -m bench.sampling [--model models/SFT/ML100K] [--n_prompts 1024] [--category ML100K]
+       python -m bench.sampling --model runs/smollm2/SFT/ML100K --n_prompts 64 --skip_official   # SmolLM2
+       python -m bench.sampling --shape llama-1b --n_prompts 2804        # random Llama-3.2-1B-shaped model (GPU)
 Official settings: batches of 64 in prompt order, 128 new tokens for every row (HF generate; fp16 on GPU).
 Ours: utils.generation.generate (length-sorted token-budget batches, stop at newline/EOS,
 new-token limit from the catalog's longest title; bf16 on GPU), without and with the prompts' shared prefix computed
@@ -14,15 +14,10 @@ The default model is models/SFT/<C>; an untrained one is refused (bench/which_mo
 --allow_untrained.
 """
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from utils.data import category_dir, load_catalog, load_split, sample_records  # noqa: E402
-from utils.prompt import parse_title, render_prompt  # noqa: E402
+from utils.data import category_dir, load_catalog, load_split, sample_records
+from utils.prompt import parse_title, render_prompt
 
 
 def official_generate(model, tokenizer, prompts, batch_size=64, max_new_tokens=128):
@@ -57,8 +52,8 @@ def timed(fn):
 
 def main():
     import torch
-    from which_model import pick_model
 
+    from bench.which_model import pick_model
     from utils.generation import SharedPrefix, encode_prompts, generate, max_answer_tokens
     from utils.modeling import load_model, load_tokenizer
 

@@ -1,28 +1,25 @@
 """Build a category directory from raw public data, or check one.
 
-usage: python data/prepare.py ml-100k [--raw PATH] [--name ML100K] [--train_size 20000] [--seed 0]
-       python data/prepare.py ml-1m --raw ml-1m/ [--name ML1M]            (also: ml-10m --raw ml-10M100K/)
-       python data/prepare.py goodreads --raw FOLDER [--genre poetry]     (UCSD Book Graph dumps)
-       python data/prepare.py amazon --raw FOLDER --category CDs_and_Vinyl (Amazon Reviews 2018)
-       python data/prepare.py steam --raw FOLDER                          (UCSD Steam dumps)
-       python data/prepare.py check data/ML100K
+usage: python -m data.prepare ml-100k [--raw PATH] [--name ML100K] [--train_size 20000] [--seed 0]
+       python -m data.prepare ml-1m --raw ml-1m/ [--name ML1M]            (also: ml-10m --raw ml-10M100K/)
+       python -m data.prepare goodreads --raw FOLDER [--genre poetry]     (UCSD Book Graph dumps)
+       python -m data.prepare amazon --raw FOLDER --category CDs_and_Vinyl (Amazon Reviews 2018)
+       python -m data.prepare steam --raw FOLDER                          (UCSD Steam dumps)
+       python -m data.prepare check data/ML100K
 Every source takes the protocol options (--kcore, --start/--end, --history_len, --train_size, --valid_size,
 --test_size, --seed, --top_genres, --skip_bad); see data/README.md.
 """
 import argparse
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
-from data import amazon, goodreads, movielens, steam  # noqa: E402
-from data.protocol import write_category  # noqa: E402
-from data.rawio import BadLines, cli_date  # noqa: E402
-from utils.data import DATA_ROOT, REPO_ROOT, check_category_name, describe  # noqa: E402
-from utils.io import UserError, fail  # noqa: E402
+from data import amazon, goodreads, movielens, steam
+from data.protocol import write_category
+from data.rawio import BadLines, cli_date
+from utils.data import DATA_ROOT, REPO_ROOT, check_category_name, describe
+from utils.io import UserError, fail
 
 
 def protocol_options(args, bad: BadLines, extra: dict) -> dict:

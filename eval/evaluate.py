@@ -1,6 +1,6 @@
 """Evaluate generated predictions: ground titles to catalog items, compute every metric at each K.
 
-usage: python eval/evaluate.py --result_json models/SFT/ML100K/test_result.json --category ML100K [--topk 1,5]
+usage: python -m eval.evaluate --result_json models/SFT/ML100K/test_result.json --category ML100K [--topk 1,5]
        [--data_dir DIR] [--output_dir DIR] [--embedding_model PATH] [--decoding greedy|constrained]
 Writes eval_top{K}.json (overwritten, never appended) beside the result file or in --output_dir. The official
 test_result.json shape (records with a `predict` list) is what eval/inference.py writes, so both are accepted.
@@ -16,12 +16,10 @@ every record on the same items) with one warning line: a collapsed model is a re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from utils.data import category_dir, load_catalog, read_records  # noqa: E402
-from utils.io import UserError, check_output_dir, run_cli, write_json  # noqa: E402
-from utils.metrics import parse_ks  # noqa: E402
-from utils.prompt import parse_title  # noqa: E402
+from utils.data import category_dir, load_catalog, read_records
+from utils.io import UserError, check_output_dir, run_cli, write_json
+from utils.metrics import parse_ks
+from utils.prompt import parse_title
 
 METRIC_KEYS = ("HR", "NDCG", "diversity", "DivRatio", "ORRatio", "MGU", "DGU", "ValidRatio")
 DECODINGS = ("greedy", "constrained")

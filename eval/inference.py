@@ -1,6 +1,6 @@
 """Predict for each test record with the shared prompt contract, by greedy decoding or constrained beam search.
 
-usage: python eval/inference.py --model_dir models/SFT/ML100K --category ML100K [--test_sample_size 200]
+usage: python -m eval.inference --model_dir models/SFT/ML100K --category ML100K [--test_sample_size 200]
        [--evaluate] [--topk 1,5] [--embedding_model PATH] [--decoding greedy|constrained]
        (or through accelerate: the records are sharded across processes and gathered in order)
 --decoding greedy (the default, the official protocol): the shared generation routine writes
@@ -13,15 +13,12 @@ With --evaluate, eval/evaluate.py then runs in the same process (one Python star
 the predictions made with the same settings (and the eval files made with the same embedder), and stops with the
 differing values when the settings changed (e.g. another TEST_SAMPLE_SIZE or SEED, or the beam count K).
 """
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from utils.data import category_dir, load_catalog, load_split, sample_records  # noqa: E402
-from utils.io import check_same_settings, read_json, run_cli, write_json, write_run_config  # noqa: E402
-from utils.prompt import render_completion, render_prompt  # noqa: E402
+from utils.data import category_dir, load_catalog, load_split, sample_records
+from utils.io import check_same_settings, read_json, run_cli, write_json, write_run_config
+from utils.prompt import render_completion, render_prompt
 
 
 def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sample_size: int | None = None,

@@ -1,21 +1,18 @@
 """MostPop baseline: recommend the most frequent training targets to everyone, scored by the same metrics code.
 
-usage: python eval/mostpop.py --category ML100K --output_dir models/MostPop/ML100K [--topk 1,5]
+usage: python -m eval.mostpop --category ML100K --output_dir models/MostPop/ML100K [--topk 1,5]
 Popularity is the number of times an item is the target of a train record; ties go to the smaller item id. The
 target's rank is its position in that one popularity order. ValidRatio does not apply (no text is generated).
 """
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from eval.evaluate import write_eval_files  # noqa: E402
-from utils.data import category_dir, load_catalog, load_split, sample_records  # noqa: E402
-from utils.io import check_output_dir, run_cli  # noqa: E402
-from utils.metrics import evaluated_records, history_rows, parse_ks, topk_metrics  # noqa: E402
-from utils.prompt import record_target  # noqa: E402
+from eval.evaluate import write_eval_files
+from utils.data import category_dir, load_catalog, load_split, sample_records
+from utils.io import check_output_dir, run_cli
+from utils.metrics import evaluated_records, history_rows, parse_ks, topk_metrics
+from utils.prompt import record_target
 
 
 def popularity(records, catalog) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Collect the eval files of a run into one Markdown table and draw the per-iteration and exposure figures.
 
-usage: python eval/report.py --run_root models --category ML100K [--figs_dir figs] [--out results.md]
+usage: python -m eval.report --run_root models --category ML100K [--figs_dir figs] [--out results.md]
        [--ks 1,5] [--data_dir DIR] [--embedding_model PATH] [--exposure True]
 `--run_root a,b,c` (one run root per seed) gives mean ± sample std (ddof=1) over the roots, for the rows present in
 every root. The table is printed and written to <run_root>/<Category>_results.md (several roots:
@@ -16,15 +16,12 @@ import json
 import math
 import os
 import re
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from utils.io import UserError, run_cli, write_text  # noqa: E402
-from utils.metrics import parse_ks  # noqa: E402
+from utils.io import UserError, run_cli, write_text
+from utils.metrics import parse_ks
 
 # The methods, in table order (the directory names shell/SPRec.sh's METHOD writes):
 # (method, has iterations, stages in order, the stage its label leaves implicit, what a missing one is called)

@@ -1,8 +1,8 @@
 """Statistics that can tell: paired differences between methods, with bootstrap intervals within a run and the
 spread across seeds.
 
-usage: python eval/stats.py --run_root models --category ML100K [--k 5] [--resamples 1000]
-       python eval/stats.py --run_root runs/seed1,runs/seed2,runs/seed3 --category ML100K   (several seeds)
+usage: python -m eval.stats --run_root models --category ML100K [--k 5] [--resamples 1000]
+       python -m eval.stats --run_root runs/seed1,runs/seed2,runs/seed3 --category ML100K   (several seeds)
 The models compared are those of the report's exposure figure: SFT and the last iteration's result of each method
 (greedy decoding), each evaluated on the same test users. For each pair (every method against SFT; SPRec against
 every other method) and each run root:
@@ -12,14 +12,11 @@ every other method) and each run root:
     models: paired), the metrics recomputed on each resample, 1,000 times; "within noise" where it covers 0.
 With several run roots (seeds), the mean +- std of the per-seed differences too. Writes <first root>/<C>_stats.md.
 """
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from utils.io import UserError, run_cli, write_text  # noqa: E402
+from utils.io import UserError, run_cli, write_text
 
 METRICS = ("HR", "NDCG", "TopDecile", "DivRatio", "ORRatio")  # TopDecile: share of recommendations in decile 1
 

@@ -38,7 +38,7 @@ for CATEGORY in $CATEGORIES; do
   # A finished stage is skipped by train/sft.py itself, after it checked that the settings are the same.
   ensure_base_model "$CATEGORY"
   banner "SFT on $CATEGORY -> $OUT"
-  launch train/sft.py --category "$CATEGORY" --base_model "$BASE_MODEL" --output_dir "$OUT" \
+  launch -m train.sft --category "$CATEGORY" --base_model "$BASE_MODEL" --output_dir "$OUT" \
     --sample_size "$SFT_SAMPLE_SIZE" --valid_sample_size "$SFT_VALID_SAMPLE_SIZE" --epochs "$SFT_EPOCHS" \
     --lr "$SFT_LR" --global_batch_size "$SFT_BATCH_SIZE" --per_device_batch_size "$SFT_DEVICE_BATCH_SIZE" \
     --warmup_steps "$SFT_WARMUP_STEPS" --lora_targets "$LORA_TARGETS" --seed "$SEED" --report_to "$REPORT_TO" \

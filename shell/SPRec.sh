@@ -85,12 +85,12 @@ for CATEGORY in $CATEGORIES; do
     IT="$RUN/it$i"
     banner "$METHOD $CATEGORY iteration $i/$ITERATIONS"
     # Each stage skips itself when finished, after checking that it was made with the same settings.
-    launch train/self_play.py --model_dir "$current" --output_dir "$IT/data" --category "$CATEGORY" \
+    launch -m train.self_play --model_dir "$current" --output_dir "$IT/data" --category "$CATEGORY" \
       --iteration "$i" --seed "$SEED" --negatives "$negatives" --num_negatives "$k" \
       --train_sample_size "$TRAIN_SAMPLE_SIZE" --valid_sample_size "$VALID_SAMPLE_SIZE" \
       --embedding_model "${EMBEDDING_MODEL:-}" --decoding "$SELF_PLAY_DECODING"
     if (( sft_step )); then
-      launch train/sft.py --category "$CATEGORY" --resume_from "$current" --output_dir "$IT/SFT" \
+      launch -m train.sft --category "$CATEGORY" --resume_from "$current" --output_dir "$IT/SFT" \
         --train_file "$IT/data/sft_train.jsonl" --sample_size "$TRAIN_SAMPLE_SIZE" \
         --valid_sample_size "$VALID_SAMPLE_SIZE" --epochs 1 --lr "$LR" --warmup_steps "$WARMUP_STEPS" \
         --global_batch_size "$SFT_BATCH_SIZE" --per_device_batch_size "$SFT_DEVICE_BATCH_SIZE" \
@@ -105,7 +105,7 @@ for CATEGORY in $CATEGORIES; do
       current="$IT/SFT"
     fi
     if (( dpo_step )); then
-      launch train/dpo.py --model_dir "$current" --data_dir "$IT/data" --output_dir "$IT/DPO" --lr "$LR" \
+      launch -m train.dpo --model_dir "$current" --data_dir "$IT/data" --output_dir "$IT/DPO" --lr "$LR" \
         --warmup_steps "$WARMUP_STEPS" \
         --beta "$BETA" --loss_type "$loss" --global_batch_size "$BATCH_SIZE" \
         --per_device_batch_size "$DEVICE_BATCH_SIZE" --seed "$((SEED + i))" --report_to "$REPORT_TO" \

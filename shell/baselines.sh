@@ -34,7 +34,7 @@ for method in $BASELINES; do
   for CATEGORY in $CATEGORIES; do
     check_category "$CATEGORY"
     banner "MostPop on $CATEGORY"
-    python eval/mostpop.py --category "$CATEGORY" --output_dir "$OUTPUT_ROOT/MostPop/$CATEGORY" \
+    python -m eval.mostpop --category "$CATEGORY" --output_dir "$OUTPUT_ROOT/MostPop/$CATEGORY" \
       --test_sample_size "$TEST_SAMPLE_SIZE" --seed "$SEED"
   done
 done

@@ -142,10 +142,10 @@ ensure_base_model() {
   if [[ -z "${BASE_MODEL:-}" ]]; then
     if ! stage_done "models/tiny/$category"; then
       banner "building the embedded small model for $category"
-      python utils/tiny_model.py --category "$category"
+      python -m utils.tiny_model --category "$category"
     fi
   elif [[ "$BASE_MODEL" =~ ^[a-z0-9]+$ && ! -e "$BASE_MODEL" ]]; then
-    python utils/pretrained.py --name "$BASE_MODEL"
+    python -m utils.pretrained --name "$BASE_MODEL"
   fi
 }
 
@@ -153,5 +153,5 @@ check_category() {
   local category="$1"
   [[ "$category" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ && "$category" != *..* ]] \
     || die "bad category name '$category': use letters, digits, '_', '-', '.' (no '/', no '..')"
-  [[ -d "data/$category" ]] || die "unknown category '$category': no directory data/$category (for ML100K: python data/prepare.py ml-100k)"
+  [[ -d "data/$category" ]] || die "unknown category '$category': no directory data/$category (for ML100K: python -m data.prepare ml-100k)"
 }

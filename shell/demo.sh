@@ -24,14 +24,14 @@ export CATEGORIES=ML100K BASE_MODEL OUTPUT_ROOT SEED
 start=$(date +%s)
 if ! stage_done data/ML100K; then
   banner "preparing MovieLens-100K (data/ML100K)"
-  python data/prepare.py ml-100k
+  python -m data.prepare ml-100k
 fi
 bash shell/SFT.sh "${GPU_IDS[@]}"
 bash shell/SPRec.sh "${GPU_IDS[@]}" "$ITERATIONS"
 bash shell/baselines.sh "${GPU_IDS[@]}" "$ITERATIONS"
 banner "report"
-python eval/report.py --run_root "$OUTPUT_ROOT" --category ML100K --figs_dir "$FIGS_DIR"
-python eval/stats.py --run_root "$OUTPUT_ROOT" --category ML100K
+python -m eval.report --run_root "$OUTPUT_ROOT" --category ML100K --figs_dir "$FIGS_DIR"
+python -m eval.stats --run_root "$OUTPUT_ROOT" --category ML100K
 echo
 echo "demo finished in $(( ($(date +%s) - start) / 60 )) min $(( ($(date +%s) - start) % 60 )) s;" \
   "table: $OUTPUT_ROOT/ML100K_results.md, figures: $FIGS_DIR/ML100K_*.png"

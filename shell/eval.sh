@@ -24,5 +24,5 @@ stage_done "$MODEL_DIR" || die "$MODEL_DIR is not a finished model directory (no
 banner "evaluating $MODEL_DIR ($DECODING decoding)"
 sample_args=()
 [[ -n "$TEST_SAMPLE_SIZE" ]] && sample_args=(--test_sample_size "$TEST_SAMPLE_SIZE")
-launch eval/inference.py --model_dir "$MODEL_DIR" --category "$CATEGORY" --seed "$SEED" "${sample_args[@]}" \
+launch -m eval.inference --model_dir "$MODEL_DIR" --category "$CATEGORY" --seed "$SEED" "${sample_args[@]}" \
   --evaluate --topk "$TOPK" --embedding_model "$EMBEDDING_MODEL" --decoding "$DECODING"

@@ -16,7 +16,7 @@ RUNS_ROOT=${RUNS_ROOT:-"runs"}
 # ------------------------------------------------
 
 export CATEGORIES=ML100K BASE_MODEL=""
-stage_done data/ML100K || python data/prepare.py ml-100k
+stage_done data/ML100K || python -m data.prepare ml-100k
 roots=()
 for seed in $SEEDS; do
   banner "seed $seed"
@@ -27,5 +27,5 @@ for seed in $SEEDS; do
   roots+=("$OUTPUT_ROOT")
 done
 banner "report over seeds: ${SEEDS}"
-python eval/report.py --run_root "$(IFS=,; echo "${roots[*]}")" --category ML100K --figs_dir figs/seeds
-python eval/stats.py --run_root "$(IFS=,; echo "${roots[*]}")" --category ML100K
+python -m eval.report --run_root "$(IFS=,; echo "${roots[*]}")" --category ML100K --figs_dir figs/seeds
+python -m eval.stats --run_root "$(IFS=,; echo "${roots[*]}")" --category ML100K

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 @pytest.fixture(scope="session")
@@ -14,7 +13,7 @@ def ml100k() -> Path:
     """data/ML100K, prepared from the recbole wheel the first time (the demo's own data)."""
     d = ROOT / "data" / "ML100K"
     if not (d / "DONE").is_file():
-        subprocess.run([sys.executable, str(ROOT / "data" / "prepare.py"), "ml-100k"], check=True)
+        subprocess.run([sys.executable, "-m", "data.prepare", "ml-100k"], cwd=ROOT, check=True)
     return d
 
 

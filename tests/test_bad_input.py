@@ -80,7 +80,7 @@ def category(tmp_path, ml100k) -> Path:
 # ---------------------------------------------------------------------------------------------- models
 def test_missing_base_model(tmp_path, ml100k):  # data exists: the model is what is wrong
     out = tmp_path / "out"
-    user_error(py("train/sft.py", "--output_dir", out, "--base_model", "/nonexistent"),
+    user_error(py("-m", "train.sft", "--output_dir", out, "--base_model", "/nonexistent"),
                "--base_model /nonexistent does not exist", "hub id")
     nothing_left(tmp_path, out)
 
@@ -94,7 +94,7 @@ def test_unknown_pretrained_short_name(tmp_path, ml100k):
 def test_lora_targets_that_the_architecture_lacks(tmp_path, tiny_model):
     """A small model trained with LoRA (`--full_finetune false`) on module names it does not have: one line."""
     out = tmp_path / "out"
-    user_error(py("train/sft.py", "--output_dir", out, "--base_model", tiny_model, "--full_finetune", "false",
+    user_error(py("-m", "train.sft", "--output_dir", out, "--base_model", tiny_model, "--full_finetune", "false",
                   "--lora_targets", "query_key_value", "--sample_size", "8"),
                "--lora_targets query_key_value: no such linear layer in LlamaForCausalLM")
     nothing_left(tmp_path, out)
@@ -112,16 +112,16 @@ def test_lora_targets_that_the_architecture_lacks(tmp_path, tiny_model):
 def test_training_options_that_cannot_work_here(tmp_path, tiny_model, args, message):
     """Said in one line before any weight is loaded, nothing written."""
     out = tmp_path / "out"
-    user_error(py("train/sft.py", "--output_dir", out, "--base_model", tiny_model, *args, "--sample_size", "8"),
+    user_error(py("-m", "train.sft", "--output_dir", out, "--base_model", tiny_model, *args, "--sample_size", "8"),
                message)
     nothing_left(tmp_path, out)
 
 
 @pytest.mark.parametrize("cmd, flag", [
-    (["train/sft.py", "--resume_from", "/nonexistent", "--output_dir", "{out}"], "--resume_from"),
-    (["train/dpo.py", "--model_dir", "/nonexistent", "--data_dir", "{tmp}", "--output_dir", "{out}"], "--model_dir"),
-    (["train/self_play.py", "--model_dir", "/nonexistent", "--output_dir", "{out}"], "--model_dir"),
-    (["eval/inference.py", "--model_dir", "/nonexistent"], "--model_dir"),
+    (["-m", "train.sft", "--resume_from", "/nonexistent", "--output_dir", "{out}"], "--resume_from"),
+    (["-m", "train.dpo", "--model_dir", "/nonexistent", "--data_dir", "{tmp}", "--output_dir", "{out}"], "--model_dir"),
+    (["-m", "train.self_play", "--model_dir", "/nonexistent", "--output_dir", "{out}"], "--model_dir"),
+    (["-m", "eval.inference", "--model_dir", "/nonexistent"], "--model_dir"),
 ])
 def test_missing_model_dir(tmp_path, ml100k, cmd, flag):
     out = tmp_path / "out"
@@ -134,7 +134,7 @@ def test_model_dir_without_a_model(tmp_path):
     """An unfinished stage directory (no config) is refused with a hint, not a transformers traceback."""
     unfinished = tmp_path / "SFT.partial"
     unfinished.mkdir()
-    user_error(py("eval/inference.py", "--model_dir", unfinished), f"--model_dir {unfinished} holds no model",
+    user_error(py("-m", "eval.inference", "--model_dir", unfinished), f"--model_dir {unfinished} holds no model",
                "unfinished stage")
     assert not list(unfinished.iterdir())
 
@@ -158,19 +158,19 @@ def test_gpu_id_that_does_not_exist(tmp_path):
 def test_empty_split_through_cli(tmp_path, category, fake_model):
     (category / "test.json").write_text("[]")
     out = tmp_path / "mostpop"
-    user_error(py("eval/mostpop.py", "--data_dir", category, "--output_dir", out),
+    user_error(py("-m", "eval.mostpop", "--data_dir", category, "--output_dir", out),
                f"{category / 'test.json'}: the split is empty")
     empty = tmp_path / "sft_train.jsonl"
     empty.write_text("")
     sft_out = tmp_path / "sft"
-    user_error(py("train/sft.py", "--data_dir", category, "--train_file", empty, "--base_model", fake_model,
+    user_error(py("-m", "train.sft", "--data_dir", category, "--train_file", empty, "--base_model", fake_model,
                   "--output_dir", sft_out), f"{empty}: the split is empty")
     nothing_left(tmp_path, out, sft_out)
 
 
 @pytest.mark.parametrize("cmd", [
-    ["train/sft.py", "--output_dir", "{out}", "--category", "Nope"],
-    ["eval/mostpop.py", "--output_dir", "{out}", "--category", "Nope"],
+    ["-m", "train.sft", "--output_dir", "{out}", "--category", "Nope"],
+    ["-m", "eval.mostpop", "--output_dir", "{out}", "--category", "Nope"],
 ])
 def test_unknown_category(tmp_path, cmd):
     out = tmp_path / "out"
@@ -179,9 +179,9 @@ def test_unknown_category(tmp_path, cmd):
 
 
 @pytest.mark.parametrize("cmd, name", [
-    (["train/sft.py", "--output_dir", "{out}", "--category", "../data/ML100K"], "../data/ML100K"),
-    (["eval/mostpop.py", "--output_dir", "{out}", "--category", "a/b"], "a/b"),
-    (["utils/tiny_model.py", "--out", "{out}", "--category", ".."], ".."),
+    (["-m", "train.sft", "--output_dir", "{out}", "--category", "../data/ML100K"], "../data/ML100K"),
+    (["-m", "eval.mostpop", "--output_dir", "{out}", "--category", "a/b"], "a/b"),
+    (["-m", "utils.tiny_model", "--out", "{out}", "--category", ".."], ".."),
 ])
 def test_category_name_with_slash_or_dots(tmp_path, cmd, name):
     out = tmp_path / "out"
@@ -206,7 +206,7 @@ def test_malformed_dpo_pairs(tmp_path, fake_model, content, message):
     (data / "dpo_train.jsonl").write_text(content)
     (data / "dpo_valid.jsonl").write_text('{"prompt": "p", "chosen": "c", "rejected": "r"}\n')
     out = tmp_path / "DPO"
-    user_error(py("train/dpo.py", "--model_dir", fake_model, "--data_dir", data, "--output_dir", out),
+    user_error(py("-m", "train.dpo", "--model_dir", fake_model, "--data_dir", data, "--output_dir", out),
                f"{data / 'dpo_train.jsonl'}: {message}")
     nothing_left(tmp_path, out)
 
@@ -225,15 +225,15 @@ def result_json(tmp_path, ml100k) -> Path:
 
 @pytest.mark.parametrize("topk", ["0", "-1", "abc", "1.5", "1,x", "True", "1,0"])
 def test_invalid_topk(result_json, topk):
-    user_error(py("eval/evaluate.py", "--result_json", result_json, "--topk", topk),
+    user_error(py("-m", "eval.evaluate", "--result_json", result_json, "--topk", topk),
                f"--topk must be positive integers separated by commas (e.g. 1,5), got '{topk}'")
     assert not list(result_json.parent.glob("eval_top*.json"))
 
 
 def test_topk_larger_than_catalog(tmp_path, result_json):
-    user_error(py("eval/evaluate.py", "--result_json", result_json, "--topk", "1,5000"),
+    user_error(py("-m", "eval.evaluate", "--result_json", result_json, "--topk", "1,5000"),
                "--topk 5000 is larger than the catalog (1664 items)")
-    user_error(py("eval/mostpop.py", "--output_dir", tmp_path / "mp", "--topk", "0"), "--topk must be positive")
+    user_error(py("-m", "eval.mostpop", "--output_dir", tmp_path / "mp", "--topk", "0"), "--topk must be positive")
     assert not list(result_json.parent.glob("eval_top*.json")) and not (tmp_path / "mp").exists()
 
 
@@ -241,7 +241,7 @@ def test_all_empty_generations_still_evaluate(result_json):
     """Decided behaviour: the spec parses an empty generation to the empty title and grounds it like any other, so a
     model that generated nothing is a legitimate (bad) result: the eval files are written (ValidRatio 0, every record
     on the same items), exit 0, and one warning line says what happened. A run never stops on it."""
-    p = py("eval/evaluate.py", "--result_json", result_json)
+    p = py("-m", "eval.evaluate", "--result_json", result_json)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "Traceback" not in p.stderr
     warnings = [x for x in p.stderr.splitlines() if x.startswith("warning: ")]
@@ -253,9 +253,9 @@ def test_all_empty_generations_still_evaluate(result_json):
 
 # ---------------------------------------------------------------------------------------------- writing
 @pytest.mark.parametrize("cmd", [
-    ["train/sft.py", "--output_dir", "{out}", "--base_model", "{model}"],
-    ["eval/mostpop.py", "--output_dir", "{out}"],
-    ["eval/evaluate.py", "--result_json", "{tmp}/missing.json", "--output_dir", "{out}"],
+    ["-m", "train.sft", "--output_dir", "{out}", "--base_model", "{model}"],
+    ["-m", "eval.mostpop", "--output_dir", "{out}"],
+    ["-m", "eval.evaluate", "--result_json", "{tmp}/missing.json", "--output_dir", "{out}"],
 ])
 def test_output_under_a_regular_file(tmp_path, fake_model, cmd):
     """Tests run as root, so read-only permissions stop nothing; a parent that is a file makes mkdir fail."""

@@ -61,16 +61,15 @@ def test_cli_arguments_in_the_documented_form_pass(argv):
     check_cli_args(_cli, argv)
 
 
-ENTRY_POINTS = ["train/sft.py", "train/dpo.py", "train/self_play.py", "eval/inference.py", "eval/evaluate.py",
-                "eval/mostpop.py", "eval/report.py", "utils/tiny_model.py", "utils/pretrained.py",
-                "bench/random_model.py"]
+ENTRY_POINTS = ["train.sft", "train.dpo", "train.self_play", "eval.inference", "eval.evaluate", "eval.mostpop",
+                "eval.report", "eval.stats", "utils.tiny_model", "utils.pretrained", "bench.random_model"]
 
 
-@pytest.mark.parametrize("script", ENTRY_POINTS)
-def test_every_entry_point_has_help_and_rejects_a_stray_argument(script):
+@pytest.mark.parametrize("module", ENTRY_POINTS)
+def test_every_entry_point_has_help_and_rejects_a_stray_argument(module):
     env = {**os.environ, "PAGER": "cat"}
-    help_ = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, env=env)
+    help_ = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True, env=env)
     assert help_.returncode == 0 and "FLAGS" in help_.stdout + help_.stderr, help_.stderr
-    bad = subprocess.run([sys.executable, script, "stray"], cwd=ROOT, capture_output=True, text=True, env=env)
+    bad = subprocess.run([sys.executable, "-m", module, "stray"], cwd=ROOT, capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and bad.stderr.startswith("error: unexpected argument 'stray'"), bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1

@@ -24,14 +24,14 @@ def common(fake_bin, script, **env):
 
 
 def test_gpu_ids_count_within_cuda_visible_devices(fake_bin):
-    p = common(fake_bin, "parse_gpu_ids 0 0 1 3; launch train/sft.py --x 1", CUDA_VISIBLE_DEVICES="4,5,6,7")
+    p = common(fake_bin, "parse_gpu_ids 0 0 1 3; launch -m train.sft --x 1", CUDA_VISIBLE_DEVICES="4,5,6,7")
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("CUDA_VISIBLE_DEVICES=4,5,7 launch --config_file ")
     assert "shell/accelerate/multi_gpu.yaml --num_processes 3 " in p.stdout and p.stdout.strip().endswith("--x 1")
 
 
 def test_one_gpu_gets_the_single_gpu_config_and_all_gpus_without_a_mask(fake_bin):
-    p = common(fake_bin, "parse_gpu_ids 0 6; launch train/sft.py")
+    p = common(fake_bin, "parse_gpu_ids 0 6; launch -m train.sft")
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("CUDA_VISIBLE_DEVICES=6 launch --config_file ") and "single_gpu.yaml" in p.stdout
 
@@ -43,26 +43,26 @@ def test_a_gpu_outside_the_allocation_is_a_clear_error(fake_bin):
 
 
 def test_cpu_processes_use_the_projects_cpu_config(fake_bin):
-    p = common(fake_bin, "parse_gpu_ids 0; launch train/sft.py", CPU_PROCESSES="2", ACCELERATE_CONFIG="/x.yaml")
+    p = common(fake_bin, "parse_gpu_ids 0; launch -m train.sft", CPU_PROCESSES="2", ACCELERATE_CONFIG="/x.yaml")
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("CUDA_VISIBLE_DEVICES= launch --config_file ")
     assert "shell/accelerate/multi_cpu.yaml --num_processes 2 " in p.stdout
 
 
 def test_machines_and_sharding_reach_accelerate(fake_bin):
-    p = common(fake_bin, "parse_gpu_ids 0 0 1; launch train/sft.py --x 1", NUM_MACHINES="2", MACHINE_RANK="1",
+    p = common(fake_bin, "parse_gpu_ids 0 0 1; launch -m train.sft --x 1", NUM_MACHINES="2", MACHINE_RANK="1",
                MAIN_PROCESS_IP="10.0.0.5", MAIN_PROCESS_PORT="29600", SHARDING="fsdp")
     assert p.returncode == 0, p.stderr
     assert "shell/accelerate/fsdp.yaml --num_processes 4 --num_machines 2 --machine_rank 1 " in p.stdout
-    assert "--main_process_ip 10.0.0.5 --main_process_port 29600 train/sft.py --x 1" in p.stdout
+    assert "--main_process_ip 10.0.0.5 --main_process_port 29600 -m train.sft --x 1" in p.stdout
 
 
 def test_one_cpu_process_per_machine_still_goes_through_accelerate(fake_bin):
-    p = common(fake_bin, "parse_gpu_ids 0; launch train/sft.py", NUM_MACHINES="2", MACHINE_RANK="0")
+    p = common(fake_bin, "parse_gpu_ids 0; launch -m train.sft", NUM_MACHINES="2", MACHINE_RANK="0")
     assert p.returncode == 0, p.stderr
     assert "shell/accelerate/multi_cpu.yaml --num_processes 2 --num_machines 2 --machine_rank 0 " in p.stdout
     # the machine's cores for its one process, passed (accelerate warns when it has to pick them itself)
-    assert f"--num_cpu_threads_per_process {len(os.sched_getaffinity(0))} train/sft.py" in p.stdout
+    assert f"--num_cpu_threads_per_process {len(os.sched_getaffinity(0))} -m train.sft" in p.stdout
 
 
 @pytest.mark.parametrize("env, message", [
@@ -71,7 +71,7 @@ def test_one_cpu_process_per_machine_still_goes_through_accelerate(fake_bin):
     ({"NUM_MACHINES": "2", "MACHINE_RANK": "2"}, "need 0 <= MACHINE_RANK < NUM_MACHINES"),
 ])
 def test_bad_launch_variables_are_clear_errors(fake_bin, env, message):
-    p = common(fake_bin, "parse_gpu_ids 0; launch train/sft.py", **env)
+    p = common(fake_bin, "parse_gpu_ids 0; launch -m train.sft", **env)
     assert p.returncode == 2 and message in p.stderr, p.stderr
 
 

@@ -15,7 +15,6 @@ the ML-100K test at the end.
 
 Ids are deliberately not in x order, so "ties broken by smaller item id" differs from "by smaller x".
 """
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import pytest
 
 import utils.grounding as grounding
+from eval import evaluate
 from utils.data import load_catalog
 from utils.metrics import evaluate_predictions, topk_metrics
 from utils.prompt import parse_title, render_completion
@@ -217,15 +217,7 @@ def test_all_targets_missing(catalog):
         assert results[k]["n"] == 0 and results[k]["n_skipped"] == 2
 
 
-def _evaluate_module():
-    spec = importlib.util.spec_from_file_location("eval_evaluate", REPO / "eval" / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_cli_run_official_shape_overwrites(catalog, tmp_path):
-    evaluate = _evaluate_module()
     run_dir = tmp_path / "model"
     run_dir.mkdir()
     result_json = run_dir / "test_result.json"

@@ -130,7 +130,7 @@ def test_sft_takes_the_same_optimizer_steps_on_one_and_two_cpu_processes(tiny_mo
     """The global batch is the recipe: 1 process accumulates 2 steps of 8, 2 gloo processes (DDP) 1 step of 8 each.
     (The 2-process case, 4 steps over 64 records as here, is checked by the two-machine test below.)"""
     out = tmp_path / "SFT/ML100K"
-    script = (f"source shell/common.sh; parse_gpu_ids 0; launch train/sft.py --category ML100K "
+    script = (f"source shell/common.sh; parse_gpu_ids 0; launch -m train.sft --category ML100K "
               f"--base_model {tiny_model} "
               f"--output_dir {out} --sample_size 64 --valid_sample_size 8 --epochs 1 --global_batch_size 16 "
               "--per_device_batch_size 8")
@@ -144,7 +144,7 @@ def test_sft_takes_the_same_optimizer_steps_on_one_and_two_cpu_processes(tiny_mo
 
 
 def test_a_global_batch_that_does_not_divide_is_a_clear_error(tiny_model, tmp_path):
-    script = (f"source shell/common.sh; parse_gpu_ids 0; launch train/sft.py --category ML100K "
+    script = (f"source shell/common.sh; parse_gpu_ids 0; launch -m train.sft --category ML100K "
               f"--base_model {tiny_model} "
               f"--output_dir {tmp_path / 'out'} --sample_size 64 --global_batch_size 12 --per_device_batch_size 8")
     p = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env_for(tmp_path), capture_output=True, text=True)

@@ -152,13 +152,13 @@ def test_real_ml100k_unchanged(ml100k, tmp_path, capsys):  # the fixture downloa
 
 
 def test_cli_smoke(tmp_path):
-    """The one subprocess test: the script runs from anywhere and fails with one line and exit code 2."""
+    """The one subprocess test: `python -m data.prepare` runs and fails with one line and exit code 2."""
     raw = write_grouplens(tmp_path / "raw")
-    script = str(REPO_ROOT / "data" / "prepare.py")
-    ok = subprocess.run([sys.executable, script, "ml-100k", "--raw", str(raw), "--out_root", str(tmp_path),
-                         "--name", "S"], capture_output=True, text=True, cwd=tmp_path)
+    cli = [sys.executable, "-m", "data.prepare"]
+    ok = subprocess.run([*cli, "ml-100k", "--raw", str(raw), "--out_root", str(tmp_path), "--name", "S"],
+                        capture_output=True, text=True, cwd=REPO_ROOT)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout.split("\n", 1)[1])["users"] == N_USERS
-    bad = subprocess.run([sys.executable, script, "steam", "--raw", str(tmp_path / "nowhere")], capture_output=True,
-                         text=True, cwd=tmp_path)
+    bad = subprocess.run([*cli, "steam", "--raw", str(tmp_path / "nowhere")], capture_output=True, text=True,
+                         cwd=REPO_ROOT)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1

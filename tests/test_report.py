@@ -1,6 +1,5 @@
 """eval/report.py on hand-made run roots: the table's rows, order and numbers, mean ± std over roots, missing methods,
 the figures, and the popularity-decile shares behind the exposure figure."""
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -9,20 +8,13 @@ import numpy as np
 import pytest
 
 import utils.grounding as grounding
+from eval import report
 from utils.io import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def _report_module():
-    spec = importlib.util.spec_from_file_location("eval_report", REPO / "eval" / "report.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-report = _report_module()
 
 KEYS = ("HR", "NDCG", "DivRatio", "ORRatio", "MGU", "DGU", "ValidRatio")
 

@@ -1,6 +1,6 @@
 """The DPO step of an SPRec iteration: trl's DPOTrainer on self-play pairs.
 
-usage: python train/dpo.py --model_dir models/SPRec/ML100K/it0/SFT --data_dir models/SPRec/ML100K/it0/data \
+usage: python -m train.dpo --model_dir models/SPRec/ML100K/it0/SFT --data_dir models/SPRec/ML100K/it0/data \
            --output_dir models/SPRec/ML100K/it0/DPO [--lr 2e-5] [--beta 0.1] [--loss_type sigmoid]
 The policy starts from `model_dir` and the reference is that same starting model, held once: for a LoRA adapter,
 trl copies it into a frozen "ref" adapter on the same base; for the fully trained small model, trl loads one
@@ -11,13 +11,10 @@ evaluation step. `--loss_type` takes trl's loss types (comma-separated, e.g. sig
 multi-negative losses `sdpo` (S-DPO) and `dmpo` (DMPO), which read k rejected items per pair (`rejected` plus the list
 `extra_rejected`; utils/trainers.py). Pairs with k > 1 need one of those.
 """
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from utils.io import (  # noqa: E402
+from utils.io import (
     UserError,
     check_same_settings,
     comma_list,
@@ -28,7 +25,7 @@ from utils.io import (  # noqa: E402
     start_stage,
     write_run_config,
 )
-from utils.training import (  # noqa: E402
+from utils.training import (
     batch_plan,
     describe_plan,
     device_args,

@@ -1,6 +1,6 @@
 """Self-play data for one SPRec iteration (the official data_generate.py, with its defects fixed).
 
-usage: python train/self_play.py --model_dir models/SFT/ML100K --output_dir models/SPRec/ML100K/it0/data \
+usage: python -m train.self_play --model_dir models/SFT/ML100K --output_dir models/SPRec/ML100K/it0/data \
            --category ML100K --iteration 0 [--seed 42] [--train_sample_size 2048] [--valid_sample_size 256]
 Draws the iteration's prompts from train (seed derived from the run seed and the iteration), generates the current
 model's prediction for each and parses its title. The rejected side is that title as generated (`--rejected raw`,
@@ -24,10 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from utils.data import category_dir, load_catalog, load_split  # noqa: E402
-from utils.io import (  # noqa: E402
+from utils.data import category_dir, load_catalog, load_split
+from utils.io import (
     UserError,
     check_same_settings,
     finish_stage,
@@ -38,7 +36,7 @@ from utils.io import (  # noqa: E402
     write_jsonl,
     write_run_config,
 )
-from utils.prompt import parse_title, record_history, record_target, render_completion, render_prompt  # noqa: E402
+from utils.prompt import parse_title, record_history, record_target, render_completion, render_prompt
 
 
 def iteration_seed(seed: int, iteration: int) -> int:

@@ -1,6 +1,6 @@
 """Supervised fine-tuning: prompt -> quoted next-item title, EOS learned after it.
 
-usage: python train/sft.py --category ML100K --output_dir models/SFT/ML100K [--base_model PATH_OR_HUB_ID]
+usage: python -m train.sft --category ML100K --output_dir models/SFT/ML100K [--base_model PATH_OR_HUB_ID]
        [--resume_from MODEL_DIR] [--train_file records.jsonl] [--sample_size 4096] [--epochs 4] [--lr 3e-4]
        (or through accelerate launch for data parallelism)
 A pretrained base (a local path, a hub id, or `smollm2`, the embedded SmolLM2-135M-Instruct) gets a LoRA adapter
@@ -11,13 +11,10 @@ from nothing; measured: 0% vs 99.6% valid titles). `--resume_from` continues an 
 favours targets of genres the training targets under-represent relative to the histories (weights from the
 category's whole train split, utils.training.genre_weights; the loss through utils.trainers.WeightedSFTTrainer).
 """
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from utils.data import category_dir, load_split, read_records, sample_records  # noqa: E402
-from utils.io import (  # noqa: E402
+from utils.data import category_dir, load_split, read_records, sample_records
+from utils.io import (
     check_output_dir,
     check_same_settings,
     finish_stage,
@@ -27,7 +24,7 @@ from utils.io import (  # noqa: E402
     start_stage,
     write_run_config,
 )
-from utils.training import (  # noqa: E402
+from utils.training import (
     batch_plan,
     describe_plan,
     device_args,

@@ -35,7 +35,7 @@ def category_dir(category: str, data_root=None) -> Path:
     check_category_name(category)
     d = Path(data_root or DATA_ROOT) / category
     if not d.is_dir():
-        hint = " (build it with: python data/prepare.py ml-100k)" if category == "ML100K" else ""
+        hint = " (build it with: python -m data.prepare ml-100k)" if category == "ML100K" else ""
         raise UserError(f"unknown category {category!r}: no directory {d}{hint}")
     return d
 

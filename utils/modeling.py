@@ -31,14 +31,14 @@ def resolve_base_model(base_model: str | None, category: str) -> str:
         d = pretrained_dir(base_model)
         if not is_done(d):
             raise UserError(f"the embedded pretrained model '{base_model}' is not built yet: "
-                            f"python utils/pretrained.py --name {base_model}")
+                            f"python -m utils.pretrained --name {base_model}")
         return str(d)
     if base_model:
         return check_model_path(base_model, "--base_model")
     d = tiny_model_dir(category)
     if not (d / TINY_MARKER).is_file():
         raise UserError(f"no embedded small model at {d}: build it with "
-                        f"python utils/tiny_model.py --category {category}")
+                        f"python -m utils.tiny_model --category {category}")
     return str(d)
 
 

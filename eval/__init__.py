@@ -1,0 +1,1 @@
+"""Evaluation entry points: inference, metrics on its predictions, MostPop, the report and the paired statistics."""
