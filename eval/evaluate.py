@@ -91,11 +91,13 @@ def write_eval_files(results: dict, output_dir, model: str, category: str, recor
 
 
 def run(result_json: str, category: str = "ML100K", data_dir: str = "", topk="1,5", output_dir: str = "",
-        embedding_model: str = "", model: str = "", decoding: str = "greedy"):
+        embedding_model: str = "", model: str = "", decoding: str = "greedy", report_to: str = "none"):
     from utils.metrics import evaluate_predictions, evaluate_rankings
+    from utils.tracking import check_tracker, log_eval_metrics
 
-    parse_ks(topk)  # a bad --topk or --decoding fails before any work
+    parse_ks(topk)  # a bad --topk, --decoding or --report_to fails before any work
     check_decoding(decoding)
+    check_tracker(report_to)
     result_path = Path(result_json)
     out = Path(output_dir) if output_dir else result_path.parent
     check_output_dir(out)
@@ -117,6 +119,7 @@ def run(result_json: str, category: str = "ML100K", data_dir: str = "", topk="1,
     for k, path in zip(results, paths):
         m = results[k]
         print(f"[evaluate] {path}: " + ", ".join(f"{k}={m[k]:.4f}" for k in METRIC_KEYS if m.get(k) is not None))
+    log_eval_metrics(report_to, out, results, decoding)  # with REPORT_TO=wandb/tensorboard, beside the losses
 
 
 if __name__ == "__main__":

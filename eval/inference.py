@@ -24,16 +24,18 @@ from utils.prompt import render_completion, render_prompt
 def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sample_size: int | None = None,
         seed: int = 0, token_budget: int = 32768, trust_remote_code: bool = False, force: bool = False,
         split: str = "test", evaluate: bool = False, topk="1,5", embedding_model: str = "",
-        decoding: str = "greedy"):
+        decoding: str = "greedy", report_to: str = "none"):
     args = dict(locals())
     import torch
 
     from eval.evaluate import check_decoding, result_name
     from utils.metrics import parse_ks
     from utils.modeling import check_model_dir, load_model, load_tokenizer, process_state
+    from utils.tracking import check_tracker
 
     state = process_state()
     check_model_dir(model_dir, "--model_dir")
+    check_tracker(report_to)
     model_dir = Path(model_dir)
     check_decoding(decoding)
     if evaluate or decoding == "constrained":
@@ -54,7 +56,7 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
                 if evaluate and evaluated(model_dir, topk, embedding_model, decoding):
                     print(f"[eval] {model_dir} already evaluated with these settings; skipping")
                 elif evaluate:
-                    evaluate_results(out_path, category, data_dir, topk, embedding_model, decoding)
+                    evaluate_results(out_path, category, data_dir, topk, embedding_model, decoding, report_to)
             return
     catalog = load_catalog(data_dir)
     tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, padding_side="left")
@@ -86,7 +88,7 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     if evaluate and state.is_main_process:
-        evaluate_results(out_path, category, data_dir, topk, embedding_model, decoding)
+        evaluate_results(out_path, category, data_dir, topk, embedding_model, decoding, report_to)
     state.wait_for_everyone()
 
 
@@ -102,11 +104,11 @@ def evaluated(model_dir, topk, embedding_model, decoding="greedy") -> bool:
     return all(f.is_file() and read_json(f).get("embedding_model") == want for f in files)
 
 
-def evaluate_results(result_path, category, data_dir, topk, embedding_model, decoding="greedy"):
+def evaluate_results(result_path, category, data_dir, topk, embedding_model, decoding="greedy", report_to="none"):
     from eval.evaluate import run as evaluate_run
 
     evaluate_run(str(result_path), category=category, data_dir=str(data_dir), topk=topk,
-                 embedding_model=embedding_model, decoding=decoding)
+                 embedding_model=embedding_model, decoding=decoding, report_to=report_to)
 
 
 if __name__ == "__main__":

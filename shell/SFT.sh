@@ -25,10 +25,11 @@ SEED=${SEED:-42}
 OUTPUT_ROOT=${OUTPUT_ROOT:-"models"}
 TEST_SAMPLE_SIZE=${TEST_SAMPLE_SIZE:-""}    # empty = the whole test split
 REPORT_TO=${REPORT_TO:-"none"}              # none, wandb or tensorboard
-export TEST_SAMPLE_SIZE SEED
+export TEST_SAMPLE_SIZE SEED REPORT_TO
 # -------------------------------------------------------------------------------------------------------------
 
 check_switches GRADIENT_CHECKPOINTING LOAD_IN_4BIT
+check_tracker "$REPORT_TO"
 memory_args=(--activation_checkpointing "$(py_bool "$GRADIENT_CHECKPOINTING")" --load_in_4bit "$(py_bool "$LOAD_IN_4BIT")")
 
 for CATEGORY in $CATEGORIES; do

@@ -48,8 +48,8 @@ SFT_STEP_TEST_SAMPLE_SIZE=${SFT_STEP_TEST_SAMPLE_SIZE:-""}  # that evaluation on
 SELF_PLAY_DECODING=${SELF_PLAY_DECODING:-"greedy"} # rejected items: greedy (official) or constrained (beam, real items)
 SEED=${SEED:-42}
 TEST_SAMPLE_SIZE=${TEST_SAMPLE_SIZE:-""}           # empty = the whole test split
-REPORT_TO=${REPORT_TO:-"none"}
-export TEST_SAMPLE_SIZE SEED
+REPORT_TO=${REPORT_TO:-"none"}                     # none, wandb or tensorboard: losses and per-iteration metrics
+export TEST_SAMPLE_SIZE SEED REPORT_TO
 # -------------------------------------------------------------------------------------------------------------
 
 # Per method: the negatives, how many per pair, the DPO loss, and which steps each iteration takes.
@@ -70,6 +70,7 @@ if ! [[ "$k" =~ ^[0-9]+$ ]] || (( 10#$k < 1 )); then
 fi
 
 check_switches GRADIENT_CHECKPOINTING LOAD_IN_4BIT
+check_tracker "$REPORT_TO"
 memory_args=(--activation_checkpointing "$(py_bool "$GRADIENT_CHECKPOINTING")" --load_in_4bit "$(py_bool "$LOAD_IN_4BIT")")
 
 for CATEGORY in $CATEGORIES; do

@@ -125,6 +125,9 @@ take_lock() {
 
 stage_done() { [[ -f "$1/DONE" ]]; }
 
+# REPORT_TO=wandb or tensorboard needs its package: one line before any work (utils/tracking.py).
+check_tracker() { [[ "$1" == none ]] || python -m utils.tracking --report_to "$1" || exit 2; }
+
 # Switches are 0 or 1: check_switches NAME... stops on anything else; py_bool VALUE prints it as a Python boolean.
 check_switches() {
   local name

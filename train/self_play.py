@@ -25,18 +25,9 @@ import time
 from pathlib import Path
 
 from utils.data import category_dir, load_catalog, load_split
-from utils.io import (
-    UserError,
-    check_same_settings,
-    finish_stage,
-    is_done,
-    run_cli,
-    start_stage,
-    write_json,
-    write_jsonl,
-    write_run_config,
-)
+from utils.io import UserError, run_cli, write_json, write_jsonl
 from utils.prompt import parse_title, record_history, record_target, render_completion, render_prompt
+from utils.stage import Stage
 
 
 def iteration_seed(seed: int, iteration: int) -> int:
@@ -168,15 +159,10 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
         del args["beams"]
     if negatives == "self":  # which items offline negatives avoid: nothing to do with self-play's own
         del args["exclude"]
-    from utils.modeling import process_state
-
-    state = process_state()
-    out = Path(output_dir)
-    if is_done(out):
-        check_same_settings(out, "self_play", args, f"the self-play data {out}")
-        if state.is_main_process:
-            print(f"[self-play] {out} is complete; skipping")
+    stage = Stage("self_play", output_dir, args, what="the self-play data", tag="self-play")
+    if stage.skip():
         return
+    out, state = stage.out, stage.state
     if negatives not in ("self", "random", "semantic") or rejected not in ("grounded", "raw"):
         raise UserError("--negatives must be 'self', 'random' or 'semantic'; --rejected 'grounded' or 'raw'")
     if exclude not in ("user", "record"):
@@ -206,16 +192,13 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
     wanted = train_sample_size + valid_sample_size
     drawn = rng.sample(train, min(len(train), math.ceil(wanted * (1 + spare_ratio))))
     prompts = [render_prompt(r) for r in drawn]
-    if state.is_main_process:
-        how = f"{negatives} negatives" + (f", {decoding} decoding" if negatives == "self" else "")
-        print(f"[self-play] iteration {iteration}: {len(drawn)} prompts drawn ({how}). "
-              f"First prompt:\n{prompts[0]}", flush=True)
+    how = f"{negatives} negatives" + (f", {decoding} decoding" if negatives == "self" else "")
+    stage.say(f"iteration {iteration}: {len(drawn)} prompts drawn ({how}). First prompt:\n{prompts[0]}")
 
     t0 = time.time()
     if negatives != "self":  # offline negatives: one row per record, nothing generated
-        if not state.is_main_process:
-            state.wait_for_everyone()
-            return
+        if not stage.is_main:
+            return stage.stand_by()
         counts = {"drawn": len(drawn), "negatives_per_pair": num_negatives}
         pairs = offline_pairs(drawn, prompts, catalog, data, negatives, num_negatives, rng, embedding_model, counts,
                               exclude)
@@ -241,9 +224,8 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
                                        temperature=temperature, seed=iteration_seed(seed, iteration),
                                        desc="self-play sampling")
         generation_seconds = round(time.time() - t0, 1)  # model load included; the rest of `seconds` is grounding
-        if not state.is_main_process:
-            state.wait_for_everyone()
-            return
+        if not stage.is_main:
+            return stage.stand_by()
         pairs, counts = self_play_pairs(drawn, prompts, outputs, catalog, rejected, embedding_model, num_negatives)
         counts["generation_seconds"] = generation_seconds
         per_record = num_negatives  # k samples (or beams) of a prompt are k separate pairs
@@ -258,15 +240,12 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
     if not dpo_train:
         raise UserError(f"iteration {iteration}: no usable pair (every prediction was empty or equal to the target)")
 
-    tmp = start_stage(out)
+    tmp = stage.begin()
     write_jsonl(tmp / "dpo_train.jsonl", dpo_train)
     write_jsonl(tmp / "dpo_valid.jsonl", dpo_valid or dpo_train[:1])
     write_jsonl(tmp / "sft_train.jsonl", drawn[:train_sample_size])
     write_json(tmp / "summary.json", counts)
-    write_run_config(tmp, "self_play", args, {"world_size": state.num_processes})
-    finish_stage(out)
-    print(f"[self-play] wrote {out}: {counts}", flush=True)
-    state.wait_for_everyone()
+    stage.finish({"world_size": state.num_processes}, f"wrote {out}: {counts}")
 
 
 if __name__ == "__main__":

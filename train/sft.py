@@ -14,16 +14,9 @@ category's whole train split, utils.training.genre_weights; the loss through uti
 from pathlib import Path
 
 from utils.data import category_dir, load_split, read_records, sample_records
-from utils.io import (
-    check_output_dir,
-    check_same_settings,
-    finish_stage,
-    is_done,
-    partial_dir,
-    run_cli,
-    start_stage,
-    write_run_config,
-)
+from utils.io import check_output_dir, run_cli
+from utils.stage import Stage
+from utils.tracking import tracking_args
 from utils.training import (
     batch_plan,
     describe_plan,
@@ -32,7 +25,6 @@ from utils.training import (
     peak_memory_mb,
     prompt_completion_dataset,
     schedule_args,
-    tracking_args,
 )
 
 
@@ -52,15 +44,10 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
         report_to: str = "none", logging_steps: int = 10, activation_checkpointing: bool = False,
         load_in_4bit: bool = False, trust_remote_code: bool = False, genre_weighting: bool = False):
     args = dict(locals())
-    from utils.modeling import process_state
-
-    state = process_state()
-    out = Path(output_dir)
-    if is_done(out):
-        check_same_settings(out, "sft", args, f"the SFT stage {out}")
-        if state.is_main_process:
-            print(f"[sft] {out} is complete; skipping")
+    stage = Stage("sft", output_dir, args, what="the SFT stage")
+    if stage.skip():
         return
+    out, state = stage.out, stage.state
 
     from utils.modeling import check_model_dir, is_project_built, resolve_base_model
 
@@ -95,15 +82,14 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     from utils.modeling import is_adapter, load_model, load_tokenizer, save_trained
     from utils.training import check_lora_targets
 
-    if state.is_main_process:
-        print(f"[sft] start {start} ({'adapter, continued' if is_adapter(start) else 'full' if full else 'LoRA'}; "
+    stage.say(f"start {start} ({'adapter, continued' if is_adapter(start) else 'full' if full else 'LoRA'}; "
               f"loss on {'the whole text' if project_built else 'the completion'}), {len(train_ds)} train / "
               f"{len(valid_ds)} valid records, {describe_plan(plan)}. First example:\n"
-              f"{train_ds[0]['prompt']}{train_ds[0]['completion']}", flush=True)
-        if weights:
-            facts = weighting_facts(catalog, genre_weight, weights["train"])
-            print(f"[sft] genre re-weighted: record weights {facts['record_weight_min']} to "
-                  f"{facts['record_weight_max']}, mean {facts['record_weight_mean']}", flush=True)
+              f"{train_ds[0]['prompt']}{train_ds[0]['completion']}")
+    if weights:
+        facts = weighting_facts(catalog, genre_weight, weights["train"])
+        stage.say(f"genre re-weighted: record weights {facts['record_weight_min']} to "
+                  f"{facts['record_weight_max']}, mean {facts['record_weight_mean']}")
 
     tokenizer = load_tokenizer(start, trust_remote_code=trust_remote_code, padding_side="right")
     peft_config = None
@@ -116,37 +102,30 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
         from utils.tiny_model import initial_weights
 
         model = initial_weights(model, seed)
-    tmp = partial_dir(out)
     config = SFTConfig(
-        output_dir=str(tmp), num_train_epochs=epochs, learning_rate=lr,
+        output_dir=str(stage.partial), num_train_epochs=epochs, learning_rate=lr,
         per_device_eval_batch_size=per_device_batch_size * 4, lr_scheduler_type="cosine", max_length=max_length,
         completion_only_loss=not project_built,
         save_strategy="no", logging_steps=logging_steps,
         **schedule_args(len(train_ds), epochs, plan, evals_per_run, warmup_steps),
         **tracking, seed=seed, data_seed=seed, disable_tqdm=not state.is_main_process,
         dataloader_num_workers=0, **device_args(activation_checkpointing))
-    if state.is_main_process:
-        start_stage(out)
-    state.wait_for_everyone()
+    stage.begin()
     trainer_class = SFTTrainer
     if weights:  # trl's trainer with each record's loss multiplied by its weight
         from utils.trainers import WeightedSFTTrainer as trainer_class
     trainer = trainer_class(model=model, args=config, train_dataset=train_ds, eval_dataset=valid_ds,
                             processing_class=tokenizer, peft_config=peft_config)
     result = trainer.train()
-    save_trained(trainer, tokenizer, tmp, start)  # every process: gathering sharded weights is a collective
-    if state.is_main_process:
-        write_run_config(tmp, "sft", args, {"start_model": start, "full_finetune": full,
-                                            "loss": "whole text" if project_built else "completion only",
-                                            "train_records": len(train_ds), "world_size": state.num_processes, **plan,
-                                            **(weighting_facts(catalog, genre_weight, weights["train"]) if weights
-                                               else {}),
-                                            "peak_memory_mb": round(peak_memory_mb(), 1),
-                                            "train_loss": result.training_loss, "steps": result.global_step,
-                                            "train_seconds": round(result.metrics["train_runtime"], 2)})
-        finish_stage(out)
-        print(f"[sft] wrote {out} (train loss {result.training_loss:.4f}, {result.global_step} steps)", flush=True)
-    state.wait_for_everyone()
+    save_trained(trainer, tokenizer, stage.partial, start)  # every process: gathering sharded weights is a collective
+    stage.finish({"start_model": start, "full_finetune": full,
+                  "loss": "whole text" if project_built else "completion only",
+                  "train_records": len(train_ds), "world_size": state.num_processes, **plan,
+                  **(weighting_facts(catalog, genre_weight, weights["train"]) if weights else {}),
+                  "peak_memory_mb": round(peak_memory_mb(), 1),
+                  "train_loss": result.training_loss, "steps": result.global_step,
+                  "train_seconds": round(result.metrics["train_runtime"], 2)},
+                 f"wrote {out} (train loss {result.training_loss:.4f}, {result.global_step} steps)")
 
 
 if __name__ == "__main__":

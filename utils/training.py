@@ -143,23 +143,3 @@ def peak_memory_mb() -> float:
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-TRACKERS = {"wandb": "wandb", "tensorboard": "tensorboard"}  # REPORT_TO value -> the package it needs
-
-
-def tracking_args(report_to: str, output_dir) -> dict:
-    """Trainer arguments for experiment tracking, checked before any work: a tracker whose package is missing is one
-    line with the install command (transformers would fail after the model loaded). The run is named after the stage
-    directory (e.g. SPRec/ML100K/it0/DPO), so runs are told apart in the tracker."""
-    import importlib.util
-    from pathlib import Path
-
-    if report_to in ("none", "", None):
-        return {"report_to": "none"}
-    package = TRACKERS.get(report_to)
-    if package is None:
-        raise UserError(f"REPORT_TO={report_to}: use none, {' or '.join(TRACKERS)}")
-    if importlib.util.find_spec(package) is None:
-        raise UserError(f"REPORT_TO={report_to} needs the {package} package: pip install {package}")
-    return {"report_to": report_to, "run_name": "/".join(Path(output_dir).resolve().parts[-4:])}

@@ -1,0 +1,40 @@
+"""utils/stage.py: a stage writes into <dir>.partial and appears in one rename with its run config and DONE; a finished
+stage is skipped with the same settings and stops with others; a crashed attempt's leftovers never survive."""
+import pytest
+
+from utils.io import UserError, is_done, read_json
+from utils.stage import Stage
+
+
+def run_stage(out, args, crash=False):
+    stage = Stage("sft", out, args, what="the SFT stage")
+    if stage.skip():
+        return "skipped"
+    tmp = stage.begin()
+    (tmp / "weights.txt").write_text(str(args["lr"]))
+    if crash:
+        raise RuntimeError("killed")
+    stage.finish({"steps": 3}, f"wrote {out}")
+    return "ran"
+
+
+def test_a_stage_appears_whole_and_is_skipped_on_a_rerun(tmp_path, capsys):
+    out = tmp_path / "SFT" / "ML100K"
+    with pytest.raises(RuntimeError):
+        run_stage(out, {"lr": 0.1}, crash=True)
+    assert not out.exists() and (tmp_path / "SFT" / "ML100K.partial" / "weights.txt").is_file()
+    assert run_stage(out, {"lr": 0.1}) == "ran"
+    assert is_done(out) and not (tmp_path / "SFT" / "ML100K.partial").exists()
+    config = read_json(out / "run_config_sft.json")
+    assert config["args"] == {"lr": 0.1, "steps": 3} and config["settings"] == {"lr": 0.1}
+    assert f"[sft] wrote {out}" in capsys.readouterr().out
+    assert run_stage(out, {"lr": 0.1}) == "skipped"
+    assert "is complete; skipping" in capsys.readouterr().out
+
+
+def test_a_finished_stage_with_other_settings_stops_and_changes_nothing(tmp_path):
+    out = tmp_path / "SFT" / "ML100K"
+    run_stage(out, {"lr": 0.1})
+    with pytest.raises(UserError, match=r"the SFT stage .* was made with other settings \(lr 0\.1 -> 0\.2\)"):
+        run_stage(out, {"lr": 0.2})
+    assert (out / "weights.txt").read_text() == "0.1"
