@@ -10,7 +10,9 @@ every other method) and each run root:
     (items ranked by how often they are training targets, as MostPop ranks them), DivRatio@K and ORRatio@K;
   - a 95% percentile bootstrap interval: the test users are resampled with replacement (the same users for both
     models: paired), the metrics recomputed on each resample, 1,000 times; "within noise" where it covers 0.
-With several run roots (seeds), the mean +- std of the per-seed differences too. Writes <first root>/<C>_stats.md.
+With several run roots (seeds): the mean +- std of the per-seed differences, a 95% t-interval of that mean (seeds as
+the sample: it covers training randomness; the test users are the same in every seed), and in how many seeds the
+bootstrap interval covers 0. Writes <first root>/<C>_stats.md.
 """
 from pathlib import Path
 
@@ -76,6 +78,17 @@ def comparisons(labels) -> list[tuple[str, str]]:
     return pairs
 
 
+def across_seeds(differences) -> tuple[float, float, float, float]:
+    """(mean, sample std, 2.5%, 97.5%) of per-seed differences: Student's t-interval of the mean, n - 1 degrees of
+    freedom (n >= 2)."""
+    from scipy.stats import t
+
+    d = np.asarray(differences, dtype=float)
+    mean, std = float(d.mean()), float(d.std(ddof=1))
+    half = float(t.ppf(0.975, len(d) - 1)) * std / np.sqrt(len(d))
+    return mean, std, mean - half, mean + half
+
+
 def verdict(low: float, high: float) -> str:
     return "within noise" if low <= 0 <= high else "up" if low > 0 else "down"
 
@@ -113,12 +126,16 @@ def run_stats(roots, category: str, data_dir: str = "", k: int = 5, resamples: i
                 d, lo, hi = values[0]
                 cells.append(f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]" + (" within noise" if lo <= 0 <= hi else ""))
             else:
-                ds = np.array([v[0] for v in values])
+                mean, std, lo, hi = across_seeds([v[0] for v in values])
                 noisy = sum(v[1] <= 0 <= v[2] for v in values)
-                cells.append(f"{ds.mean():+.4f} ± {ds.std(ddof=1):.4f} ({noisy}/{len(values)} seeds within noise)")
+                cells.append(f"{mean:+.4f} ± {std:.4f} [{lo:+.4f}, {hi:+.4f}]" + (" within noise" if lo <= 0 <= hi
+                                                                                  else "")
+                             + f" ({noisy}/{len(values)} seeds within noise)")
         lines.append(f"| {a} - {b} | " + " | ".join(cells) + " |")
     lines += ["", "TopDecile: share of the top-K recommendations among the 10% of items most frequent as training "
-              "targets. " + ("" if len(roots) == 1 else "Across seeds: mean ± std of the per-seed differences.")]
+              "targets. " + ("" if len(roots) == 1 else "Across seeds: mean ± std of the per-seed differences [95% t-interval of "
+                                           "the mean over the seeds]; in parentheses, the seeds whose own bootstrap "
+                                           "interval covers 0.")]
     return "\n".join(lines) + "\n", {"pairs": pairs, "per_root": per_root}
 
 

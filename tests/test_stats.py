@@ -48,3 +48,23 @@ def test_run_stats_on_a_toy_run(tmp_path, monkeypatch):
     assert d["TopDecile"][0] == pytest.approx(0 - 2 / 6)  # SFT recommends Movie 9 (decile 1) twice in 6
     assert d["DivRatio"][0] == 0 and d["ORRatio"][0] == 0
     assert "| SPRec - SFT | +0.0000 [-1.0000, +1.0000] within noise |" in text
+
+
+def test_across_seeds_is_the_t_interval_of_the_mean():
+    mean, std, lo, hi = stats.across_seeds([1, 2, 3, 4, 5])
+    half = 2.7764451 * np.sqrt(2.5) / np.sqrt(5)  # t(0.975, 4 df) * sample std / sqrt(n)
+    assert (mean, std) == (3.0, pytest.approx(np.sqrt(2.5))) and (lo, hi) == (pytest.approx(3 - half),
+                                                                            pytest.approx(3 + half))
+
+
+def test_run_stats_over_seeds(tmp_path, monkeypatch):
+    """The same toy run as two seeds: every per-seed difference is the same, so the spread is 0 and the interval a
+    point; each seed's own bootstrap covers 0 for HR."""
+    data_dir, rec = _toy_category(tmp_path, monkeypatch)
+    roots = [tmp_path / "seed1", tmp_path / "seed2"]
+    for root in roots:
+        toy_predictions(root, rec, "it0")
+    text, result = stats.run_stats(roots, "Toy", str(data_dir), k=3, resamples=400, embedding_model="stub")
+    ndcg = 1 / np.log2(3) / 2 - 1 / 2
+    assert f"| SPRec - SFT | +0.0000 ± 0.0000 [+0.0000, +0.0000] within noise (2/2 seeds within noise) | " \
+           f"{ndcg:+.4f} ± 0.0000 [{ndcg:+.4f}, {ndcg:+.4f}] (" in text
