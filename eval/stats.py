@@ -128,14 +128,14 @@ def run_stats(roots, category: str, data_dir: str = "", k: int = 5, resamples: i
             else:
                 mean, std, lo, hi = across_seeds([v[0] for v in values])
                 noisy = sum(v[1] <= 0 <= v[2] for v in values)
-                cells.append(f"{mean:+.4f} ± {std:.4f} [{lo:+.4f}, {hi:+.4f}]" + (" within noise" if lo <= 0 <= hi
-                                                                                  else "")
-                             + f" ({noisy}/{len(values)} seeds within noise)")
+                within = " within noise" if lo <= 0 <= hi else ""
+                cells.append(f"{mean:+.4f} ± {std:.4f} [{lo:+.4f}, {hi:+.4f}]{within} "
+                             f"({noisy}/{len(values)} seeds within noise)")
         lines.append(f"| {a} - {b} | " + " | ".join(cells) + " |")
+    across = ("" if len(roots) == 1 else "Across seeds: mean ± std of the per-seed differences [95% t-interval of the "
+              "mean over the seeds]; in parentheses, the seeds whose own bootstrap interval covers 0.")
     lines += ["", "TopDecile: share of the top-K recommendations among the 10% of items most frequent as training "
-              "targets. " + ("" if len(roots) == 1 else "Across seeds: mean ± std of the per-seed differences [95% t-interval of "
-                                           "the mean over the seeds]; in parentheses, the seeds whose own bootstrap "
-                                           "interval covers 0.")]
+              "targets. " + across]
     return "\n".join(lines) + "\n", {"pairs": pairs, "per_root": per_root}
 
 

@@ -1,0 +1,92 @@
+"""The README's result tables, generated from the reports they cite, so that the two cannot drift apart.
+
+usage: python -m eval.readme_tables [--readme README.md] [--check]
+A table between the lines
+    <!-- table from results/demo/ML100K_results.md; columns: HR@1, HR@5, NDCG@5 -->
+    <!-- end table -->
+is rebuilt from the first table of that report (eval/report.py's output): the named columns with the report's own
+headers, every row with the report's own labels, in its order (`; rows: SFT, SPRec it1 DPO` keeps only those). The
+path is relative to the README. Without --check the README is rewritten in place; with --check nothing is written and
+the exit status is 1 if a table differs from its report (tests/test_readme_tables.py runs it on the real README).
+"""
+import re
+from pathlib import Path
+
+from utils.io import UserError, fail, run_cli, write_text
+
+START = re.compile(r"^<!-- table from (?P<path>\S+); columns: (?P<columns>[^;]+?)(?:; rows: (?P<rows>.+?))? -->$")
+END = "<!-- end table -->"
+
+
+def read_table(path: Path) -> tuple[list[str], list[list[str]]]:
+    """The header cells and the rows of the first markdown table in `path`."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such report")
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines()]
+    start = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
+    if start is None:
+        raise UserError(f"{path}: no table")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        block.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return block[0], block[2:]
+
+
+def render(report: Path, columns: list[str], rows: list[str] | None) -> list[str]:
+    """The markdown lines of one README table made from `report`."""
+    header, body = read_table(report)
+    plain = [re.sub(r"\s*[↑↓]$", "", h) for h in header]
+    missing = [c for c in columns if c not in plain]
+    if missing:
+        raise UserError(f"{report}: no column {', '.join(missing)} (it has {', '.join(plain[1:])})")
+    by_label = {r[0]: r for r in body}
+    if rows is not None and (absent := [r for r in rows if r not in by_label]):
+        raise UserError(f"{report}: no row {', '.join(absent)}")
+    chosen = [by_label[r] for r in rows] if rows is not None else body
+    index = [plain.index(c) for c in columns]
+    out = ["| " + " | ".join([header[0]] + [header[i] for i in index]) + " |",
+           "|---|" + "---:|" * len(index)]
+    out += ["| " + " | ".join([r[0]] + [r[i] for i in index]) + " |" for r in chosen]
+    return out
+
+
+def regenerate(text: str, base: Path) -> tuple[str, list[str]]:
+    """(the README with every marked table rebuilt, the reports whose tables changed)."""
+    lines, out, changed, i = text.splitlines(), [], [], 0
+    while i < len(lines):
+        out.append(lines[i])
+        m = START.match(lines[i])
+        i += 1
+        if not m:
+            continue
+        end = next((j for j in range(i, len(lines)) if lines[j] == END), None)
+        if end is None:
+            raise UserError(f"README line {i}: '{lines[i - 1]}' has no '{END}' after it")
+        rows = [r.strip() for r in m["rows"].split(",")] if m["rows"] else None
+        table = render(base / m["path"], [c.strip() for c in m["columns"].split(",")], rows)
+        if lines[i:end] != table:
+            changed.append(m["path"])
+        out += table
+        i = end
+    return "\n".join(out) + ("\n" if text.endswith("\n") else ""), changed
+
+
+def run(readme: str = "README.md", check: bool = False):
+    path = Path(readme)
+    if not path.is_file():
+        raise UserError(f"--readme {readme}: no such file")
+    text, changed = regenerate(path.read_text(encoding="utf-8"), path.parent)
+    if check:
+        if changed:
+            fail(f"{readme}: the tables from {', '.join(changed)} differ from those reports; run python -m "
+                 f"eval.readme_tables", code=1)
+        print(f"{readme}: every generated table matches its report")
+    elif changed:
+        write_text(path, text)
+        print(f"{readme}: rebuilt the tables from {', '.join(changed)}")
+
+
+if __name__ == "__main__":
+    run_cli(run)
