@@ -54,7 +54,7 @@ def main():
 
     from utils.constrained import beam_search, catalog_trie
     from utils.generation import generate, max_answer_tokens
-    from utils.modeling import load_model, load_tokenizer
+    from utils.modeling import default_device, load_model, load_tokenizer
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="", help="model directory (default: models/SFT/<C>)")
@@ -72,7 +72,7 @@ def main():
     prompts = [render_prompt(r) for r in sample_records(load_split(data, "test"), args.n_prompts, 0)]
     model_dir, what = pick_model(args.model, args.category, args.allow_untrained)
     tokenizer = load_tokenizer(model_dir, padding_side="left")
-    model = load_model(model_dir, merge=True, device="cuda" if cuda else "cpu")
+    model = load_model(model_dir, merge=True, device=default_device())
     budget = args.token_budget or (262144 if cuda else 32768)
     max_new = max_answer_tokens(tokenizer, catalog.names)
     t0 = time.perf_counter()

@@ -55,7 +55,7 @@ def main():
 
     from bench.which_model import pick_model
     from utils.generation import SharedPrefix, encode_prompts, generate, max_answer_tokens
-    from utils.modeling import load_model, load_tokenizer
+    from utils.modeling import default_device, load_model, load_tokenizer
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="", help="model directory (default: models/SFT/<C>)")
@@ -73,9 +73,9 @@ def main():
     catalog = load_catalog(data)
     records = sample_records(load_split(data, "train"), args.n_prompts, 0)
     prompts = [render_prompt(r) for r in records]
-    device = "cuda" if cuda else "cpu"
+    device = default_device()
     if args.shape:  # a random model of a real shape: for the GPU prefill floor, not for titles
-        from random_model import random_llama
+        from bench.random_model import random_llama
 
         model_dir = args.tokenizer or args.model or pick_model("", args.category, allow_untrained=True)[0]
         tokenizer = load_tokenizer(model_dir, padding_side="left")

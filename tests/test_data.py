@@ -38,7 +38,7 @@ def test_jsonl_splits(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ('[{"instruction": "i", "input": "x", "output": "y"},', "malformed JSON at line 1"),
-    ('{"instruction": "i", "input": "x", "output": "y"}\n{oops', "malformed JSON Lines record at line 2"),
+    ('{"instruction": "i", "input": "x", "output": "y"}\n{oops', "malformed JSON at line 2"),
     ('[{"instruction": "i", "input": "x"}]', "record 0 has no 'output' field"),
     ('[{"instruction": "i", "input": "x", "output": "y"}, {"instruction": "i", "input": 3, "output": "y"}]',
      "record 1 field 'input' is a int, expected a string"),

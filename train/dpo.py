@@ -14,7 +14,7 @@ multi-negative losses `sdpo` (S-DPO) and `dmpo` (DMPO), which read k rejected it
 import time
 from pathlib import Path
 
-from utils.io import UserError, comma_list, run_cli
+from utils.io import UserError, comma_list, read_jsonl, run_cli
 from utils.stage import Stage
 from utils.tracking import tracking_args
 from utils.training import (
@@ -30,22 +30,10 @@ MULTI_NEGATIVE = ("sdpo", "dmpo")  # utils.trainers.MULTI_NEGATIVE_LOSSES (named
 
 
 def read_pairs(path: Path) -> list[dict]:
-    import json
-
+    """The self-play pairs of one split, each checked: string prompt, chosen and rejected, and the same number of
+    extra rejected items in every pair."""
     pairs = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found (run train/self_play.py first)") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            p = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}: malformed JSON at line {lineno}: {e.msg}") from None
+    for lineno, p in read_jsonl(path, "run python -m train.self_play first"):
         if not (isinstance(p, dict) and all(isinstance(p.get(k), str) for k in ("prompt", "chosen", "rejected"))):
             raise UserError(f"{path}: line {lineno} needs an object with string 'prompt', 'chosen' and 'rejected'")
         extra = p.get("extra_rejected", [])

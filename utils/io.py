@@ -122,15 +122,42 @@ def write_text(path, text: str) -> None:
     _atomic_write(path, lambda f: f.write(text))
 
 
+def read_text(path, missing: str = "") -> str:
+    """A UTF-8 file's text; a missing or undecodable file is one clear line (`missing`: a hint on what to do)."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found" + (f" ({missing})" if missing else "")) from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
 def read_json(path):
     path = Path(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
+        return json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+
+
+def parse_jsonl(text: str, path) -> list[tuple[int, object]]:
+    """JSON Lines: (line number, value) for each non-blank line, so that later checks can name the line; a line that
+    is not JSON is named by its number."""
+    values = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            values.append((lineno, json.loads(line)))
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}: malformed JSON at line {lineno}: {e.msg}") from None
+    return values
+
+
+def read_jsonl(path, missing: str = "") -> list[tuple[int, object]]:
+    """The one JSON Lines reader (self-play pairs, a JSON Lines split): parse_jsonl of the file's text."""
+    return parse_jsonl(read_text(path, missing), path)
 
 
 # ---------------------------------------------------------------------------------------------------- stages

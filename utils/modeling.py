@@ -92,6 +92,14 @@ def is_project_built(model_dir) -> bool:
         return False
 
 
+def default_device() -> str:
+    """The device of a single-process tool (grounding's embedder, the benchmarks): the GPU when one is visible. A
+    launched stage takes accelerate's instead (process_state().device: each process its own GPU)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def process_state():
     """accelerate's view of this launch: rank, world size, device. Without CUDA it must be asked for the CPU backend
     explicitly: a plain PartialState() under `accelerate launch --multi_gpu` with ACCELERATE_USE_CPU=1 reports one
