@@ -95,8 +95,8 @@ def verdict(low: float, high: float) -> str:
 
 def run_stats(roots, category: str, data_dir: str = "", k: int = 5, resamples: int = 1000, seed: int = 0,
               embedding_model: str = "") -> tuple[str, dict]:
+    from eval.figures import exposure_sources, item_deciles, recorded_embedding_model
     from eval.mostpop import popularity
-    from eval.report import exposure_sources, item_deciles, recorded_embedding_model
     from utils.data import category_dir, load_catalog, load_split
 
     data = Path(data_dir) if data_dir else category_dir(category)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import utils.grounding as grounding
-from eval import report
+from eval import figures, report
 from utils.io import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,7 +138,7 @@ def test_missing_methods_are_skipped(tmp_path):
     for what in ("MostPop baseline", "DPO baseline", "SFT-only baseline"):
         assert f"no {what}" in joined
     assert "SPRec has one iteration only" in joined
-    png = report.plot_metrics_per_iteration(rows, 1, "Toy", tmp_path / "figs" / "a.png")
+    png = figures.plot_metrics_per_iteration(rows, 1, "Toy", tmp_path / "figs" / "a.png")
     assert png.read_bytes().startswith(PNG)
 
 
@@ -164,7 +164,7 @@ def test_mean_and_std_over_two_roots(tmp_path):
     mean, std = report.mean_std([0.1, 0.2, 0.6])
     assert mean == pytest.approx(0.3) and std == pytest.approx(math.sqrt((0.04 + 0.01 + 0.09) / 2))
     assert report.mean_std([0.4, math.nan])[0] == pytest.approx(0.4)
-    png = report.plot_metrics_per_iteration(rows, 2, "Toy", tmp_path / "figs" / "a.png")
+    png = figures.plot_metrics_per_iteration(rows, 2, "Toy", tmp_path / "figs" / "a.png")
     assert png.stat().st_size > 1000 and png.read_bytes().startswith(PNG)
 
 
@@ -194,16 +194,16 @@ def test_item_deciles_and_shares():
     # row 3 (9), row 0 (5), row 7 (5), row 1 (4), row 12 (2), then the 15 zeros in row order 2, 4, 5, 6, 8, ...
     pop = np.zeros(20, dtype=int)
     pop[[3, 0, 7, 1, 12]] = [9, 5, 5, 4, 2]
-    bins = report.item_deciles(pop)
+    bins = figures.item_deciles(pop)
     assert bins[3] == 0 and bins[0] == 0 and bins[7] == 1 and bins[1] == 1 and bins[12] == 2 and bins[2] == 2
     assert bins[4] == 3 and bins[5] == 3 and bins[19] == 9 and bins[18] == 9 and bins[17] == 8
     assert np.bincount(bins).tolist() == [2] * 10
     # two records' top-3: rows 3, 0, 7 | 1, 19, 3 -> bins 0, 0, 1 | 1, 9, 0
-    shares = report.decile_shares(pop, np.array([[3, 0, 7], [1, 19, 3]]))
+    shares = figures.decile_shares(pop, np.array([[3, 0, 7], [1, 19, 3]]))
     assert shares.tolist() == pytest.approx([3 / 6, 2 / 6, 0, 0, 0, 0, 0, 0, 0, 1 / 6])
-    assert report.decile_shares(pop, []).tolist() == [0.0] * 10
+    assert figures.decile_shares(pop, []).tolist() == [0.0] * 10
     # fewer items than bins: each item its own bin, the rest stay empty
-    assert report.item_deciles(np.array([1, 3, 2])).tolist() == [6, 0, 3]
+    assert figures.item_deciles(np.array([1, 3, 2])).tolist() == [6, 0, 3]
 
 
 NAMES = [f"Movie {i}" for i in range(10)]  # item id i + 1 at row i; "embedding" of Movie i is (i, 0)
@@ -256,16 +256,16 @@ def test_top_items_and_exposure_figure(tmp_path, monkeypatch):
     sft, sprec = toy_predictions(root, rec, "it1")
     (root / "SPRec" / "Toy" / "it0" / "DPO").mkdir(parents=True)
     write_model(root / "SPRec" / "Toy" / "it0" / "DPO", 0.1)
-    assert report.top_items(sft / "test_result.json", catalog, 3, "stub").tolist() == [[9, 8, 7], [8, 9, 7]]
+    assert figures.top_items(sft / "test_result.json", catalog, 3, "stub").tolist() == [[9, 8, 7], [8, 9, 7]]
     # SPRec: Movie 0 -> rows 0, 1, 2; Movie 1 -> rows 1, 0, 2 (0 and 2 tie at distance 1: the smaller row first)
-    assert report.top_items(sprec / "test_result.json", catalog, 3, "stub").tolist() == [[0, 1, 2], [1, 0, 2]]
+    assert figures.top_items(sprec / "test_result.json", catalog, 3, "stub").tolist() == [[0, 1, 2], [1, 0, 2]]
 
-    shares, target_shares, notes = report.exposure_shares([root], "Toy", data_dir, "stub", k=3)
+    shares, target_shares, notes = figures.exposure_shares([root], "Toy", data_dir, "stub", k=3)
     assert list(shares) == ["SFT", "SPRec (iteration 2)"]  # it0 has no predictions: the last with them is it1
     # deciles: Movie 9 -> 0, Movie 8 -> 1, Movie 0 -> 2, Movie 1 -> 3, Movie 2 -> 4, ..., Movie 7 -> 9
     assert shares["SFT"][0].tolist() == pytest.approx([2 / 6, 2 / 6, 0, 0, 0, 0, 0, 0, 0, 2 / 6])
     assert shares["SPRec (iteration 2)"][0].tolist() == pytest.approx([0, 0, 2 / 6, 2 / 6, 2 / 6, 0, 0, 0, 0, 0])
     assert target_shares.tolist() == pytest.approx([0.5, 0, 0.5, 0, 0, 0, 0, 0, 0, 0])
     assert any("no DPO predictions" in n for n in notes)
-    png = report.plot_exposure(shares, target_shares, "Toy", tmp_path / "figs" / "b.png", k=3)
+    png = figures.plot_exposure(shares, target_shares, "Toy", tmp_path / "figs" / "b.png", k=3)
     assert png.stat().st_size > 1000 and png.read_bytes().startswith(PNG)
