@@ -78,7 +78,9 @@ def main():
         model = work / "model"
         python("-m", "utils.tiny_model", "--category", args.category, "--out", str(model), "--hidden", str(args.hidden),
                "--layers", str(args.layers), "--heads", str(max(1, args.hidden // 64)))
-        params = json.loads((model / "sprec_tiny.json").read_text())["parameters"]
+        from utils.tiny_model import TINY_MARKER
+
+        params = json.loads((model / TINY_MARKER).read_text())["parameters"]
         what = f"Llama hidden {args.hidden}, {args.layers} layers, {params / 1e6:.1f}M parameters, full training"
     base = float(python("-c", LOAD_ONLY.format(model=str(model))).strip())
     for k in sorted({1, args.num_negatives}):  # random-negative pairs with 1 and with k rejected items

@@ -11,7 +11,7 @@ from pathlib import Path
 
 def describe(model_dir) -> tuple[bool, str]:
     """(trained, a description): trained means an SFT/SPRec stage wrote it, or a pretrained instruct model."""
-    from utils.modeling import TINY_MARKER
+    from utils.tiny_model import TINY_MARKER
 
     d = Path(model_dir)
     for stage in ("sft", "dpo"):

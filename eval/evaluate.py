@@ -17,45 +17,9 @@ import sys
 from pathlib import Path
 
 from utils.data import category_dir, load_catalog, read_records
-from utils.io import UserError, check_output_dir, run_cli, write_json
-from utils.metrics import parse_ks
+from utils.io import UserError, check_output_dir, run_cli
+from utils.metrics import METRIC_KEYS, check_decoding, parse_ks, prediction_text, write_eval_files
 from utils.prompt import parse_title
-
-METRIC_KEYS = ("HR", "NDCG", "diversity", "DivRatio", "ORRatio", "MGU", "DGU", "ValidRatio")
-DECODINGS = ("greedy", "constrained")
-
-
-def check_decoding(decoding) -> str:
-    if decoding not in DECODINGS:
-        raise UserError(f"--decoding must be one of {', '.join(DECODINGS)}, got {decoding!r}")
-    return decoding
-
-
-def _suffix(decoding) -> str:
-    """Greedy (and MostPop, decoding None) files keep the official names; constrained decoding's get a suffix."""
-    return "_constrained" if decoding == "constrained" else ""
-
-
-def result_name(split: str, decoding: str = "greedy") -> str:
-    """The predictions file eval/inference.py writes into a model directory: test_result[_constrained].json."""
-    return f"{split}_result{_suffix(decoding)}.json"
-
-
-def eval_name(k: int, decoding: str | None = "greedy") -> str:
-    """eval_top{K}.json for greedy decoding (and MostPop), eval_top{K}_constrained.json for constrained decoding."""
-    return f"eval_top{k}{_suffix(decoding)}.json"
-
-
-def prediction_text(record, path, index) -> str:
-    if "logprobs" in record:  # only constrained decoding writes them: its K items must not be grounded as one text
-        raise UserError(f"{path}: record {index} holds ranked catalog items from constrained decoding: evaluate it "
-                        f"with --decoding constrained")
-    pred = record.get("predict")
-    if isinstance(pred, list):
-        pred = pred[0] if pred else ""
-    if not isinstance(pred, str):
-        raise UserError(f"{path}: record {index} has no 'predict' text (expected a string or a list of strings)")
-    return pred
 
 
 def ranked_rows(record, path, index, catalog, k: int) -> list[int]:
@@ -70,24 +34,6 @@ def ranked_rows(record, path, index, catalog, k: int) -> list[int]:
         raise UserError(f"{path}: record {index} has {what}; constrained evaluation takes the {k} distinct catalog "
                         f"items that eval/inference.py --decoding constrained writes (rerun it, with --topk {k})")
     return rows
-
-
-def write_eval_files(results: dict, output_dir, model: str, category: str, records,
-                     decoding: str | None = "greedy") -> list[Path]:
-    """eval_top{K}[_constrained].json with the keys of docs/metrics.md in its order: the metrics, then the decoding
-    that made the predictions (None for MostPop: nothing is decoded) and which test records were evaluated (a
-    fingerprint: the same for every model evaluated on the same users)."""
-    from utils.data import records_fingerprint
-
-    paths, fingerprint = [], records_fingerprint(records)
-    for k, m in results.items():
-        row = {"model": model, "category": category, "topk": k, "n": m["n"], "n_skipped": m["n_skipped"],
-               **{key: m.get(key) for key in METRIC_KEYS}, "embedding_model": m["embedding_model"],
-               "decoding": decoding, "test_records": fingerprint}
-        path = Path(output_dir) / eval_name(k, decoding)
-        write_json(path, row)
-        paths.append(path)
-    return paths
 
 
 def run(result_json: str, category: str = "ML100K", data_dir: str = "", topk="1,5", output_dir: str = "",

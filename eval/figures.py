@@ -124,10 +124,9 @@ def top_items(result_path, catalog, k: int = 5, embedding_model: str | None = No
 
     Records whose target is not a catalog item are left out, as in the metrics.
     """
-    from eval.evaluate import prediction_text
     from utils.data import read_records
     from utils.grounding import ground_titles
-    from utils.metrics import evaluated_records
+    from utils.metrics import evaluated_records, prediction_text
     from utils.prompt import parse_title
 
     result_path = Path(result_path)

@@ -28,8 +28,7 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
     args = dict(locals())
     import torch
 
-    from eval.evaluate import check_decoding, result_name
-    from utils.metrics import parse_ks
+    from utils.metrics import check_decoding, parse_ks, result_name
     from utils.modeling import check_model_dir, load_model, load_tokenizer, process_state
     from utils.tracking import check_tracker
 
@@ -95,9 +94,8 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
 def evaluated(model_dir, topk, embedding_model, decoding="greedy") -> bool:
     """Every requested eval file of the decoding mode exists; greedy ones grounded with the same embedding model
     (constrained ones ground nothing)."""
-    from eval.evaluate import eval_name
     from utils.grounding import default_embedding_model
-    from utils.metrics import parse_ks
+    from utils.metrics import eval_name, parse_ks
 
     want = str(embedding_model or default_embedding_model()) if decoding == "greedy" else None
     files = [Path(model_dir) / eval_name(k, decoding) for k in parse_ks(topk)]

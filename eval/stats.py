@@ -58,9 +58,8 @@ def paired_differences(a: dict, b: dict, resamples: int = 1000, seed: int = 0, k
 
 def model_rankings(result_path, catalog, k: int, embedding_model, top_decile) -> dict:
     """The evaluated users' top-k catalog rows and target ranks of one model, as eval/evaluate.py computes them."""
-    from eval.evaluate import prediction_text
     from utils.data import read_records
-    from utils.metrics import ground_predictions
+    from utils.metrics import ground_predictions, prediction_text
 
     records = read_records(result_path)
     predictions = [prediction_text(r, result_path, i) for i, r in enumerate(records)]

@@ -1,7 +1,8 @@
 import json
 
-from utils.modeling import TINY_MARKER, is_project_built, load_model, load_tokenizer
+from utils.modeling import load_model, load_tokenizer
 from utils.prompt import render_completion, render_prompt
+from utils.tiny_model import TINY_MARKER, is_small_model
 
 
 def test_build_reload_generate(tiny_model, ml100k):
@@ -9,7 +10,7 @@ def test_build_reload_generate(tiny_model, ml100k):
 
     assert (tiny_model / "model.safetensors").is_file() and not list(tiny_model.glob("*.bin"))
     info = json.loads((tiny_model / TINY_MARKER).read_text())
-    assert info["parameters"] > 0 and is_project_built(tiny_model)
+    assert info["parameters"] > 0 and is_small_model(tiny_model)
     tok = load_tokenizer(tiny_model, padding_side="left")
     assert tok.pad_token and tok.eos_token and tok.pad_token_id != tok.eos_token_id
     model = load_model(tiny_model)

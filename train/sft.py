@@ -49,15 +49,16 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
         return
     out, state = stage.out, stage.state
 
-    from utils.modeling import check_model_dir, is_project_built, resolve_base_model
+    from utils.modeling import check_model_dir, resolve_base_model
+    from utils.tiny_model import is_small_model
 
     # Every check on the user's input comes before the heavy imports and before anything is written.
     data = Path(data_dir) if data_dir else category_dir(category)
     check_output_dir(out)
     tracking = tracking_args(report_to, out)  # a missing tracker package: one line, now
     start = check_model_dir(resume_from, "--resume_from") if resume_from else resolve_base_model(base_model, category)
-    project_built = is_project_built(start)
-    full = project_built if full_finetune == "auto" else str(full_finetune).lower() in ("1", "true", "yes")
+    small_model = is_small_model(start)
+    full = small_model if full_finetune == "auto" else str(full_finetune).lower() in ("1", "true", "yes")
     if load_in_4bit:
         from utils.modeling import quantization_config
 
@@ -83,7 +84,7 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     from utils.training import check_lora_targets
 
     stage.say(f"start {start} ({'adapter, continued' if is_adapter(start) else 'full' if full else 'LoRA'}; "
-              f"loss on {'the whole text' if project_built else 'the completion'}), {len(train_ds)} train / "
+              f"loss on {'the whole text' if small_model else 'the completion'}), {len(train_ds)} train / "
               f"{len(valid_ds)} valid records, {describe_plan(plan)}. First example:\n"
               f"{train_ds[0]['prompt']}{train_ds[0]['completion']}")
     if weights:
@@ -98,14 +99,14 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
         check_lora_targets(start, peft_config, trust_remote_code)
     model = load_model(start, trainable=True, full=full, trust_remote_code=trust_remote_code,
                        load_in_4bit=load_in_4bit)
-    if project_built and not resume_from:  # the embedded small model starts from the run seed's random weights
+    if small_model and not resume_from:  # the embedded small model starts from the run seed's random weights
         from utils.tiny_model import initial_weights
 
         model = initial_weights(model, seed)
     config = SFTConfig(
         output_dir=str(stage.partial), num_train_epochs=epochs, learning_rate=lr,
         per_device_eval_batch_size=per_device_batch_size * 4, lr_scheduler_type="cosine", max_length=max_length,
-        completion_only_loss=not project_built,
+        completion_only_loss=not small_model,
         save_strategy="no", logging_steps=logging_steps,
         **schedule_args(len(train_ds), epochs, plan, evals_per_run, warmup_steps),
         **tracking, seed=seed, data_seed=seed, disable_tqdm=not state.is_main_process,
@@ -119,7 +120,7 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     result = trainer.train()
     save_trained(trainer, tokenizer, stage.partial, start)  # every process: gathering sharded weights is a collective
     stage.finish({"start_model": start, "full_finetune": full,
-                  "loss": "whole text" if project_built else "completion only",
+                  "loss": "whole text" if small_model else "completion only",
                   "train_records": len(train_ds), "world_size": state.num_processes, **plan,
                   **(weighting_facts(catalog, genre_weight, weights["train"]) if weights else {}),
                   "peak_memory_mb": round(peak_memory_mb(), 1),

@@ -5,6 +5,8 @@ and baselines such as MostPop go through the very same code. `evaluate_predictio
 decoding: parse, validate, ground, rank, then the metrics for every K. `evaluate_rankings` does that of constrained
 beam search (utils/constrained.py), whose K ranked catalog items per record are the top-K as they are.
 """
+from pathlib import Path
+
 import numpy as np
 
 from utils.io import UserError
@@ -133,3 +135,60 @@ def _at_each_k(records, keep, ranks, topk, valid, catalog, ks, extra) -> dict:
         m = topk_metrics(ranks, topk, k, catalog, histories, valid) if keep else {"n": 0}
         results[k] = {"topk": k, **m, **extra}
     return results
+
+
+# ------------------------------------------------------------------------------------------ eval files
+METRIC_KEYS = ("HR", "NDCG", "diversity", "DivRatio", "ORRatio", "MGU", "DGU", "ValidRatio")
+DECODINGS = ("greedy", "constrained")
+
+
+def check_decoding(decoding) -> str:
+    if decoding not in DECODINGS:
+        raise UserError(f"--decoding must be one of {', '.join(DECODINGS)}, got {decoding!r}")
+    return decoding
+
+
+def _suffix(decoding) -> str:
+    """Greedy (and MostPop, decoding None) files keep the official names; constrained decoding's get a suffix."""
+    return "_constrained" if decoding == "constrained" else ""
+
+
+def result_name(split: str, decoding: str = "greedy") -> str:
+    """The predictions file eval/inference.py writes into a model directory: test_result[_constrained].json."""
+    return f"{split}_result{_suffix(decoding)}.json"
+
+
+def eval_name(k: int, decoding: str | None = "greedy") -> str:
+    """eval_top{K}.json for greedy decoding (and MostPop), eval_top{K}_constrained.json for constrained decoding."""
+    return f"eval_top{k}{_suffix(decoding)}.json"
+
+
+def prediction_text(record, path, index) -> str:
+    if "logprobs" in record:  # only constrained decoding writes them: its K items must not be grounded as one text
+        raise UserError(f"{path}: record {index} holds ranked catalog items from constrained decoding: evaluate it "
+                        f"with --decoding constrained")
+    pred = record.get("predict")
+    if isinstance(pred, list):
+        pred = pred[0] if pred else ""
+    if not isinstance(pred, str):
+        raise UserError(f"{path}: record {index} has no 'predict' text (expected a string or a list of strings)")
+    return pred
+
+
+def write_eval_files(results: dict, output_dir, model: str, category: str, records,
+                     decoding: str | None = "greedy") -> list[Path]:
+    """eval_top{K}[_constrained].json with the keys of docs/metrics.md in its order: the metrics, then the decoding
+    that made the predictions (None for MostPop: nothing is decoded) and which test records were evaluated (a
+    fingerprint: the same for every model evaluated on the same users)."""
+    from utils.data import records_fingerprint
+    from utils.io import write_json
+
+    paths, fingerprint = [], records_fingerprint(records)
+    for k, m in results.items():
+        row = {"model": model, "category": category, "topk": k, "n": m["n"], "n_skipped": m["n_skipped"],
+               **{key: m.get(key) for key in METRIC_KEYS}, "embedding_model": m["embedding_model"],
+               "decoding": decoding, "test_records": fingerprint}
+        path = Path(output_dir) / eval_name(k, decoding)
+        write_json(path, row)
+        paths.append(path)
+    return paths

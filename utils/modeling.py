@@ -8,18 +8,12 @@ import shutil
 import warnings
 from pathlib import Path
 
-from utils.data import REPO_ROOT, check_category_name
 from utils.io import UserError, first_line, is_done
-
-TINY_MARKER = "sprec_tiny.json"  # written by utils/tiny_model.py into the model it builds, kept by its descendants
+from utils.tiny_model import TINY_MARKER, tiny_model_dir
 
 # peft 0.21 reads `model.is_gradient_checkpointing`, which transformers 5 renamed; the notice is about peft's code,
 # not ours, and nothing we pass changes it.
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-
-
-def tiny_model_dir(category: str) -> Path:
-    return REPO_ROOT / "models" / "tiny" / check_category_name(category)
 
 
 def resolve_base_model(base_model: str | None, category: str) -> str:
@@ -82,14 +76,6 @@ def base_of(model_dir) -> str:
             raise UserError(f"{path}: 'base_model_name_or_path' must name the base model")
         return base
     return str(model_dir)
-
-
-def is_project_built(model_dir) -> bool:
-    """True for the embedded small model and anything trained from it (trained fully, loss on the whole text)."""
-    try:
-        return (Path(base_of(model_dir)) / TINY_MARKER).is_file()
-    except (OSError, ValueError, KeyError, UserError):
-        return False
 
 
 def default_device() -> str:
