@@ -38,17 +38,28 @@ def resampled_metrics(topk: np.ndarray, ranks: np.ndarray, top_decile: np.ndarra
     return out
 
 
-def paired_differences(a: dict, b: dict, resamples: int = 1000, seed: int = 0, k: int = 5) -> dict:
+def bootstrap(model: dict, resamples: int = 1000, seed: int = 0, k: int = 5) -> tuple[dict, dict]:
+    """(metrics on all users, metrics on each resample) of one model. The resamples depend only on the user count
+    and the seed, so two models of the same users are paired: computed once per model, differenced per pair."""
+    n = len(model["ranks"])
+    samples = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    args = model["topk"], model["ranks"], model["top_decile"], k
+    return resampled_metrics(*args, np.arange(n)[None, :]), resampled_metrics(*args, samples)
+
+
+def paired_differences(a: dict, b: dict, resamples: int = 1000, seed: int = 0, k: int = 5, boot=None) -> dict:
     """{metric: (difference on all users, 2.5th, 97.5th percentile of the bootstrap differences)} of model a minus
-    model b; a and b are {"topk": (N, >=k) rows, "ranks": (N,), "top_decile": rows} over the same N users."""
+    model b; a and b are {"topk": (N, >=k) rows, "ranks": (N,), "top_decile": rows} over the same N users. `boot`
+    caches `bootstrap` per model (keyed by id)."""
     n = len(a["ranks"])
     if len(b["ranks"]) != n:
         raise UserError(f"paired statistics need the same test users: {n} against {len(b['ranks'])}")
-    everyone = np.arange(n)[None, :]
-    samples = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    boot = {} if boot is None else boot
+    for m in (a, b):
+        if id(m) not in boot:
+            boot[id(m)] = bootstrap(m, resamples, seed, k)
+    (full_a, boot_a), (full_b, boot_b) = boot[id(a)], boot[id(b)]
     out = {}
-    full_a, full_b = (resampled_metrics(m["topk"], m["ranks"], m["top_decile"], k, everyone) for m in (a, b))
-    boot_a, boot_b = (resampled_metrics(m["topk"], m["ranks"], m["top_decile"], k, samples) for m in (a, b))
     for metric in METRICS:
         diff = boot_a[metric] - boot_b[metric]
         out[metric] = (float(full_a[metric][0] - full_b[metric][0]), float(np.percentile(diff, 2.5)),
@@ -111,7 +122,8 @@ def run_stats(roots, category: str, data_dir: str = "", k: int = 5, resamples: i
         if len({tuple(u) for u in users.values()}) > 1:
             raise UserError(f"{root}: the models were evaluated on different test users (another TEST_SAMPLE_SIZE or "
                             f"SEED); paired statistics need the same ones")
-        per_root.append({(a, b): paired_differences(models[a], models[b], resamples, seed, k)
+        cache = {}  # each model's bootstrap once, whatever the number of pairs it is in
+        per_root.append({(a, b): paired_differences(models[a], models[b], resamples, seed, k, cache)
                          for a, b in comparisons(list(models))})
     pairs = [p for p in per_root[0] if all(p in r for r in per_root)]
     lines = [f"## {category}: paired differences at K={k} (first minus second; {len(roots)} run root(s); 95% "
