@@ -25,6 +25,8 @@ SEED=${SEED:-42}
 OUTPUT_ROOT=${OUTPUT_ROOT:-"models"}
 TEST_SAMPLE_SIZE=${TEST_SAMPLE_SIZE:-""}    # empty = the whole test split
 REPORT_TO=${REPORT_TO:-"none"}              # none, wandb or tensorboard
+SFT_TRAINER_ARGS=${SFT_TRAINER_ARGS:-""}    # any other trl SFTConfig field, e.g. "weight_decay=0.01 max_grad_norm=0.5"
+LORA_ARGS=${LORA_ARGS:-""}                  # any other peft LoraConfig field, e.g. "use_rslora=true"
 export TEST_SAMPLE_SIZE SEED REPORT_TO
 # -------------------------------------------------------------------------------------------------------------
 
@@ -43,6 +45,6 @@ for CATEGORY in $CATEGORIES; do
     --sample_size "$SFT_SAMPLE_SIZE" --valid_sample_size "$SFT_VALID_SAMPLE_SIZE" --epochs "$SFT_EPOCHS" \
     --lr "$SFT_LR" --global_batch_size "$SFT_BATCH_SIZE" --per_device_batch_size "$SFT_DEVICE_BATCH_SIZE" \
     --warmup_steps "$SFT_WARMUP_STEPS" --lora_targets "$LORA_TARGETS" --seed "$SEED" --report_to "$REPORT_TO" \
-    "${memory_args[@]}"
+    "${memory_args[@]}" --trainer_args "$SFT_TRAINER_ARGS" --lora_args "$LORA_ARGS"
   bash shell/eval.sh "$OUT" "$CATEGORY" "${GPU_IDS[@]}" 9>&-
 done

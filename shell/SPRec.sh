@@ -49,6 +49,8 @@ SELF_PLAY_DECODING=${SELF_PLAY_DECODING:-"greedy"} # rejected items: greedy (off
 SEED=${SEED:-42}
 TEST_SAMPLE_SIZE=${TEST_SAMPLE_SIZE:-""}           # empty = the whole test split
 REPORT_TO=${REPORT_TO:-"none"}                     # none, wandb or tensorboard: losses and per-iteration metrics
+SFT_TRAINER_ARGS=${SFT_TRAINER_ARGS:-""}           # any other trl SFTConfig field, e.g. "weight_decay=0.01"
+DPO_TRAINER_ARGS=${DPO_TRAINER_ARGS:-""}           # any other trl DPOConfig field, e.g. "label_smoothing=0.1 max_grad_norm=0.5"
 export TEST_SAMPLE_SIZE SEED REPORT_TO
 # -------------------------------------------------------------------------------------------------------------
 
@@ -95,7 +97,8 @@ for CATEGORY in $CATEGORIES; do
         --train_file "$IT/data/sft_train.jsonl" --sample_size "$TRAIN_SAMPLE_SIZE" \
         --valid_sample_size "$VALID_SAMPLE_SIZE" --epochs 1 --lr "$LR" --warmup_steps "$WARMUP_STEPS" \
         --global_batch_size "$SFT_BATCH_SIZE" --per_device_batch_size "$SFT_DEVICE_BATCH_SIZE" \
-        --seed "$((SEED + i))" --report_to "$REPORT_TO" --genre_weighting "$genre_weighting" "${memory_args[@]}"
+        --seed "$((SEED + i))" --report_to "$REPORT_TO" --genre_weighting "$genre_weighting" "${memory_args[@]}" \
+        --trainer_args "$SFT_TRAINER_ARGS"
       # The SFT step's model is intermediate for SPRec and DPO+SFT (the paper evaluates it too); for SFT-only
       # and GenreSFT it is the result.
       if (( ! dpo_step )); then bash shell/eval.sh "$IT/SFT" "$CATEGORY" "${GPU_IDS[@]}" 9>&-
@@ -110,7 +113,8 @@ for CATEGORY in $CATEGORIES; do
         --warmup_steps "$WARMUP_STEPS" \
         --beta "$BETA" --loss_type "$loss" --global_batch_size "$BATCH_SIZE" \
         --per_device_batch_size "$DEVICE_BATCH_SIZE" --seed "$((SEED + i))" --report_to "$REPORT_TO" \
-        --precompute_ref "$(py_bool "$(( PRECOMPUTE_REF && k == 1 ))")" "${memory_args[@]}"
+        --precompute_ref "$(py_bool "$(( PRECOMPUTE_REF && k == 1 ))")" "${memory_args[@]}" \
+        --trainer_args "$DPO_TRAINER_ARGS"
       bash shell/eval.sh "$IT/DPO" "$CATEGORY" "${GPU_IDS[@]}" 9>&-
       current="$IT/DPO"
     fi

@@ -108,6 +108,12 @@ def test_lora_targets_that_the_architecture_lacks(tmp_path, tiny_model):
     (["--full_finetune", "false", "--load_in_4bit", "True"],
      "LOAD_IN_4BIT needs a CUDA GPU (bitsandbytes 4-bit kernels): on the CPU set LOAD_IN_4BIT=0"),
     (["--load_in_4bit", "True"], "LOAD_IN_4BIT quantizes a frozen base for LoRA: the embedded small model is trained"),
+    # Extra trl / peft fields: a misspelt one, one the stage sets itself, one that is not name=value.
+    (["--trainer_args", "weight_decy=0.1"], "--trainer_args weight_decy: SFTConfig has no such field (did you mean "
+                                             "weight_decay"),
+    (["--trainer_args", "learning_rate=0.1"], "--trainer_args learning_rate: the stage sets it from its own options"),
+    (["--trainer_args", "weight_decay"], "--trainer_args: 'weight_decay' is not name=value"),
+    (["--full_finetune", "false", "--lora_args", "rank=4"], "--lora_args rank: LoraConfig has no such field"),
 ])
 def test_training_options_that_cannot_work_here(tmp_path, tiny_model, args, message):
     """Said in one line before any weight is loaded, nothing written."""

@@ -56,7 +56,8 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
         loss_type: str = "sigmoid", epochs: float = 1, global_batch_size: int = 8, per_device_batch_size: int = 2,
         warmup_steps: int = 0, max_length: int = 512, evals_per_run: int = 2, seed: int = 42,
         report_to: str = "none", logging_steps: int = 10, activation_checkpointing: bool = False,
-        load_in_4bit: bool = False, precompute_ref: bool = False, trust_remote_code: bool = False):
+        load_in_4bit: bool = False, precompute_ref: bool = False, trust_remote_code: bool = False,
+        trainer_args: str = ""):
     args = dict(locals())
     loss_types = args["loss_type"] = comma_list(loss_type, "--loss_type")  # e.g. sigmoid,sft (fire: a tuple)
     stage = Stage("dpo", output_dir, args, what="the DPO step")
@@ -96,15 +97,10 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
     train_ds = preference_dataset(train_pairs, multi_negative=bool(multi))
     valid_ds = preference_dataset(valid_pairs, multi_negative=bool(multi))
     plan = batch_plan(global_batch_size, per_device_batch_size, state.num_processes)
-    ex = train_ds[0]
-    stage.say(f"start {model_dir} ({'LoRA adapter' if is_adapter(model_dir) else 'full model'}; reference = the "
-              f"same start), {len(train_ds)} pairs with {k} rejected item(s) each, loss {loss_types}, beta {beta}, "
-              f"lr {lr}, {describe_plan(plan)}. First pair:\n"
-              f"{ex['prompt']}chosen: {ex['chosen']!r} rejected: {ex['rejected']!r}")
+    from utils.training import with_fields
 
-    tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, padding_side="right")
-    model = load_model(model_dir, trainable=True, trust_remote_code=trust_remote_code, load_in_4bit=load_in_4bit)
-    config = DPOConfig(
+    # trl's config before the model: a bad --trainer_args field is one line before anything loads
+    config = DPOConfig(**with_fields(dict(
         output_dir=str(stage.partial), num_train_epochs=epochs, learning_rate=lr,
         per_device_eval_batch_size=per_device_batch_size * 2, beta=beta,
         # trl's config knows only its own loss names; a multi-negative loss replaces trl's loss altogether
@@ -114,7 +110,15 @@ def run(model_dir: str, data_dir: str, output_dir: str, lr: float = 2e-5, beta: 
         logging_steps=logging_steps, **tracking, seed=seed, data_seed=seed,
         disable_tqdm=not state.is_main_process, dataloader_num_workers=0,
         **schedule_args(len(train_ds), epochs, plan, evals_per_run, warmup_steps),
-        **device_args(activation_checkpointing))
+        **device_args(activation_checkpointing)), trainer_args, DPOConfig, "--trainer_args"))
+    ex = train_ds[0]
+    stage.say(f"start {model_dir} ({'LoRA adapter' if is_adapter(model_dir) else 'full model'}; reference = the "
+              f"same start), {len(train_ds)} pairs with {k} rejected item(s) each, loss {loss_types}, beta {beta}, "
+              f"lr {lr}, {describe_plan(plan)}. First pair:\n"
+              f"{ex['prompt']}chosen: {ex['chosen']!r} rejected: {ex['rejected']!r}")
+
+    tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, padding_side="right")
+    model = load_model(model_dir, trainable=True, trust_remote_code=trust_remote_code, load_in_4bit=load_in_4bit)
     stage.begin()
     kwargs = dict(model=model, ref_model=None, args=config, train_dataset=train_ds, eval_dataset=valid_ds,
                   processing_class=tokenizer)

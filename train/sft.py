@@ -42,7 +42,8 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
         max_length: int = 512, full_finetune: str = "auto", lora_r: int = 16, lora_alpha: int = 32,
         lora_dropout: float = 0.05, lora_targets="all-linear", evals_per_run: int = 4, seed: int = 42,
         report_to: str = "none", logging_steps: int = 10, activation_checkpointing: bool = False,
-        load_in_4bit: bool = False, trust_remote_code: bool = False, genre_weighting: bool = False):
+        load_in_4bit: bool = False, trust_remote_code: bool = False, genre_weighting: bool = False,
+        trainer_args: str = "", lora_args: str = ""):
     args = dict(locals())
     stage = Stage("sft", output_dir, args, what="the SFT stage")
     if stage.skip():
@@ -81,8 +82,17 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     from trl import SFTConfig, SFTTrainer
 
     from utils.modeling import is_adapter, load_model, load_tokenizer, save_trained
-    from utils.training import check_lora_targets
+    from utils.training import check_lora_targets, with_fields
 
+    # trl's config before the model: a bad --trainer_args field is one line before anything loads
+    config = SFTConfig(**with_fields(dict(
+        output_dir=str(stage.partial), num_train_epochs=epochs, learning_rate=lr,
+        per_device_eval_batch_size=per_device_batch_size * 4, lr_scheduler_type="cosine", max_length=max_length,
+        completion_only_loss=not small_model,
+        save_strategy="no", logging_steps=logging_steps,
+        **schedule_args(len(train_ds), epochs, plan, evals_per_run, warmup_steps),
+        **tracking, seed=seed, data_seed=seed, disable_tqdm=not state.is_main_process,
+        dataloader_num_workers=0, **device_args(activation_checkpointing)), trainer_args, SFTConfig, "--trainer_args"))
     stage.say(f"start {start} ({'adapter, continued' if is_adapter(start) else 'full' if full else 'LoRA'}; "
               f"loss on {'the whole text' if small_model else 'the completion'}), {len(train_ds)} train / "
               f"{len(valid_ds)} valid records, {describe_plan(plan)}. First example:\n"
@@ -95,7 +105,7 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     tokenizer = load_tokenizer(start, trust_remote_code=trust_remote_code, padding_side="right")
     peft_config = None
     if not full and not is_adapter(start):
-        peft_config = lora_config(lora_r, lora_alpha, lora_dropout, lora_targets)
+        peft_config = lora_config(lora_r, lora_alpha, lora_dropout, lora_targets, lora_args)
         check_lora_targets(start, peft_config, trust_remote_code)
     model = load_model(start, trainable=True, full=full, trust_remote_code=trust_remote_code,
                        load_in_4bit=load_in_4bit)
@@ -103,14 +113,6 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
         from utils.tiny_model import initial_weights
 
         model = initial_weights(model, seed)
-    config = SFTConfig(
-        output_dir=str(stage.partial), num_train_epochs=epochs, learning_rate=lr,
-        per_device_eval_batch_size=per_device_batch_size * 4, lr_scheduler_type="cosine", max_length=max_length,
-        completion_only_loss=not small_model,
-        save_strategy="no", logging_steps=logging_steps,
-        **schedule_args(len(train_ds), epochs, plan, evals_per_run, warmup_steps),
-        **tracking, seed=seed, data_seed=seed, disable_tqdm=not state.is_main_process,
-        dataloader_num_workers=0, **device_args(activation_checkpointing))
     stage.begin()
     trainer_class = SFTTrainer
     if weights:  # trl's trainer with each record's loss multiplied by its weight

@@ -228,7 +228,8 @@ NOT_RESULT_CHANGING = {"output_dir", "model_dir", "resume_from", "train_file", "
 # Result-changing settings added after runs were recorded, with the value every earlier run used: a run config without
 # one reads as that value (a greedy rerun of an older run is the same run, not "other settings"; offline negatives
 # drawn before `exclude` existed avoided only the record's own items, so a rerun with today's "user" default stops).
-ADDED_SETTINGS = {"decoding": "greedy", "load_in_4bit": False, "genre_weighting": False, "exclude": "record"}
+ADDED_SETTINGS = {"decoding": "greedy", "load_in_4bit": False, "genre_weighting": False, "exclude": "record",
+                  "trainer_args": "", "lora_args": ""}
 
 
 def result_settings(args: dict) -> dict:
