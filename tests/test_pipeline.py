@@ -168,10 +168,13 @@ def test_usage_errors(tmp_path, args, message):
     ({"METHOD": "PPO"}, "METHOD must be SPRec, DPO, DPO+SFT, S-DPO, DMPO, SemanticDPO, GenreSFT or SFT-only, "
                         "got 'PPO'"),
     ({"METHOD": "S-DPO", "NUM_NEGATIVES": "0"}, "NUM_NEGATIVES must be a positive integer, got '0'"),
+    # a tracker without its package: one line before self-play generates anything (the package is not installed)
+    ({"REPORT_TO": "tensorboard"}, "REPORT_TO=tensorboard needs the tensorboard package: pip install tensorboard"),
 ])
 def test_method_errors(tmp_path, env, message):
     p = sh(tmp_path, "shell/SPRec.sh", "1", check=False, **env)
     assert p.returncode == 2 and message in p.stderr, p.stderr
+    assert not (tmp_path / "SPRec").exists()
 
 
 def test_a_rerun_with_changed_settings_stops_and_changes_nothing(run, tmp_path):
