@@ -30,8 +30,8 @@ def test_a_missing_or_unknown_tracker_is_one_line_with_the_fix(monkeypatch):
     assert tracking.check_tracker("none") == "none"
 
 
-RESULTS = {1: {"n": 10, "n_skipped": 0, "HR": 0.1, "NDCG": 0.1, "DivRatio": 0.5, "embedding_model": "x"},
-           5: {"n": 10, "n_skipped": 0, "HR": 0.3, "NDCG": 0.2, "DivRatio": 0.4, "embedding_model": "x"}}
+RESULTS = {1: {"topk": 1, "n": 10, "n_skipped": 0, "HR": 0.1, "NDCG": 0.1, "DivRatio": 0.5, "embedding_model": "x"},
+           5: {"topk": 5, "n": 10, "n_skipped": 0, "HR": 0.3, "NDCG": 0.2, "DivRatio": 0.4, "embedding_model": "x"}}
 SCALARS = {"top1/n": 10.0, "top1/HR": 0.1, "top1/NDCG": 0.1, "top1/DivRatio": 0.5,
            "top5/n": 10.0, "top5/HR": 0.3, "top5/NDCG": 0.2, "top5/DivRatio": 0.4}
 

@@ -66,7 +66,7 @@ def log_eval_metrics(report_to: str, model_dir, results: dict, decoding: str | N
     series = "/".join(head + ([step_kind] if step_kind else [])) + " eval" + (f" {decoding}" if constrained else "")
     step = iteration or 0
     scalars = {f"top{k}/{key}": float(value) for k, m in results.items() for key, value in m.items()
-               if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "n_skipped"}
+               if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("topk", "n_skipped")}
     if report_to == "tensorboard":
         from torch.utils.tensorboard import SummaryWriter
 
