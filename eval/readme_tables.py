@@ -22,7 +22,7 @@ def read_table(path: Path) -> tuple[list[str], list[list[str]]]:
     """The header cells and the rows of the first markdown table in `path`."""
     if not path.is_file():
         raise UserError(f"{path}: no such report")
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines()]
+    lines = path.read_text(encoding="utf-8").splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
     if start is None:
         raise UserError(f"{path}: no table")
