@@ -46,14 +46,16 @@ python -m bench.sampling --shape "$SHAPE" --n_prompts "$N_PROMPTS" --tokenizer "
 python -m bench.random_model --shape "$SHAPE" --out "$WORK/base" --tokenizer "$tokenizer" >> "$WORK/log.txt"
 python -m bench.random_model --shape embedder --out "$WORK/embedder" --tokenizer "$tokenizer" >> "$WORK/log.txt"
 export BASE_MODEL="$WORK/base" OUTPUT_ROOT="$WORK/models" CATEGORIES=ML100K SEED=42 EMBEDDING_MODEL="$WORK/embedder"
-export TRAIN_SAMPLE_SIZE VALID_SAMPLE_SIZE
+# The pretrained recipe of the device (shell/recipes/pretrained-gpu.yaml on a GPU) with these sizes.
+export RECIPE_ARGS="self_play.train_sample_size=$TRAIN_SAMPLE_SIZE self_play.valid_sample_size=$VALID_SAMPLE_SIZE"
 # A short LoRA SFT so that SPRec.sh has its starting adapter (the warm-up is not what is timed).
-t_sft=$(SFT_SAMPLE_SIZE=256 SFT_EPOCHS=1 TEST_SAMPLE_SIZE=64 secs bash shell/SFT.sh "${gpu_ids[@]}")
+short_sft="$RECIPE_ARGS sft.num_train_epochs=1"
+t_sft=$(RECIPE_ARGS="$short_sft sft.sample_size=256" TEST_SAMPLE_SIZE=64 secs bash shell/SFT.sh "${gpu_ids[@]}")
 t_iter=$(secs bash shell/SPRec.sh "${gpu_ids[@]}" 1)
 it="$OUTPUT_ROOT/SPRec/ML100K/it0"
 t_fsdp=-
 if (( CHECK_FSDP && ${#gpu_ids[@]} )); then  # FSDP needs a GPU under accelerate
-  t_fsdp=$(OUTPUT_ROOT="$WORK/fsdp" SHARDING=fsdp SFT_SAMPLE_SIZE=128 SFT_EPOCHS=1 TEST_SAMPLE_SIZE=64 \
+  t_fsdp=$(OUTPUT_ROOT="$WORK/fsdp" SHARDING=fsdp RECIPE_ARGS="$short_sft sft.sample_size=128" TEST_SAMPLE_SIZE=64 \
     secs bash shell/SFT.sh "${gpu_ids[@]}")
 fi
 python - "$it" "$t_sft" "$t_iter" "$t_fsdp" "$WORK/fsdp/SFT/ML100K" <<'PY'

@@ -85,23 +85,25 @@ def main():
     base = float(python("-c", LOAD_ONLY.format(model=str(model))).strip())
     for k in sorted({1, args.num_negatives}):  # random-negative pairs with 1 and with k rejected items
         python("-m", "train.self_play", "--category", args.category, "--output_dir", str(work / f"pairs{k}"),
-               "--negatives", "random", "--num_negatives", str(k), "--train_sample_size", str(n_pairs),
-               "--valid_sample_size", "8")
-    sft = ["-m", "train.sft", "--category", args.category, "--base_model", str(model), "--sample_size", str(n_sft),
-           "--valid_sample_size", "8", "--epochs", "1", "--global_batch_size", str(args.batch_size),
-           "--per_device_batch_size", str(args.batch_size), "--evals_per_run", "0"]
+               "--negatives", "random", "--num_negatives", str(k),
+               "--recipe_args", f"self_play.train_sample_size={n_pairs} self_play.valid_sample_size=8")
+    # the model's own recipe (shell/recipes/), with this benchmark's sizes
+    sft = ["-m", "train.sft", "--category", args.category, "--base_model", str(model), "--recipe_args",
+           f"sft.sample_size={n_sft} sft.valid_sample_size=8 sft.num_train_epochs=1 "
+           f"sft.global_batch_size={args.batch_size} sft.per_device_train_batch_size={args.batch_size} "
+           "sft.evals_per_run=0"]
     dpo_start = work / "SFT" if args.base_model else model  # LoRA DPO continues an adapter
 
-    def dpo(k, loss, *extra):
+    def dpo(k, loss, extra=""):
         return ["-m", "train.dpo", "--model_dir", str(dpo_start), "--data_dir", str(work / f"pairs{k}"),
-                "--loss_type", loss, "--global_batch_size", str(pairs_per_step),
-                "--per_device_batch_size", str(pairs_per_step), "--evals_per_run", "0", *extra]
+                "--recipe_args", f"dpo.loss_type={loss} dpo.global_batch_size={pairs_per_step} "
+                f"dpo.per_device_train_batch_size={pairs_per_step} dpo.evals_per_run=0 {extra}"]
 
     k = args.num_negatives
     runs = {"SFT": (sft, "sft", args.batch_size), "GenreSFT": (sft + ["--genre_weighting", "True"], "sft",
                                                                args.batch_size),
             "DPO": (dpo(1, "sigmoid"), "dpo", 2 * pairs_per_step),
-            "DPO-precomputed": (dpo(1, "sigmoid", "--precompute_ref", "True"), "dpo", 2 * pairs_per_step),
+            "DPO-precomputed": (dpo(1, "sigmoid", "dpo.precompute_ref_log_probs=true"), "dpo", 2 * pairs_per_step),
             "S-DPO": (dpo(k, "sdpo"), "dpo", (k + 1) * pairs_per_step),
             "DMPO": (dpo(k, "dmpo"), "dpo", (k + 1) * pairs_per_step)}
     results, setup = {}, {}

@@ -12,7 +12,6 @@ The table and figures are those of greedy decoding (the official protocol). Mode
 constrained decoding (eval_top{K}_constrained.json, from shell/eval.sh with DECODING=constrained) get a second table
 below it: each such model's greedy row, then its constrained row.
 """
-import json
 import math
 import os
 import re
@@ -21,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from utils.io import UserError, run_cli, write_text
+from utils.io import UserError, read_json, run_cli, write_text
 from utils.metrics import parse_ks
 
 
@@ -108,12 +107,9 @@ def read_evals(directory, decoding: str = "greedy") -> dict[int, dict]:
         m = _EVAL.fullmatch(p.name)
         if not m or bool(m.group(2)) != (decoding == "constrained"):
             continue
-        try:
-            obj = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise UserError(f"{p}: cannot read eval file: {e}") from None
+        obj = read_json(p)
         if not isinstance(obj, dict):
-            raise UserError(f"{p}: expected a JSON object")
+            raise UserError(f"{p}: expected a JSON object (an eval file)")
         out[int(m.group(1))] = obj
     return dict(sorted(out.items()))
 
@@ -204,10 +200,10 @@ def training_budget(run_root, category) -> str | None:
             path = d / f"run_config_{stage}.json"
             if not path.is_file():
                 continue
-            try:
-                args = json.loads(path.read_text(encoding="utf-8"))["args"]
-            except (OSError, ValueError, KeyError, TypeError):
-                raise UserError(f"{path}: cannot read the run config") from None
+            config = read_json(path)
+            args = config.get("args") if isinstance(config, dict) else None
+            if not isinstance(args, dict):
+                raise UserError(f"{path}: no 'args' object: not a run config")
             sft = stage == "sft"
             cells = [row_label(key), stage.upper(), args.get("steps"), args.get("train_records") if sft else None,
                      None if sft else args.get("pairs"), None if sft else args.get("negatives_per_pair", 1)]

@@ -26,42 +26,28 @@ ITERATIONS=$((10#$ITERATIONS))
 CATEGORIES=${CATEGORIES:-"ML100K"}
 METHOD=${METHOD:-"SPRec"}                          # SPRec or a baseline (see above)
 OUTPUT_ROOT=${OUTPUT_ROOT:-"models"}
-# The recipe follows the SFT model: the small model (full training) or a pretrained base (its LoRA adapter).
-MODEL_KIND=${MODEL_KIND:-$(kind_of_model_dir "$OUTPUT_ROOT/SFT/${CATEGORIES%% *}")}
-# Recipe defaults:                           small model / pretrained + LoRA on GPUs (official) / on the CPU
-TRAIN_SAMPLE_SIZE=${TRAIN_SAMPLE_SIZE:-$(recipe 512 2048 64)}   # pairs (and SFT positives) per iteration
-VALID_SAMPLE_SIZE=${VALID_SAMPLE_SIZE:-$(recipe 64 256 8)}
-LR=${LR:-$(recipe 2e-5 2e-5 1e-4)}                 # DPO step and SFT step (CPU: 8 steps, not 256, so larger)
-BETA=${BETA:-0.1}
-LOSS_TYPE=${LOSS_TYPE:-"sigmoid"}                  # trl loss types, comma-separated (e.g. sigmoid,sft); S-DPO, DMPO: theirs
+RECIPE=${RECIPE:-""}                               # a recipe file; empty: the model's own (utils/recipe.py)
+RECIPE_ARGS=${RECIPE_ARGS:-""}                     # this run's changes, e.g. "dpo.beta=0.2 self_play.train_sample_size=512"
 NUM_NEGATIVES=${NUM_NEGATIVES:-3}                  # S-DPO and DMPO: rejected items per pair (k+1 sequences each)
-BATCH_SIZE=${BATCH_SIZE:-$(recipe 8 8 8)}          # DPO pairs per optimizer step (global, any GPU count)
-DEVICE_BATCH_SIZE=${DEVICE_BATCH_SIZE:-$(recipe 8 2 4)}  # DPO pairs per device; accumulation makes up the rest
-SFT_BATCH_SIZE=${SFT_BATCH_SIZE:-$(recipe 16 16 8)}      # the SFT step: records per optimizer step (global)
-SFT_DEVICE_BATCH_SIZE=${SFT_DEVICE_BATCH_SIZE:-$(recipe 16 4 8)}
-GRADIENT_CHECKPOINTING=${GRADIENT_CHECKPOINTING:-0}     # 1: recompute activations (less memory, ~30% slower)
-LOAD_IN_4BIT=${LOAD_IN_4BIT:-0}                    # 1: QLoRA, the frozen base in 4-bit NF4 (GPU + bitsandbytes)
-WARMUP_STEPS=${WARMUP_STEPS:-20}                   # linear warm-up of each SFT and DPO step (at most 10% of its steps)
-PRECOMPUTE_REF=${PRECOMPUTE_REF:-0}                # 1: DPO reference log-probs in one pass before training (k = 1)
+SELF_PLAY_DECODING=${SELF_PLAY_DECODING:-"greedy"} # rejected items: greedy (official) or constrained (beam, real items)
 EVAL_SFT_STEP=${EVAL_SFT_STEP:-1}                  # 0: skip evaluating each iteration's intermediate SFT-step model
 SFT_STEP_TEST_SAMPLE_SIZE=${SFT_STEP_TEST_SAMPLE_SIZE:-""}  # that evaluation on a fixed subset of test users (empty: all)
-SELF_PLAY_DECODING=${SELF_PLAY_DECODING:-"greedy"} # rejected items: greedy (official) or constrained (beam, real items)
+GRADIENT_CHECKPOINTING=${GRADIENT_CHECKPOINTING:-0}     # 1: recompute activations (less memory, ~30% slower)
+LOAD_IN_4BIT=${LOAD_IN_4BIT:-0}                    # 1: QLoRA, the frozen base in 4-bit NF4 (GPU + bitsandbytes)
 SEED=${SEED:-42}
 TEST_SAMPLE_SIZE=${TEST_SAMPLE_SIZE:-""}           # empty = the whole test split
 REPORT_TO=${REPORT_TO:-"none"}                     # none, wandb or tensorboard: losses and per-iteration metrics
-SFT_TRAINER_ARGS=${SFT_TRAINER_ARGS:-""}           # any other trl SFTConfig field, e.g. "weight_decay=0.01"
-DPO_TRAINER_ARGS=${DPO_TRAINER_ARGS:-""}           # any other trl DPOConfig field, e.g. "label_smoothing=0.1 max_grad_norm=0.5"
 export TEST_SAMPLE_SIZE SEED REPORT_TO
 # -------------------------------------------------------------------------------------------------------------
 
-# Per method: the negatives, how many per pair, the DPO loss, and which steps each iteration takes.
-k=1; loss="$LOSS_TYPE"; genre_weighting=False
+# Per method: the negatives, how many per pair, its DPO loss (a recipe override), and which steps each iteration takes.
+k=1; method_args=""; genre_weighting=False
 case "$METHOD" in
   SPRec) negatives=self; sft_step=1; dpo_step=1 ;;
   DPO) negatives=random; sft_step=0; dpo_step=1 ;;
   DPO+SFT) negatives=random; sft_step=1; dpo_step=1 ;;
-  S-DPO) negatives=random; k=$NUM_NEGATIVES; loss=sdpo; sft_step=0; dpo_step=1 ;;
-  DMPO) negatives=random; k=$NUM_NEGATIVES; loss=dmpo; sft_step=0; dpo_step=1 ;;
+  S-DPO) negatives=random; k=$NUM_NEGATIVES; method_args="dpo.loss_type=sdpo"; sft_step=0; dpo_step=1 ;;
+  DMPO) negatives=random; k=$NUM_NEGATIVES; method_args="dpo.loss_type=dmpo"; sft_step=0; dpo_step=1 ;;
   SemanticDPO) negatives=semantic; sft_step=0; dpo_step=1 ;;
   GenreSFT) negatives=random; genre_weighting=True; sft_step=1; dpo_step=0 ;;
   SFT-only) negatives=random; sft_step=1; dpo_step=0 ;;
@@ -73,14 +59,14 @@ fi
 
 check_switches GRADIENT_CHECKPOINTING LOAD_IN_4BIT
 check_tracker "$REPORT_TO"
+RECIPE_ARGS="$RECIPE_ARGS $method_args"
+recipe_args=(--recipe "$RECIPE" --recipe_args "$RECIPE_ARGS")
 memory_args=(--activation_checkpointing "$(py_bool "$GRADIENT_CHECKPOINTING")" --load_in_4bit "$(py_bool "$LOAD_IN_4BIT")")
 
 for CATEGORY in $CATEGORIES; do
   check_category "$CATEGORY"
   SFT_DIR="$OUTPUT_ROOT/SFT/$CATEGORY"
   stage_done "$SFT_DIR" || die "$SFT_DIR is not finished: run bash shell/SFT.sh first"
-  [[ "$(kind_of_model_dir "$SFT_DIR")" == "$MODEL_KIND" ]] \
-    || die "$SFT_DIR is a $(kind_of_model_dir "$SFT_DIR") model, the recipe one for a $MODEL_KIND model: run them apart"
   RUN="$OUTPUT_ROOT/$METHOD/$CATEGORY"
   take_lock "$RUN/.lock"
   current="$SFT_DIR"
@@ -89,16 +75,12 @@ for CATEGORY in $CATEGORIES; do
     banner "$METHOD $CATEGORY iteration $i/$ITERATIONS"
     # Each stage skips itself when finished, after checking that it was made with the same settings.
     launch -m train.self_play --model_dir "$current" --output_dir "$IT/data" --category "$CATEGORY" \
-      --iteration "$i" --seed "$SEED" --negatives "$negatives" --num_negatives "$k" \
-      --train_sample_size "$TRAIN_SAMPLE_SIZE" --valid_sample_size "$VALID_SAMPLE_SIZE" \
+      --iteration "$i" --seed "$SEED" --negatives "$negatives" --num_negatives "$k" "${recipe_args[@]}" \
       --embedding_model "${EMBEDDING_MODEL:-}" --decoding "$SELF_PLAY_DECODING"
     if (( sft_step )); then
       launch -m train.sft --category "$CATEGORY" --resume_from "$current" --output_dir "$IT/SFT" \
-        --train_file "$IT/data/sft_train.jsonl" --sample_size "$TRAIN_SAMPLE_SIZE" \
-        --valid_sample_size "$VALID_SAMPLE_SIZE" --epochs 1 --lr "$LR" --warmup_steps "$WARMUP_STEPS" \
-        --global_batch_size "$SFT_BATCH_SIZE" --per_device_batch_size "$SFT_DEVICE_BATCH_SIZE" \
-        --seed "$((SEED + i))" --report_to "$REPORT_TO" --genre_weighting "$genre_weighting" "${memory_args[@]}" \
-        --trainer_args "$SFT_TRAINER_ARGS"
+        --train_file "$IT/data/sft_train.jsonl" --section sft_step "${recipe_args[@]}" --seed "$((SEED + i))" \
+        --report_to "$REPORT_TO" --genre_weighting "$genre_weighting" "${memory_args[@]}"
       # The SFT step's model is intermediate for SPRec and DPO+SFT (the paper evaluates it too); for SFT-only
       # and GenreSFT it is the result.
       if (( ! dpo_step )); then bash shell/eval.sh "$IT/SFT" "$CATEGORY" "${GPU_IDS[@]}" 9>&-
@@ -109,12 +91,8 @@ for CATEGORY in $CATEGORIES; do
       current="$IT/SFT"
     fi
     if (( dpo_step )); then
-      launch -m train.dpo --model_dir "$current" --data_dir "$IT/data" --output_dir "$IT/DPO" --lr "$LR" \
-        --warmup_steps "$WARMUP_STEPS" \
-        --beta "$BETA" --loss_type "$loss" --global_batch_size "$BATCH_SIZE" \
-        --per_device_batch_size "$DEVICE_BATCH_SIZE" --seed "$((SEED + i))" --report_to "$REPORT_TO" \
-        --precompute_ref "$(py_bool "$(( PRECOMPUTE_REF && k == 1 ))")" "${memory_args[@]}" \
-        --trainer_args "$DPO_TRAINER_ARGS"
+      launch -m train.dpo --model_dir "$current" --data_dir "$IT/data" --output_dir "$IT/DPO" "${recipe_args[@]}" \
+        --seed "$((SEED + i))" --report_to "$REPORT_TO" "${memory_args[@]}"
       bash shell/eval.sh "$IT/DPO" "$CATEGORY" "${GPU_IDS[@]}" 9>&-
       current="$IT/DPO"
     fi

@@ -48,23 +48,6 @@ parse_gpu_ids() {
   VISIBLE_GPUS=$(IFS=,; echo "${mapped[*]}")
 }
 
-# A recipe default follows the model, not the hardware: the small model is trained fully with loss on the whole text
-# wherever it runs; a pretrained base gets LoRA and completion-only loss wherever it runs, with the official sizes on
-# GPUs and smaller ones sized for a 2-core CPU. Set MODEL_KIND (small or pretrained) first.
-#   recipe SMALL_MODEL_VALUE PRETRAINED_GPU_VALUE PRETRAINED_CPU_VALUE
-recipe() {
-  if [[ "${MODEL_KIND:?}" == small ]]; then echo "$1"
-  elif (( ${#GPU_IDS[@]} )); then echo "$2"
-  else echo "$3"; fi
-}
-
-# The model kind a BASE_MODEL value stands for: empty is the embedded small model, anything else a pretrained base.
-kind_of_base() { if [[ -z "$1" ]]; then echo small; else echo pretrained; fi; }
-
-# The model kind of a trained model directory: the small model's marker travels with every model trained from it.
-# (A directory that is not there yet counts as small; the scripts stop on it before training anything.)
-kind_of_model_dir() { if [[ -f "$1/sprec_tiny.json" ]] || ! stage_done "$1"; then echo small; else echo pretrained; fi; }
-
 # Run a Python entry point: plain python for one CPU process on one machine, else accelerate over the GPU ids (one
 # process each: DDP, or FSDP / DeepSpeed with SHARDING) or over CPU_PROCESSES gloo processes on the CPU, on each of
 # NUM_MACHINES machines. A config file from shell/accelerate/ is always passed, so a user's default accelerate config

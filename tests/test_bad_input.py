@@ -92,11 +92,13 @@ def test_unknown_pretrained_short_name(tmp_path, ml100k):
 
 
 def test_lora_targets_that_the_architecture_lacks(tmp_path, tiny_model):
-    """A small model trained with LoRA (`--full_finetune false`) on module names it does not have: one line."""
+    """A small model trained with LoRA (`--full_finetune false`, the GPU recipe's lora section) on module names it
+    does not have: one line."""
     out = tmp_path / "out"
     user_error(py("-m", "train.sft", "--output_dir", out, "--base_model", tiny_model, "--full_finetune", "false",
-                  "--lora_targets", "query_key_value", "--sample_size", "8"),
-               "--lora_targets query_key_value: no such linear layer in LlamaForCausalLM")
+                  "--recipe", "shell/recipes/pretrained-gpu.yaml",
+                  "--recipe_args", "lora.target_modules=query_key_value sft.sample_size=8"),
+               "lora.target_modules query_key_value: no such linear layer in LlamaForCausalLM")
     nothing_left(tmp_path, out)
 
 
@@ -105,21 +107,25 @@ def test_lora_targets_that_the_architecture_lacks(tmp_path, tiny_model):
     (["--report_to", "tensorboard"], "REPORT_TO=tensorboard needs the tensorboard package: pip install tensorboard"),
     (["--report_to", "mlflow"], "REPORT_TO=mlflow: use none, wandb or tensorboard"),
     # QLoRA needs LoRA, a GPU and bitsandbytes.
-    (["--full_finetune", "false", "--load_in_4bit", "True"],
+    (["--full_finetune", "false", "--recipe", "shell/recipes/pretrained-gpu.yaml", "--load_in_4bit", "True"],
      "LOAD_IN_4BIT needs a CUDA GPU (bitsandbytes 4-bit kernels): on the CPU set LOAD_IN_4BIT=0"),
     (["--load_in_4bit", "True"], "LOAD_IN_4BIT quantizes a frozen base for LoRA: the embedded small model is trained"),
-    # Extra trl / peft fields: a misspelt one, one the stage sets itself, one that is not name=value.
-    (["--trainer_args", "weight_decy=0.1"], "--trainer_args weight_decy: SFTConfig has no such field (did you mean "
-                                             "weight_decay"),
-    (["--trainer_args", "learning_rate=0.1"], "--trainer_args learning_rate: the stage sets it from its own options"),
-    (["--trainer_args", "weight_decay"], "--trainer_args: 'weight_decay' is not name=value"),
-    (["--full_finetune", "false", "--lora_args", "rank=4"], "--lora_args rank: LoraConfig has no such field"),
+    # Recipe fields: a misspelt one (in any section, whichever stage reads it), one the stage sets itself, one that is
+    # not section.field=value, a section the small model's recipe lacks, a recipe file that is not there.
+    (["--recipe_args", "sft.weight_decy=0.1"], "RECIPE_ARGS sft.weight_decy: SFTConfig has no such field (did you "
+                                                "mean weight_decay"),
+    (["--recipe_args", "dpo.bta=0.1"], "RECIPE_ARGS dpo.bta: DPOConfig has no such field (did you mean beta"),
+    (["--recipe_args", "sft.seed=3"], "RECIPE_ARGS sft.seed: the stage sets it"),
+    (["--recipe_args", "weight_decay=0.1"], "RECIPE_ARGS: 'weight_decay=0.1' is not section.field=value"),
+    (["--recipe_args", "lora.r=4"], "RECIPE_ARGS lora.*: recipe /"),
+    (["--recipe", "shell/recipes/pretrained-gpu.yaml", "--recipe_args", "lora.rank=4"],
+     "RECIPE_ARGS lora.rank: LoraConfig has no such field"),
+    (["--recipe", "nope.yaml"], "recipe nope.yaml does not exist (the recipes here: pretrained-cpu.yaml, "),
 ])
 def test_training_options_that_cannot_work_here(tmp_path, tiny_model, args, message):
     """Said in one line before any weight is loaded, nothing written."""
     out = tmp_path / "out"
-    user_error(py("-m", "train.sft", "--output_dir", out, "--base_model", tiny_model, *args, "--sample_size", "8"),
-               message)
+    user_error(py("-m", "train.sft", "--output_dir", out, "--base_model", tiny_model, *args), message)
     nothing_left(tmp_path, out)
 
 

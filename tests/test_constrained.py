@@ -230,8 +230,8 @@ def test_self_play_draws_real_items_by_constrained_decoding(tiny_model, tmp_path
     from utils.data import category_dir, load_catalog
 
     catalog = load_catalog(category_dir("ML100K"))
-    self_play.run(str(tmp_path / "data"), model_dir=str(tiny_model), category="ML100K", train_sample_size=6,
-                  valid_sample_size=2, decoding="constrained", beams=3)
+    self_play.run(str(tmp_path / "data"), model_dir=str(tiny_model), category="ML100K", decoding="constrained",
+                  beams=3, recipe_args="self_play.train_sample_size=6 self_play.valid_sample_size=2")
     pairs = [json.loads(x) for x in (tmp_path / "data/dpo_train.jsonl").read_text().splitlines()]
     assert len(pairs) == 6 and all(p["chosen"] != p["rejected"] for p in pairs)
     assert all(catalog.index(p["rejected_raw"]) is not None for p in pairs)

@@ -14,9 +14,9 @@ pytestmark = pytest.mark.slow
 
 # A toy SFT (16 steps) generates no title yet, so greedy self-play would make no pair: the toy runs draw their rejected
 # items by constrained beam search (always catalog items). Greedy self-play end to end: tests/test_pretrained.py.
-TOY = {"SELF_PLAY_DECODING": "constrained",
-       "SFT_SAMPLE_SIZE": "256", "SFT_EPOCHS": "1", "TRAIN_SAMPLE_SIZE": "32", "VALID_SAMPLE_SIZE": "8",
-       "TEST_SAMPLE_SIZE": "48", "SFT_STEP_TEST_SAMPLE_SIZE": "24", "SEED": "7", "CATEGORIES": "ML100K",
+TOY_RECIPE = "sft.sample_size=256 sft.num_train_epochs=1 self_play.train_sample_size=32 self_play.valid_sample_size=8"
+TOY = {"SELF_PLAY_DECODING": "constrained", "RECIPE_ARGS": TOY_RECIPE, "TEST_SAMPLE_SIZE": "48",
+       "SFT_STEP_TEST_SAMPLE_SIZE": "24", "SEED": "7", "CATEGORIES": "ML100K",
        "BASE_MODEL": ""}
 METRICS = ("n", "n_skipped", "HR", "NDCG", "diversity", "DivRatio", "ORRatio", "MGU", "DGU", "ValidRatio")
 
@@ -132,8 +132,8 @@ def test_sft_takes_the_same_optimizer_steps_on_one_and_two_cpu_processes(tiny_mo
     out = tmp_path / "SFT/ML100K"
     script = (f"source shell/common.sh; parse_gpu_ids 0; launch -m train.sft --category ML100K "
               f"--base_model {tiny_model} "
-              f"--output_dir {out} --sample_size 64 --valid_sample_size 8 --epochs 1 --global_batch_size 16 "
-              "--per_device_batch_size 8")
+              f"--output_dir {out} --recipe_args 'sft.sample_size=64 sft.valid_sample_size=8 "
+              "sft.num_train_epochs=1 sft.global_batch_size=16 sft.per_device_train_batch_size=8'")
     p = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env_for(tmp_path, CPU_PROCESSES=str(processes)),
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-4000:]
@@ -146,7 +146,8 @@ def test_sft_takes_the_same_optimizer_steps_on_one_and_two_cpu_processes(tiny_mo
 def test_a_global_batch_that_does_not_divide_is_a_clear_error(tiny_model, tmp_path):
     script = (f"source shell/common.sh; parse_gpu_ids 0; launch -m train.sft --category ML100K "
               f"--base_model {tiny_model} "
-              f"--output_dir {tmp_path / 'out'} --sample_size 64 --global_batch_size 12 --per_device_batch_size 8")
+              f"--output_dir {tmp_path / 'out'} --recipe_args 'sft.sample_size=64 sft.global_batch_size=12 "
+              "sft.per_device_train_batch_size=8'")
     p = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env_for(tmp_path), capture_output=True, text=True)
     assert p.returncode == 2 and "global batch 12 is not a multiple of the per-device batch 8 x 1" in p.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
@@ -183,8 +184,9 @@ def test_a_rerun_with_changed_settings_stops_and_changes_nothing(run, tmp_path):
     new = tmp_path / "new"
     shutil.copytree(root / "SFT", new / "SFT")
     files = {q: q.stat().st_mtime_ns for q in new.rglob("*") if q.is_file() and q.suffix != ".lock"}
-    p = sh(new, "shell/SFT.sh", check=False, SFT_LR="1e-3")
-    assert p.returncode == 2 and "error: the SFT stage" in p.stderr and "lr 0.003 -> 0.001" in p.stderr, p.stderr
+    p = sh(new, "shell/SFT.sh", check=False, RECIPE_ARGS=TOY_RECIPE + " sft.learning_rate=1e-3")
+    assert p.returncode == 2 and "error: the SFT stage" in p.stderr, p.stderr
+    assert "resolved_recipe.sft.learning_rate 0.003 -> 0.001" in p.stderr, p.stderr
     assert "set a new OUTPUT_ROOT" in p.stderr
     p = sh(new, "shell/SFT.sh", check=False, TEST_SAMPLE_SIZE="40")  # training unchanged, evaluation changed
     assert p.returncode == 2 and "test_sample_size 48 -> 40" in p.stderr, p.stderr
@@ -199,8 +201,9 @@ def test_two_machines_on_loopback_equal_one_machine_with_two_processes(ml100k, t
     OUTPUT_ROOT) run SFT and one SPRec iteration; every eval file equals that of one machine with 2 processes."""
     import socket
 
-    small = dict(SFT_SAMPLE_SIZE="64", SFT_BATCH_SIZE="16", SFT_DEVICE_BATCH_SIZE="8", TRAIN_SAMPLE_SIZE="16",
-                 VALID_SAMPLE_SIZE="8", TEST_SAMPLE_SIZE="32", EVAL_SFT_STEP="0", DEVICE_BATCH_SIZE="4")
+    small = dict(RECIPE_ARGS="sft.sample_size=64 sft.num_train_epochs=1 sft.per_device_train_batch_size=8 "
+                 "self_play.train_sample_size=16 self_play.valid_sample_size=8 sft_step.per_device_train_batch_size=8 "
+                 "dpo.per_device_train_batch_size=4", TEST_SAMPLE_SIZE="32", EVAL_SFT_STEP="0")
     steps = "bash shell/SFT.sh && bash shell/SPRec.sh 1"
     one = tmp_path / "one"
     p = subprocess.run(["bash", "-c", steps], cwd=ROOT, env=env_for(one, CPU_PROCESSES="2", **small),

@@ -7,17 +7,20 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from test_training import LORA
 
 from utils.data import load_split
 from utils.prompt import parse_title, record_target, render_completion, render_prompt
 
 pytestmark = pytest.mark.slow
 
-# SFT_BATCH_SIZE (global) serves SFT.sh and the SFT step of SPRec.sh alike.
+# A few records per stage, batches of 1 accumulated to 2 (on 2 processes: 1 each, no accumulation).
+TOY_RECIPE = ("sft.sample_size=4 sft.valid_sample_size=2 sft.num_train_epochs=1 sft.global_batch_size=2 "
+              "sft.per_device_train_batch_size=1 self_play.train_sample_size=2 self_play.valid_sample_size=1 "
+              "sft_step.global_batch_size=2 sft_step.per_device_train_batch_size=1 dpo.global_batch_size=2 "
+              "dpo.per_device_train_batch_size=1")
 TOY = {"SELF_PLAY_DECODING": "greedy",  # SmolLM2 names titles from the start: greedy self-play end to end
-       "SFT_SAMPLE_SIZE": "4", "SFT_VALID_SAMPLE_SIZE": "2", "SFT_EPOCHS": "1", "SFT_BATCH_SIZE": "2",
-       "SFT_DEVICE_BATCH_SIZE": "1", "TRAIN_SAMPLE_SIZE": "2", "VALID_SAMPLE_SIZE": "1", "BATCH_SIZE": "2",
-       "DEVICE_BATCH_SIZE": "1", "TEST_SAMPLE_SIZE": "4", "SFT_STEP_TEST_SAMPLE_SIZE": "", "SEED": "3",
+       "RECIPE_ARGS": TOY_RECIPE, "TEST_SAMPLE_SIZE": "4", "SFT_STEP_TEST_SAMPLE_SIZE": "", "SEED": "3",
        "CATEGORIES": "ML100K"}
 
 
@@ -39,7 +42,7 @@ def start_adapter(smollm2, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("adapter") / "start"
     torch.manual_seed(0)
-    model = get_peft_model(load_model(smollm2, trainable=True, full=False), lora_config())
+    model = get_peft_model(load_model(smollm2, trainable=True, full=False), lora_config(LORA))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
@@ -64,7 +67,8 @@ def test_lora_sft_labels_cover_the_completion_and_eos_only(smollm2):
     config = SFTConfig(output_dir="unused", per_device_train_batch_size=3, max_length=512, completion_only_loss=True,
                        report_to="none", **device_args())
     trainer = SFTTrainer(model=load_model(smollm2, trainable=True, full=False), args=config,
-                         train_dataset=prompt_completion_dataset(recs), processing_class=tok, peft_config=lora_config())
+                         train_dataset=prompt_completion_dataset(recs), processing_class=tok,
+                         peft_config=lora_config(LORA))
     batch = next(iter(trainer.get_train_dataloader()))
     assert len(batch["input_ids"]) == len(recs)
     for ids, labels in zip(batch["input_ids"].tolist(), batch["labels"].tolist()):  # rows come shuffled
@@ -200,14 +204,16 @@ def test_smollm2_through_the_scripts_on_two_cpu_processes(smollm2, tmp_path):
     # trl's first step when fire's tuple was split as text), and LoRA SFT with activation checkpointing (not the DPO
     # step: trl 1.16 toggles it there through transformers' deprecated names, a FutureWarning from trl's code; see
     # README, Scaling out).
-    log = run_pipeline(tmp_path, BASE_MODEL="smollm2", CPU_PROCESSES="2", LORA_TARGETS="q_proj,v_proj",
-                       LOSS_TYPE="sigmoid,sft", sft_env={"GRADIENT_CHECKPOINTING": "1"})
+    log = run_pipeline(tmp_path, BASE_MODEL="smollm2", CPU_PROCESSES="2",
+                       RECIPE_ARGS=TOY_RECIPE + " lora.target_modules=q_proj,v_proj dpo.loss_type=[sigmoid,sft]",
+                       sft_env={"GRADIENT_CHECKPOINTING": "1"})
     check_pipeline(tmp_path, Path(smollm2), 2)
     config = json.loads((tmp_path / "SFT/ML100K/adapter_config.json").read_text())
     assert sorted(config["target_modules"]) == ["q_proj", "v_proj"]
     dpo = json.loads((tmp_path / "SPRec/ML100K/it0/DPO/run_config_dpo.json").read_text())["args"]
     sft = json.loads((tmp_path / "SFT/ML100K/run_config_sft.json").read_text())["args"]
-    assert dpo["loss_type"] == ["sigmoid", "sft"] and sft["activation_checkpointing"] is True
+    assert dpo["resolved_recipe"]["dpo"]["loss_type"] == ["sigmoid", "sft"] and sft["activation_checkpointing"] is True
+    assert "loss ['sigmoid', 'sft']" in log
     assert "FutureWarning" not in log and "DeprecationWarning" not in log
     assert "requires_grad" not in log and "find_unused_parameters" not in log
 

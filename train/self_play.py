@@ -1,11 +1,12 @@
 """Self-play data for one SPRec iteration (the official data_generate.py, with its defects fixed).
 
 usage: python -m train.self_play --model_dir models/SFT/ML100K --output_dir models/SPRec/ML100K/it0/data \
-           --category ML100K --iteration 0 [--seed 42] [--train_sample_size 2048] [--valid_sample_size 256]
-Draws the iteration's prompts from train (seed derived from the run seed and the iteration), generates the current
-model's prediction for each and parses its title. The rejected side is that title as generated (`--rejected raw`,
-the authors' recipe) or the catalog item evaluation grounds it to (`--rejected grounded`: exact name first, else the
-nearest by the grounding embedding); either way a prediction that grounds to the target, or is empty, makes no pair.
+           --category ML100K --iteration 0 [--seed 42] [--recipe_args "self_play.train_sample_size=64"]
+Draws the iteration's prompts from train (as many as the recipe's self_play section asks, utils/recipe.py; the seed
+derived from the run seed and the iteration), generates the current model's prediction for each and parses its
+title. The rejected side is that title as generated (`--rejected raw`, the authors' recipe) or the catalog item
+evaluation grounds it to (`--rejected grounded`: exact name first, else the nearest by the grounding embedding); either
+way a prediction that grounds to the target, or is empty, makes no pair.
 The SFT step's positives are the first N drawn records. Offline negatives instead (nothing is generated), never
 an item the user interacted with (the history and target of every record of the user, valid and test included;
 `--exclude record`: only the record's own history and target, as before):
@@ -150,15 +151,22 @@ def self_play_pairs(drawn, prompts, outputs, catalog, rejected: str, embedding_m
 
 
 def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir: str = "", iteration: int = 0,
-        seed: int = 42, train_sample_size: int = 2048, valid_sample_size: int = 256, spare_ratio: float = 0.1,
-        negatives: str = "self", rejected: str = "raw", temperature: float = 0.0, num_negatives: int = 1,
-        token_budget: int = 32768, embedding_model: str = "", trust_remote_code: bool = False,
+        seed: int = 42, recipe: str = "", recipe_args: str = "", spare_ratio: float = 0.1, negatives: str = "self",
+        rejected: str = "raw", temperature: float = 0.0, num_negatives: int = 1, token_budget: int = 32768,
+        embedding_model: str = "", trust_remote_code: bool = False,
         decoding: str = "greedy", beams: int = 5, exclude: str = "user"):
     args = dict(locals())
     if decoding != "constrained":  # the beam count changes nothing else
         del args["beams"]
     if negatives == "self":  # which items offline negatives avoid: nothing to do with self-play's own
         del args["exclude"]
+    from utils.recipe import for_stage
+    from utils.tiny_model import is_small_model
+
+    # the recipe follows the model (utils/recipe.py): its self_play section sizes the iteration
+    args["recipe"], recipe = for_stage("self_play", recipe, recipe_args, bool(model_dir) and is_small_model(model_dir))
+    args["resolved_recipe"] = recipe
+    train_sample_size, valid_sample_size = (recipe["self_play"][k] for k in ("train_sample_size", "valid_sample_size"))
     stage = Stage("self_play", output_dir, args, what="the self-play data", tag="self-play")
     if stage.skip():
         return

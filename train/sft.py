@@ -1,12 +1,15 @@
 """Supervised fine-tuning: prompt -> quoted next-item title, EOS learned after it.
 
 usage: python -m train.sft --category ML100K --output_dir models/SFT/ML100K [--base_model PATH_OR_HUB_ID]
-       [--resume_from MODEL_DIR] [--train_file records.jsonl] [--sample_size 4096] [--epochs 4] [--lr 3e-4]
+       [--resume_from MODEL_DIR] [--train_file records.jsonl] [--section sft|sft_step]
+       [--recipe shell/recipes/pretrained-gpu.yaml] [--recipe_args "sft.learning_rate=1e-3 lora.r=8"]
        (or through accelerate launch for data parallelism)
-A pretrained base (a local path, a hub id, or `smollm2`, the embedded SmolLM2-135M-Instruct) gets a LoRA adapter
-(r 16, alpha 32, dropout 0.05, every linear layer but the head; `--lora_targets` overrides) and loss on the
-completion only; the embedded small model is trained fully with loss on the whole text (it must learn the titles
-from nothing; measured: 0% vs 99.6% valid titles). `--resume_from` continues an existing adapter or model.
+The trl settings are a recipe's section (utils/recipe.py): `sft` from the base model, `sft_step` for an iteration's
+SFT step; by default the model's recipe in shell/recipes/. A pretrained base (a local path, a hub id, or `smollm2`,
+the embedded SmolLM2-135M-Instruct) gets the recipe's LoRA adapter (`lora`: r 16, alpha 32, dropout 0.05, every
+linear layer but the head) and loss on the completion only; the embedded small model is trained fully with loss on
+the whole text (it must learn the titles from nothing; measured: 0% vs 99.6% valid titles). `--resume_from` continues
+an existing adapter or model.
 `--genre_weighting True` is genre re-weighted SFT (IFairLRS-style): each record's loss is multiplied by a weight that
 favours targets of genres the training targets under-represent relative to the histories (weights from the
 category's whole train split, utils.training.genre_weights; the loss through utils.trainers.WeightedSFTTrainer).
@@ -14,11 +17,12 @@ category's whole train split, utils.training.genre_weights; the loss through uti
 from pathlib import Path
 
 from utils.data import category_dir, load_split, read_records, sample_records
-from utils.io import check_output_dir, run_cli
+from utils.io import UserError, check_output_dir, run_cli
 from utils.stage import Stage
 from utils.tracking import tracking_args
 from utils.training import (
     batch_plan,
+    check_lora_targets,
     describe_plan,
     device_args,
     lora_config,
@@ -36,34 +40,44 @@ def weighting_facts(catalog, genre_weight, train_weights) -> dict:
 
 
 def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_from: str = "",
-        data_dir: str = "", train_file: str = "", sample_size: int = 4096, valid_sample_size: int = 256,
-        epochs: float = 4, lr: float = 3e-4, global_batch_size: int = 16, per_device_batch_size: int = 4,
-        warmup_steps: int = 20,
-        max_length: int = 512, full_finetune: str = "auto", lora_r: int = 16, lora_alpha: int = 32,
-        lora_dropout: float = 0.05, lora_targets="all-linear", evals_per_run: int = 4, seed: int = 42,
-        report_to: str = "none", logging_steps: int = 10, activation_checkpointing: bool = False,
-        load_in_4bit: bool = False, trust_remote_code: bool = False, genre_weighting: bool = False,
-        trainer_args: str = "", lora_args: str = ""):
+        data_dir: str = "", train_file: str = "", section: str = "sft", recipe: str = "", recipe_args: str = "",
+        full_finetune: str = "auto", seed: int = 42, report_to: str = "none", activation_checkpointing: bool = False,
+        load_in_4bit: bool = False, trust_remote_code: bool = False, genre_weighting: bool = False):
     args = dict(locals())
+    from utils.io import is_done
+    from utils.modeling import check_model_dir, is_adapter, resolve_base_model
+    from utils.recipe import for_stage, trainer_fields
+    from utils.tiny_model import is_small_model
+
+    # Every check on the user's input comes before the heavy imports and before anything is written.
+    if section not in ("sft", "sft_step"):
+        raise UserError(f"--section {section}: train.sft reads the recipe section sft (from the base model) or "
+                        f"sft_step (an iteration's SFT step)")
+    data = Path(data_dir) if data_dir else category_dir(category)
+    check_output_dir(output_dir)
+    # The recipe follows the model: the start model's kind, or on a rerun of a finished stage its own model's.
+    done = is_done(output_dir)
+    start = None if done else (check_model_dir(resume_from, "--resume_from") if resume_from
+                               else resolve_base_model(base_model, category))
+    small_model = is_small_model(output_dir if done else start)
+    full = small_model if full_finetune == "auto" else str(full_finetune).lower() in ("1", "true", "yes")
+    new_adapter = not full and section == "sft" and not (start and is_adapter(start))
+    args["recipe"], recipe = for_stage(section, recipe, recipe_args, small_model, lora=new_adapter)
+    args["resolved_recipe"] = recipe
     stage = Stage("sft", output_dir, args, what="the SFT stage")
     if stage.skip():
         return
     out, state = stage.out, stage.state
-
-    from utils.modeling import check_model_dir, resolve_base_model
-    from utils.tiny_model import is_small_model
-
-    # Every check on the user's input comes before the heavy imports and before anything is written.
-    data = Path(data_dir) if data_dir else category_dir(category)
-    check_output_dir(out)
     tracking = tracking_args(report_to, out)  # a missing tracker package: one line, now
-    start = check_model_dir(resume_from, "--resume_from") if resume_from else resolve_base_model(base_model, category)
-    small_model = is_small_model(start)
-    full = small_model if full_finetune == "auto" else str(full_finetune).lower() in ("1", "true", "yes")
     if load_in_4bit:
         from utils.modeling import quantization_config
 
         quantization_config(full)  # QLoRA needs LoRA, a GPU and bitsandbytes: say so before anything is loaded
+    fields = recipe[section]
+    if section == "sft_step":  # the iteration's fresh positives: as many records as pairs, as many valid as theirs
+        sample_size, valid_sample_size = (recipe["self_play"][k] for k in ("train_sample_size", "valid_sample_size"))
+    else:
+        sample_size, valid_sample_size = fields["sample_size"], fields["valid_sample_size"]
     train_records = read_records(train_file) if train_file else load_split(data, "train")
     train_records = sample_records(train_records, sample_size, seed)
     valid_records = sample_records(load_split(data, "valid"), valid_sample_size, seed)
@@ -78,25 +92,24 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
                    for split, records in (("train", train_records), ("valid", valid_records))}
     train_ds = prompt_completion_dataset(train_records, weights and weights["train"])
     valid_ds = prompt_completion_dataset(valid_records, weights and weights["valid"])
-    plan = batch_plan(global_batch_size, per_device_batch_size, state.num_processes)
+    plan = batch_plan(fields["global_batch_size"], fields["per_device_train_batch_size"], state.num_processes)
     from trl import SFTConfig, SFTTrainer
 
-    from utils.modeling import is_adapter, load_model, load_tokenizer, save_trained
-    from utils.training import check_lora_targets, with_fields
+    from utils.modeling import load_model, load_tokenizer, save_trained
 
-    # trl's config before the model: a bad --trainer_args field is one line before anything loads
-    config = SFTConfig(**with_fields(dict(
-        output_dir=str(stage.partial), num_train_epochs=epochs, learning_rate=lr,
-        per_device_eval_batch_size=per_device_batch_size * 4, lr_scheduler_type="cosine", max_length=max_length,
-        completion_only_loss=not small_model,
-        save_strategy="no", logging_steps=logging_steps,
-        **schedule_args(len(train_ds), epochs, plan, evals_per_run, warmup_steps),
-        **tracking, seed=seed, data_seed=seed, disable_tqdm=not state.is_main_process,
-        dataloader_num_workers=0, **device_args(activation_checkpointing)), trainer_args, SFTConfig, "--trainer_args"))
+    # trl's config before the model: a field trl rejects is one line before anything loads
+    config = SFTConfig(**{
+        # the stage saves once, at the end, and loads data in its own process; a recipe may change either
+        "save_strategy": "no", "dataloader_num_workers": 0,
+        **trainer_fields(section, fields), "output_dir": str(stage.partial), "completion_only_loss": not small_model,
+        **schedule_args(len(train_ds), fields["num_train_epochs"], plan, fields["evals_per_run"],
+                        fields["warmup_steps"]),
+        **tracking, "seed": seed, "data_seed": seed, "disable_tqdm": not state.is_main_process,
+        **device_args(activation_checkpointing)})
     stage.say(f"start {start} ({'adapter, continued' if is_adapter(start) else 'full' if full else 'LoRA'}; "
               f"loss on {'the whole text' if small_model else 'the completion'}), {len(train_ds)} train / "
-              f"{len(valid_ds)} valid records, {describe_plan(plan)}. First example:\n"
-              f"{train_ds[0]['prompt']}{train_ds[0]['completion']}")
+              f"{len(valid_ds)} valid records, {describe_plan(plan)}; recipe {args['recipe']} ({section}). "
+              f"First example:\n{train_ds[0]['prompt']}{train_ds[0]['completion']}")
     if weights:
         facts = weighting_facts(catalog, genre_weight, weights["train"])
         stage.say(f"genre re-weighted: record weights {facts['record_weight_min']} to "
@@ -104,8 +117,8 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
 
     tokenizer = load_tokenizer(start, trust_remote_code=trust_remote_code, padding_side="right")
     peft_config = None
-    if not full and not is_adapter(start):
-        peft_config = lora_config(lora_r, lora_alpha, lora_dropout, lora_targets, lora_args)
+    if new_adapter:
+        peft_config = lora_config(recipe["lora"])
         check_lora_targets(start, peft_config, trust_remote_code)
     model = load_model(start, trainable=True, full=full, trust_remote_code=trust_remote_code,
                        load_in_4bit=load_in_4bit)

@@ -220,20 +220,34 @@ def versions() -> dict:
 # or copied), how it logs, memory and speed knobs. Everything else a stage is called with is its result-changing
 # configuration, stored (with its hash) and compared on a rerun.
 NOT_RESULT_CHANGING = {"output_dir", "model_dir", "resume_from", "train_file", "data_dir", "report_to",
-                       "logging_steps", "evals_per_run", "per_device_batch_size", "activation_checkpointing",
-                       "trust_remote_code", "token_budget", "force", "evaluate", "topk", "embedding_model",
-                       "precompute_ref"}
+                       "activation_checkpointing", "trust_remote_code", "token_budget", "force", "evaluate", "topk",
+                       "embedding_model", "recipe", "recipe_args",
+                       # recipe fields (utils/recipe.py): logging, evaluation and memory
+                       "logging_steps", "evals_per_run", "per_device_train_batch_size", "per_device_eval_batch_size",
+                       "dataloader_num_workers", "precompute_ref_log_probs", "precompute_ref_batch_size"}
 
 
 # Result-changing settings added after runs were recorded, with the value every earlier run used: a run config without
 # one reads as that value (a greedy rerun of an older run is the same run, not "other settings"; offline negatives
 # drawn before `exclude` existed avoided only the record's own items, so a rerun with today's "user" default stops).
-ADDED_SETTINGS = {"decoding": "greedy", "load_in_4bit": False, "genre_weighting": False, "exclude": "record",
-                  "trainer_args": "", "lora_args": ""}
+ADDED_SETTINGS = {"decoding": "greedy", "load_in_4bit": False, "genre_weighting": False, "exclude": "record"}
 
 
 def result_settings(args: dict) -> dict:
-    return {k: v for k, v in args.items() if k not in NOT_RESULT_CHANGING}
+    """The result-changing part of a stage's arguments, within nested ones (the resolved recipe) too."""
+    return {k: result_settings(v) if isinstance(v, dict) else v for k, v in args.items()
+            if k not in NOT_RESULT_CHANGING}
+
+
+def flat_settings(settings: dict, prefix: str = "") -> dict:
+    """Nested settings as {"resolved_recipe.sft.learning_rate": value, ...}, to name exactly what differs."""
+    out = {}
+    for k, v in settings.items():
+        if isinstance(v, dict) and v:
+            out.update(flat_settings(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def settings_hash(settings: dict) -> str:
@@ -252,8 +266,12 @@ def check_same_settings(directory, stage: str, args: dict, what: str = "", redo:
     if old is None:  # written before settings were recorded
         return
     new = json.loads(json.dumps(result_settings(args), default=str))  # as it would be stored
+    if "resolved_recipe" in new and "resolved_recipe" not in old:
+        raise UserError(f"{what or directory} was made before recipe files (its settings were options such as "
+                        f"lr): finish that run with the version that started it, or set a new OUTPUT_ROOT")
     old = {**{k: v for k, v in ADDED_SETTINGS.items() if k in new}, **old}
     if old != new:
+        old, new = flat_settings(old), flat_settings(new)
         diff = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
                          if old.get(k) != new.get(k))
         redo = redo or f"delete {directory} (and the stages after it) to redo it"

@@ -3,61 +3,17 @@ from utils.io import UserError, comma_list
 from utils.prompt import record_history, record_target, render_completion, render_prompt
 
 
-def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05, targets="all-linear", extra: str = ""):
-    """LoRA on every linear layer but the output head (peft's 'all-linear': any architecture, and for Llama the
-    official q,k,v,o,gate,up,down projections), or on the comma-separated module names in `targets`; `extra` sets any
-    other LoraConfig field ("use_rslora=true", see with_fields)."""
+def lora_config(fields: dict):
+    """peft's LoraConfig from a recipe's lora section (utils/recipe.py). target_modules "all-linear" is every linear
+    layer but the output head (any architecture; for Llama the official q,k,v,o,gate,up,down projections); a list, or
+    a comma-separated string, names the modules (peft would read a plain string as a regular expression)."""
     from peft import LoraConfig
 
-    names = comma_list(targets, "--lora_targets")
-    if names == ["all-linear"]:
-        names = "all-linear"
-    base = {"r": r, "lora_alpha": alpha, "lora_dropout": dropout, "target_modules": names, "task_type": "CAUSAL_LM"}
-    return LoraConfig(**with_fields(base, extra, LoraConfig, "--lora_args"))
-
-
-# The trainer fields a stage sets as recipe constants rather than from one of its options: a user may override these
-# with --trainer_args too (the others are changed through their own option, e.g. learning_rate through --lr).
-RECIPE_CONSTANTS = {"lr_scheduler_type", "per_device_eval_batch_size", "dataloader_num_workers"}
-
-
-def parse_fields(text, flag: str) -> dict:
-    """{name: value} from "name=value name=value" (values read as YAML: 0.01, true, cosine, [q_proj,v_proj]; quote a
-    value with spaces)."""
-    import shlex
-
-    import yaml
-
-    out = {}
-    for item in shlex.split(str(text or "")):
-        name, sep, value = item.partition("=")
-        if not sep or not name.isidentifier():
-            raise UserError(f"{flag}: '{item}' is not name=value (e.g. {flag} \"weight_decay=0.01 max_grad_norm=0.5\")")
-        try:
-            out[name] = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
-            raise UserError(f"{flag}: cannot read the value of {name}: {value!r}") from None
-    return out
-
-
-def with_fields(base: dict, extra, config_class, flag: str) -> dict:
-    """`base` (what the stage sets) updated with the user's `extra` fields ("name=value ...", parse_fields) of a
-    dataclass config (trl's SFTConfig or DPOConfig, peft's LoraConfig): a name the class does not have, or one the
-    stage sets from its own options, is a one-line error before any work; the rest passes through unchanged."""
-    import dataclasses
-    import difflib
-
-    fields = parse_fields(extra, flag)
-    known = {f.name for f in dataclasses.fields(config_class)}
-    for name in fields:
-        if name not in known:
-            close = difflib.get_close_matches(name, sorted(known), 3)
-            raise UserError(f"{flag} {name}: {config_class.__name__} has no such field"
-                            + (f" (did you mean {', '.join(close)}?)" if close else ""))
-        if name in base and name not in RECIPE_CONSTANTS:
-            raise UserError(f"{flag} {name}: the stage sets it from its own options (e.g. learning_rate from --lr, "
-                            f"the batch sizes from --global_batch_size): change that option instead")
-    return {**base, **fields}
+    fields = dict(fields)
+    targets = fields.get("target_modules", "all-linear")
+    if isinstance(targets, str) and targets != "all-linear":
+        fields["target_modules"] = comma_list(targets, "lora.target_modules")
+    return LoraConfig(**fields, task_type="CAUSAL_LM")
 
 
 def check_lora_targets(base_model: str, config, trust_remote_code: bool = False) -> None:
@@ -74,7 +30,7 @@ def check_lora_targets(base_model: str, config, trust_remote_code: bool = False)
     linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
     missing = sorted(set(config.target_modules) - set(linear))
     if missing:
-        raise UserError(f"--lora_targets {','.join(missing)}: no such linear layer in {type(model).__name__} "
+        raise UserError(f"lora.target_modules {','.join(missing)}: no such linear layer in {type(model).__name__} "
                         f"(it has {','.join(linear)}); use all-linear or some of these")
 
 

@@ -1,0 +1,75 @@
+"""utils/recipe.py: the recipe files, their overrides, and what a stage records of them."""
+import pytest
+
+from utils.io import UserError, flat_settings, result_settings
+from utils.recipe import RECIPES, STAGE_SECTIONS, default_recipe, parse_overrides, read_recipe, resolve, trainer_fields
+
+
+@pytest.mark.parametrize("name", ["small.yaml", "pretrained-gpu.yaml", "pretrained-cpu.yaml"])
+def test_every_shipped_recipe_builds_trl_and_peft_configs(name):
+    """Each section is accepted by the config class it is for (trl's and peft's current field names)."""
+    from peft import LoraConfig
+    from trl import DPOConfig, SFTConfig
+
+    from utils.training import device_args, lora_config
+
+    sections = tuple(s for s in ("sft", "lora", "self_play", "sft_step", "dpo") if s in read_recipe(RECIPES / name))
+    recipe = resolve(RECIPES / name, sections=sections)
+    for section, cls in (("sft", SFTConfig), ("sft_step", SFTConfig), ("dpo", DPOConfig)):
+        config = cls(output_dir="unused", report_to="none", **trainer_fields(section, recipe[section]), **device_args())
+        assert config.learning_rate == recipe[section]["learning_rate"]
+    assert recipe["self_play"]["train_sample_size"] > 0
+    assert ("lora" in recipe) == name.startswith("pretrained")
+    if "lora" in recipe:
+        assert isinstance(lora_config(recipe["lora"]), LoraConfig)
+
+
+def test_the_cpu_recipe_is_the_gpu_recipe_with_smaller_sizes():
+    gpu, cpu = read_recipe(RECIPES / "pretrained-gpu.yaml"), read_recipe(RECIPES / "pretrained-cpu.yaml")
+    assert gpu.keys() == cpu.keys() and cpu["lora"] == gpu["lora"]
+    assert cpu["dpo"]["beta"] == gpu["dpo"]["beta"] and cpu["sft"]["lr_scheduler_type"] == "cosine"
+    assert cpu["self_play"]["train_sample_size"] < gpu["self_play"]["train_sample_size"]
+
+
+def test_the_recipe_follows_the_model():
+    assert default_recipe(True).name == "small.yaml"
+    assert default_recipe(False).name == "pretrained-cpu.yaml"  # no GPU here
+    assert STAGE_SECTIONS["sft_step"] == ("sft_step", "self_play")  # the SFT step takes its sizes from self-play
+
+
+def test_overrides_are_yaml_values_per_section():
+    assert parse_overrides("sft.weight_decay=0.01 lora.use_rslora=true lora.target_modules=[q_proj,v_proj] "
+                           "dpo.loss_type='sigmoid'") == {
+        "sft": {"weight_decay": 0.01}, "lora": {"use_rslora": True, "target_modules": ["q_proj", "v_proj"]},
+        "dpo": {"loss_type": "sigmoid"}}
+    assert parse_overrides("") == {}
+    recipe = resolve(RECIPES / "small.yaml", "dpo.beta=0.5 dpo.label_smoothing=0.1", ("dpo",))
+    dpo = recipe["dpo"]
+    assert (dpo["beta"], dpo["label_smoothing"], dpo["loss_type"]) == (0.5, 0.1, "sigmoid")
+
+
+@pytest.mark.parametrize("text, where", [
+    ("sft:\n  learnig_rate: 1\n", "bad.yaml: sft.learnig_rate: SFTConfig has no such field (did you mean "
+                                   "learning_rate"),
+    ("dpo:\n  output_dir: x\n", "bad.yaml: dpo.output_dir: the stage sets it"),
+    ("sft_stp:\n  x: 1\n", "unknown section 'sft_stp'"),
+    ("- a\n", "expected sections"),
+    ("sft: [\n", "is not valid YAML"),
+    ("self_play:\n  train_sample_size: many\n", "self_play.train_sample_size must be a non-negative integer"),
+    ("inherit: bad.yaml\n", "'inherit' loops back to itself"),
+])
+def test_a_bad_recipe_file_is_one_line(tmp_path, text, where):
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(UserError, match=None) as e:
+        resolve(tmp_path / "bad.yaml", sections=())
+    assert where in str(e.value)
+
+
+def test_the_run_config_keeps_result_changing_recipe_fields_and_names_a_change():
+    """Per-device batches, logging and evaluation counts change no result: a rerun may change them."""
+    args = {"seed": 1, "recipe": "/x/small.yaml", "recipe_args": "sft.logging_steps=5",
+            "resolved_recipe": {"sft": {"learning_rate": 3e-3, "per_device_train_batch_size": 16, "logging_steps": 5,
+                                        "evals_per_run": 4}}}
+    settings = result_settings(args)
+    assert settings == {"seed": 1, "resolved_recipe": {"sft": {"learning_rate": 3e-3}}}
+    assert flat_settings(settings) == {"seed": 1, "resolved_recipe.sft.learning_rate": 3e-3}

@@ -1,0 +1,191 @@
+"""Recipes as data: one YAML file per recipe in shell/recipes/, one section per stage, trl's and peft's field names.
+
+usage: python -m utils.recipe [--recipe shell/recipes/small.yaml] [--recipe_args "sft.learning_rate=1e-3 dpo.beta=0.2"]
+       (prints the resolved recipe, or the checked overrides; every stage runs the same checks on the whole recipe
+       and all overrides before any work, so a bad file, section or field is one line and exit status 2)
+
+    sft        train.sft from the base model (shell/SFT.sh)           SFTConfig fields
+    lora       the adapter put on a pretrained base by that stage      LoraConfig fields
+    self_play  train.self_play, each iteration of shell/SPRec.sh      its sample sizes
+    sft_step   each iteration's SFT step (train.sft --section sft_step) SFTConfig fields
+    dpo        each iteration's DPO step (train.dpo)                    DPOConfig fields
+
+Besides trl's fields a section holds a few of our own (OWN_FIELDS: sample sizes, the global batch, evaluations per
+run). A recipe may start from another one (`inherit: pretrained-gpu.yaml`) and list only what differs. A stage reads
+its sections, applies the run's overrides ("section.field=value ...", RECIPE_ARGS in the launch scripts) and records
+the resolved sections in its run config, so that an edited recipe is a changed setting on a rerun.
+
+The recipe follows the model, not the hardware: the small model gets small.yaml wherever it runs (trained fully, loss
+on the whole text); a pretrained base gets pretrained-gpu.yaml (the official sizes) on GPUs and pretrained-cpu.yaml
+(sizes for a 2-core CPU) without one. The device changes precision only (utils.training.device_args).
+"""
+import copy
+from pathlib import Path
+
+from utils.io import UserError, run_cli
+
+RECIPES = Path(__file__).resolve().parents[1] / "shell" / "recipes"
+
+# Per section, the fields that are ours rather than the config class's.
+OWN_FIELDS = {
+    "sft": {"sample_size", "valid_sample_size", "global_batch_size", "evals_per_run"},
+    "lora": set(),
+    "self_play": {"train_sample_size", "valid_sample_size"},
+    "sft_step": {"global_batch_size", "evals_per_run"},
+    "dpo": {"global_batch_size", "evals_per_run"},
+}
+SECTIONS = tuple(OWN_FIELDS)
+# Which sections each stage reads: the SFT step's records are as many as the iteration's pairs (self_play's sizes).
+STAGE_SECTIONS = {"sft": ("sft",), "sft_step": ("sft_step", "self_play"), "dpo": ("dpo",),
+                  "self_play": ("self_play",)}
+# Trainer fields a stage sets itself, from the run (paths, seed, tracking), the device, the model or the global batch:
+# a recipe that sets one would be silently overruled, so it is an error.
+STAGE_SET = {"output_dir", "seed", "data_seed", "report_to", "run_name", "logging_dir", "disable_tqdm", "bf16", "fp16",
+             "use_cpu", "gradient_accumulation_steps", "eval_strategy", "eval_steps", "completion_only_loss",
+             "activation_checkpointing", "task_type"}
+
+
+def config_class(section: str):
+    """The dataclass whose fields a section may set (None for self_play, which has only our own fields)."""
+    if section in ("sft", "sft_step"):
+        from trl import SFTConfig
+
+        return SFTConfig
+    if section == "dpo":
+        from trl import DPOConfig
+
+        return DPOConfig
+    if section == "lora":
+        from peft import LoraConfig
+
+        return LoraConfig
+    return None
+
+
+def default_recipe(small_model: bool) -> Path:
+    """The recipe a model gets when none is named: small.yaml for the small model, else the pretrained recipe of
+    the device this process sees (the launch scripts hide the GPUs when no GPU ids are given)."""
+    if small_model:
+        return RECIPES / "small.yaml"
+    import torch
+
+    return RECIPES / ("pretrained-gpu.yaml" if torch.cuda.is_available() else "pretrained-cpu.yaml")
+
+
+def read_recipe(path, _seen=()) -> dict:
+    """{section: {field: value}} of a recipe file, its `inherit` chain merged section by section (this file wins)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        names = ", ".join(sorted(p.name for p in RECIPES.glob("*.yaml")))
+        raise UserError(f"recipe {path} does not exist (the recipes here: {names}, in {RECIPES})")
+    if path.resolve() in _seen:
+        raise UserError(f"recipe {path}: 'inherit' loops back to itself")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"recipe {path}: expected sections ({', '.join(SECTIONS)}) at the top, got "
+                        f"{type(data).__name__}")
+    parent = data.pop("inherit", None)
+    out = read_recipe(path.parent / parent, (*_seen, path.resolve())) if parent else {}
+    for section, fields in data.items():
+        if section not in SECTIONS:
+            raise UserError(f"recipe {path}: unknown section '{section}' (sections: {', '.join(SECTIONS)}, inherit)")
+        if not isinstance(fields, dict):
+            raise UserError(f"recipe {path}: section {section} must map field names to values")
+        out[section] = {**out.get(section, {}), **fields}
+    return out
+
+
+def parse_overrides(text) -> dict:
+    """{section: {field: value}} from "section.field=value ..." (values read as YAML: 0.01, true, cosine,
+    [q_proj,v_proj]; quote a value with spaces)."""
+    import shlex
+
+    import yaml
+
+    out = {}
+    for item in shlex.split(str(text or "")):
+        name, sep, value = item.partition("=")
+        section, dot, field = name.partition(".")
+        if not (sep and dot and field.isidentifier()):
+            raise UserError(f"RECIPE_ARGS: '{item}' is not section.field=value (e.g. \"sft.learning_rate=1e-3 "
+                            f"dpo.beta=0.2\")")
+        if section not in SECTIONS:
+            raise UserError(f"RECIPE_ARGS {name}: unknown section '{section}' (sections: {', '.join(SECTIONS)})")
+        try:
+            out.setdefault(section, {})[field] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            raise UserError(f"RECIPE_ARGS: cannot read the value of {name}: {value!r}") from None
+    return out
+
+
+def check_fields(section: str, fields: dict, where: str) -> None:
+    """Every field must be one of ours or a field of the section's config class that the stage does not set itself."""
+    import dataclasses
+    import difflib
+
+    cls = config_class(section)
+    known = OWN_FIELDS[section] | ({f.name for f in dataclasses.fields(cls)} - STAGE_SET if cls else set())
+    for name, value in fields.items():
+        if name in STAGE_SET and cls is not None:
+            raise UserError(f"{where} {section}.{name}: the stage sets it (from the run, the device or the global "
+                            f"batch); leave it out")
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), 3)
+            owner = f"{cls.__name__} has no such field" if cls else "no such field"
+            raise UserError(f"{where} {section}.{name}: {owner}" + (f" (did you mean {', '.join(close)}?)" if close
+                                                                       else ""))
+        if name in OWN_FIELDS[section] and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            raise UserError(f"{where} {section}.{name} must be a non-negative integer, got {value!r}")
+
+
+def resolve(recipe: str | Path, overrides: str = "", sections=SECTIONS) -> dict:
+    """The recipe file's `sections` with the overrides applied, every field checked: {section: {field: value}}."""
+    data = read_recipe(recipe)
+    extra = parse_overrides(overrides)
+    for section, fields in data.items():
+        check_fields(section, fields, f"recipe {recipe}:")
+    for section, fields in extra.items():
+        check_fields(section, fields, "RECIPE_ARGS")
+    for section in extra:
+        if section not in data:
+            raise UserError(f"RECIPE_ARGS {section}.*: recipe {recipe} has no section '{section}'"
+                            + (" (the small model is trained fully, without LoRA)" if section == "lora" else ""))
+    out = {}
+    for section in sections:
+        if section not in data:
+            raise UserError(f"recipe {recipe} has no section '{section}', which this stage reads")
+        out[section] = {**data[section], **extra.get(section, {})}
+    return copy.deepcopy(out)
+
+
+def trainer_fields(section: str, fields: dict) -> dict:
+    """A section's fields for its config class (our own fields removed)."""
+    return {k: v for k, v in fields.items() if k not in OWN_FIELDS[section]}
+
+
+def for_stage(stage: str, recipe: str, overrides: str, small_model: bool, lora: bool = False) -> tuple[str, dict]:
+    """(recipe file, its resolved sections) for one stage (STAGE_SECTIONS; the SFT stage adds lora when it puts an
+    adapter on the base): the named file, else the model's default recipe."""
+    path = Path(recipe) if recipe else default_recipe(small_model)
+    return str(path), resolve(path, overrides, STAGE_SECTIONS[stage] + (("lora",) if lora else ()))
+
+
+def main(recipe: str = "", recipe_args: str = ""):
+    """Check the overrides (and a recipe file, when named) and print the resolved recipe or the overrides as YAML."""
+    import yaml
+
+    extra = parse_overrides(recipe_args)
+    for section, fields in extra.items():
+        check_fields(section, fields, "RECIPE_ARGS")
+    if recipe:
+        extra = resolve(recipe, recipe_args, tuple(s for s in SECTIONS if s in read_recipe(recipe)))
+    print(f"# {recipe or 'overrides'}\n" + yaml.safe_dump(extra, sort_keys=False), end="")
+
+
+if __name__ == "__main__":
+    run_cli(main)
