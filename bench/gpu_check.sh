@@ -2,15 +2,20 @@
 # usage: bash bench/gpu_check.sh            (on a lent GPU machine, from the repository root)
 #        SKIP_OFFICIAL=1 bash bench/gpu_check.sh              (without the slow official-settings sampling timing)
 #        SHAPE=small N_PROMPTS=64 TRAIN_SAMPLE_SIZE=32 VALID_SAMPLE_SIZE=8 bash bench/gpu_check.sh   (a CPU dry run)
-# Prepare here: bash bench/fetch_gpu_wheels.sh; then run with carry [".whl", "data/ML100K", "models/tiny/ML100K"].
-# One prepared check, meant to finish within 6 minutes on one H100/H200: installs what the GPU image lacks from
-# carried wheels (.whl/: trl, datasets, fire, huggingface-hub<2 for the image's sentence-transformers, and the
-# transformers/peft/accelerate versions of requirements.txt); times sampling (against the official settings unless
-# SKIP_OFFICIAL=1) on a random Llama-3.2-1B-shaped model with SmolLM2's real BPE tokenizer (.whl/tokenizer); runs the
-# LoRA path: an SFT warm-up, one whole SPRec iteration at the official sizes (self-play on 2,048 + 256 prompts, the
-# SFT step, the DPO step with LoRA in bf16, both evaluations; grounding with a random stand-in embedder, see
-# fetch_gpu_wheels.sh), then a short SFT under FSDP (SHARDING=fsdp) whose adapter must save whole and evaluate; and
-# prints a short table last. Writes under ${WORK:-/tmp/gpu_check}.
+# Prepare here: bash bench/fetch_gpu_wheels.sh; then run with carry [".whl", "data/ML100K"].
+# One prepared check. It installs what the GPU image lacks from carried wheels (.whl/: trl, datasets, fire,
+# huggingface-hub<2 for the image's sentence-transformers, and the transformers/peft/accelerate versions of
+# requirements.txt); times sampling (against the official settings unless SKIP_OFFICIAL=1) on a random model of
+# Llama-3.2-1B's shape with SmolLM2's real BPE tokenizer (.whl/tokenizer); runs the LoRA path with the GPU recipe
+# (shell/recipes/pretrained-gpu.yaml): an SFT warm-up, then one whole iteration at the official sizes (2,048 + 256
+# pairs, the SFT step, the DPO step with LoRA in bf16, both evaluations; grounding with a random stand-in embedder, see
+# fetch_gpu_wheels.sh) with random negatives (METHOD=DPO+SFT: a random model names no title, so greedy self-play would
+# make no pair; the benchmark above times that sampling at the same size), then a short SFT under FSDP (SHARDING=fsdp)
+# whose adapter must save whole and evaluate; and prints a short table last. Writes under ${WORK:-/tmp/gpu_check}.
+# On one H200 it took about 10.5 minutes (2026-11-28, results/gpu/: sampling 1, the SFT warm-up and its evaluation 1,
+# the iteration 6.5 of which the DPO step 3.5, FSDP 1.7): more than one 10-minute device call. Split it (CHECK_FSDP=0
+# first), or add EXTRA_RECIPE_ARGS="dpo.per_device_train_batch_size=8" (a memory knob: the same optimizer steps,
+# without accumulation).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +27,7 @@ VALID_SAMPLE_SIZE=${VALID_SAMPLE_SIZE:-256}
 WORK=${WORK:-/tmp/gpu_check}
 SKIP_OFFICIAL=${SKIP_OFFICIAL:-0}     # 1: skip timing the official sampling settings (about 80 s on an H200)
 CHECK_FSDP=${CHECK_FSDP:-1}           # 0: skip the FSDP save check
+EXTRA_RECIPE_ARGS=${EXTRA_RECIPE_ARGS:-""}  # more recipe overrides for every stage, e.g. larger per-device batches
 # ------------------------------------------------
 
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -47,12 +53,13 @@ python -m bench.random_model --shape "$SHAPE" --out "$WORK/base" --tokenizer "$t
 python -m bench.random_model --shape embedder --out "$WORK/embedder" --tokenizer "$tokenizer" >> "$WORK/log.txt"
 export BASE_MODEL="$WORK/base" OUTPUT_ROOT="$WORK/models" CATEGORIES=ML100K SEED=42 EMBEDDING_MODEL="$WORK/embedder"
 # The pretrained recipe of the device (shell/recipes/pretrained-gpu.yaml on a GPU) with these sizes.
-export RECIPE_ARGS="self_play.train_sample_size=$TRAIN_SAMPLE_SIZE self_play.valid_sample_size=$VALID_SAMPLE_SIZE"
+export RECIPE_ARGS="self_play.train_sample_size=$TRAIN_SAMPLE_SIZE self_play.valid_sample_size=$VALID_SAMPLE_SIZE \
+$EXTRA_RECIPE_ARGS"
 # A short LoRA SFT so that SPRec.sh has its starting adapter (the warm-up is not what is timed).
 short_sft="$RECIPE_ARGS sft.num_train_epochs=1"
 t_sft=$(RECIPE_ARGS="$short_sft sft.sample_size=256" TEST_SAMPLE_SIZE=64 secs bash shell/SFT.sh "${gpu_ids[@]}")
-t_iter=$(secs bash shell/SPRec.sh "${gpu_ids[@]}" 1)
-it="$OUTPUT_ROOT/SPRec/ML100K/it0"
+t_iter=$(METHOD=DPO+SFT secs bash shell/SPRec.sh "${gpu_ids[@]}" 1)
+it="$OUTPUT_ROOT/DPO+SFT/ML100K/it0"
 t_fsdp=-
 if (( CHECK_FSDP && ${#gpu_ids[@]} )); then  # FSDP needs a GPU under accelerate
   t_fsdp=$(OUTPUT_ROOT="$WORK/fsdp" SHARDING=fsdp RECIPE_ARGS="$short_sft sft.sample_size=128" TEST_SAMPLE_SIZE=64 \
@@ -67,8 +74,9 @@ dpo = json.loads((it / "DPO/run_config_dpo.json").read_text())["args"]
 pairs = json.loads((it / "data/summary.json").read_text())
 print("\n| check | value |\n|---|---:|")
 print(f"| SFT warm-up (256 records, 1 epoch + eval of 64), s | {t_sft} |")
-print(f"| one SPRec iteration at official sizes (sampling, SFT step, DPO step, 2 evals), s | {t_iter} |")
-print(f"| self-play sampling of {pairs['drawn']} prompts, s | {pairs['seconds']} |")
+print(f"| one iteration at official sizes (random negatives, SFT step, DPO step, 2 evals), s | {t_iter} |")
+print(f"| recipe | {Path(sft['recipe']).name} |")
+print(f"| negatives for {pairs['drawn']} drawn prompts, s | {pairs['seconds']} |")
 print(f"| SFT step: {sft['steps']} steps, peak MB | {sft['peak_memory_mb']} |")
 print(f"| DPO step: {dpo['steps']} steps, peak MB | {dpo['peak_memory_mb']} |")
 print(f"| DPO / SFT peak memory | {dpo['peak_memory_mb'] / sft['peak_memory_mb']:.2f} |")

@@ -25,7 +25,7 @@ def random_llama(shape: str, tokenizer, seed: int = 0):
                          num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv,
                          head_dim=hidden // heads, max_position_embeddings=4096, rope_theta=500000.0,
                          tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
+                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id)
     model = LlamaForCausalLM(config).to(torch.bfloat16)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model
