@@ -65,6 +65,15 @@ def test_a_bad_recipe_file_is_one_line(tmp_path, text, where):
     assert where in str(e.value)
 
 
+def test_a_section_must_say_what_its_stage_needs(tmp_path):
+    (tmp_path / "part.yaml").write_text("dpo:\n  beta: 0.2\n  learning_rate: 1.0e-5\n")
+    with pytest.raises(UserError, match="section dpo lacks evals_per_run, global_batch_size, loss_type, "
+                                        "num_train_epochs, per_device_train_batch_size, warmup_steps"):
+        resolve(tmp_path / "part.yaml", sections=("dpo",))
+    (tmp_path / "child.yaml").write_text(f"inherit: {RECIPES / 'small.yaml'}\ndpo:\n  beta: 0.2\n")
+    assert resolve(tmp_path / "child.yaml", sections=("dpo",))["dpo"]["beta"] == 0.2  # the rest inherited
+
+
 def test_the_run_config_keeps_result_changing_recipe_fields_and_names_a_change():
     """Per-device batches, logging and evaluation counts change no result: a rerun may change them."""
     args = {"seed": 1, "recipe": "/x/small.yaml", "recipe_args": "sft.logging_steps=5",

@@ -35,6 +35,11 @@ OWN_FIELDS = {
     "dpo": {"global_batch_size", "evals_per_run"},
 }
 SECTIONS = tuple(OWN_FIELDS)
+# What a stage needs from its section (trl's own defaults are not the recipe's: a recipe says each of these).
+_STEP = {"global_batch_size", "per_device_train_batch_size", "num_train_epochs", "learning_rate", "warmup_steps",
+         "evals_per_run"}
+REQUIRED = {"sft": _STEP | {"sample_size", "valid_sample_size"}, "lora": set(),
+            "self_play": {"train_sample_size", "valid_sample_size"}, "sft_step": _STEP, "dpo": _STEP | {"loss_type"}}
 # Which sections each stage reads: the SFT step's records are as many as the iteration's pairs (self_play's sizes).
 STAGE_SECTIONS = {"sft": ("sft",), "sft_step": ("sft_step", "self_play"), "dpo": ("dpo",),
                   "self_play": ("self_play",)}
@@ -160,6 +165,9 @@ def resolve(recipe: str | Path, overrides: str = "", sections=SECTIONS) -> dict:
         if section not in data:
             raise UserError(f"recipe {recipe} has no section '{section}', which this stage reads")
         out[section] = {**data[section], **extra.get(section, {})}
+        missing = sorted(REQUIRED[section] - set(out[section]))
+        if missing:
+            raise UserError(f"recipe {recipe}: section {section} lacks {', '.join(missing)} (see shell/recipes/)")
     return copy.deepcopy(out)
 
 
