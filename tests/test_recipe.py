@@ -43,6 +43,9 @@ def test_overrides_are_yaml_values_per_section():
         "sft": {"weight_decay": 0.01}, "lora": {"use_rslora": True, "target_modules": ["q_proj", "v_proj"]},
         "dpo": {"loss_type": "sigmoid"}}
     assert parse_overrides("") == {}
+    # YAML 1.1 reads 1e-3 as a string; here it is the number, in an override and in a file alike
+    assert parse_overrides("sft.learning_rate=1e-3 dpo.beta=5E-2 sft.run_name=x1e3") == {
+        "sft": {"learning_rate": 1e-3, "run_name": "x1e3"}, "dpo": {"beta": 0.05}}
     recipe = resolve(RECIPES / "small.yaml", "dpo.beta=0.5 dpo.label_smoothing=0.1", ("dpo",))
     dpo = recipe["dpo"]
     assert (dpo["beta"], dpo["label_smoothing"], dpo["loss_type"]) == (0.5, 0.1, "sigmoid")
@@ -63,6 +66,26 @@ def test_a_bad_recipe_file_is_one_line(tmp_path, text, where):
     with pytest.raises(UserError, match=None) as e:
         resolve(tmp_path / "bad.yaml", sections=())
     assert where in str(e.value)
+
+
+def test_field_names_are_cached_per_library_version(tmp_path, monkeypatch):
+    """Self-play checks the trainer sections without importing trl or peft: the names come from a cache that the
+    first check writes (a broken cache file is rebuilt)."""
+    import dataclasses
+
+    from trl import SFTConfig
+
+    from utils import recipe
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    expected = ("SFTConfig", {f.name for f in dataclasses.fields(SFTConfig)})
+    assert recipe.config_fields("sft") == expected
+    (cache,) = (tmp_path / "sprec").glob("config_fields-trl*-peft*-transformers*.json")
+    with monkeypatch.context() as m:  # from the cache now: the class is not consulted
+        m.setattr(recipe, "config_class", lambda section: pytest.fail("the cached names were not used"))
+        assert recipe.config_fields("sft") == expected
+    cache.write_text("{broken")
+    assert recipe.config_fields("dpo")[0] == "DPOConfig" and "DPOConfig" in cache.read_text()
 
 
 def test_a_section_must_say_what_its_stage_needs(tmp_path):

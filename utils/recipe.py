@@ -20,6 +20,7 @@ on the whole text); a pretrained base gets pretrained-gpu.yaml (the official siz
 (sizes for a 2-core CPU) without one. The device changes precision only (utils.training.device_args).
 """
 import copy
+import re
 from pathlib import Path
 
 from utils.io import UserError, run_cli
@@ -67,6 +68,37 @@ def config_class(section: str):
     return None
 
 
+def config_fields(section: str) -> tuple[str, set]:
+    """(class name, field names) of a section's config class. Importing trl or peft takes seconds, and every stage
+    checks every section, self-play too, which uses neither: the names are cached per installed version of trl, peft
+    and transformers (~/.cache/sprec, or $XDG_CACHE_HOME/sprec), so a stage imports them only when it trains."""
+    import dataclasses
+    import json
+    import os
+    from importlib.metadata import version
+
+    if section == "self_play":
+        return "self_play", set()
+    key = "-".join(f"{p}{version(p)}" for p in ("trl", "peft", "transformers"))
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sprec" / f"config_fields-{key}.json"
+    try:
+        known = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if section not in known:
+        cls = config_class(section)
+        known[section] = [cls.__name__, sorted(f.name for f in dataclasses.fields(cls))]
+        try:
+            from utils.io import write_json
+
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            write_json(cache, known)
+        except OSError:  # a read-only home: the check still works, only slower
+            pass
+    name, fields = known[section]
+    return name, set(fields)
+
+
 def default_recipe(small_model: bool) -> Path:
     """The recipe a model gets when none is named: small.yaml for the small model, else the pretrained recipe of
     the device this process sees (the launch scripts hide the GPUs when no GPU ids are given)."""
@@ -75,6 +107,19 @@ def default_recipe(small_model: bool) -> Path:
     import torch
 
     return RECIPES / ("pretrained-gpu.yaml" if torch.cuda.is_available() else "pretrained-cpu.yaml")
+
+
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def yaml_value(value):
+    """A value as read from YAML, except that 1e-3 is the number: PyYAML follows YAML 1.1, which reads a number with
+    an exponent but no decimal point (1e-3, 5E-4) as a string, and trl would get learning_rate='1e-3'."""
+    if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, list):
+        return [yaml_value(v) for v in value]
+    return value
 
 
 def read_recipe(path, _seen=()) -> dict:
@@ -101,7 +146,7 @@ def read_recipe(path, _seen=()) -> dict:
             raise UserError(f"recipe {path}: unknown section '{section}' (sections: {', '.join(SECTIONS)}, inherit)")
         if not isinstance(fields, dict):
             raise UserError(f"recipe {path}: section {section} must map field names to values")
-        out[section] = {**out.get(section, {}), **fields}
+        out[section] = {**out.get(section, {}), **{k: yaml_value(v) for k, v in fields.items()}}
     return out
 
 
@@ -122,7 +167,7 @@ def parse_overrides(text) -> dict:
         if section not in SECTIONS:
             raise UserError(f"RECIPE_ARGS {name}: unknown section '{section}' (sections: {', '.join(SECTIONS)})")
         try:
-            out.setdefault(section, {})[field] = yaml.safe_load(value) if value else ""
+            out.setdefault(section, {})[field] = yaml_value(yaml.safe_load(value)) if value else ""
         except yaml.YAMLError:
             raise UserError(f"RECIPE_ARGS: cannot read the value of {name}: {value!r}") from None
     return out
@@ -130,18 +175,17 @@ def parse_overrides(text) -> dict:
 
 def check_fields(section: str, fields: dict, where: str) -> None:
     """Every field must be one of ours or a field of the section's config class that the stage does not set itself."""
-    import dataclasses
     import difflib
 
-    cls = config_class(section)
-    known = OWN_FIELDS[section] | ({f.name for f in dataclasses.fields(cls)} - STAGE_SET if cls else set())
+    cls, class_fields = config_fields(section)
+    known = OWN_FIELDS[section] | (class_fields - STAGE_SET)
     for name, value in fields.items():
-        if name in STAGE_SET and cls is not None:
+        if name in STAGE_SET and class_fields:
             raise UserError(f"{where} {section}.{name}: the stage sets it (from the run, the device or the global "
                             f"batch); leave it out")
         if name not in known:
             close = difflib.get_close_matches(name, sorted(known), 3)
-            owner = f"{cls.__name__} has no such field" if cls else "no such field"
+            owner = f"{cls} has no such field" if class_fields else "no such field"
             raise UserError(f"{where} {section}.{name}: {owner}" + (f" (did you mean {', '.join(close)}?)" if close
                                                                        else ""))
         if name in OWN_FIELDS[section] and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
