@@ -19,12 +19,10 @@ from utils.io import UserError, comma_list, read_jsonl, run_cli
 from utils.stage import Stage
 from utils.tracking import tracking_args
 from utils.training import (
-    batch_plan,
     describe_plan,
-    device_args,
     peak_memory_mb,
     preference_dataset,
-    schedule_args,
+    trainer_kwargs,
 )
 
 MULTI_NEGATIVE = ("sdpo", "dmpo")  # utils.trainers.MULTI_NEGATIVE_LOSSES (named here so the checks need no torch)
@@ -59,7 +57,7 @@ def run(model_dir: str, data_dir: str, output_dir: str, recipe: str = "", recipe
     args = dict(locals())
     from utils.io import check_output_dir, is_done
     from utils.modeling import check_model_dir, is_adapter
-    from utils.recipe import for_stage, trainer_fields
+    from utils.recipe import for_stage
     from utils.tiny_model import is_small_model
 
     # Every check on the user's input comes before the heavy imports and before anything is written. The recipe
@@ -102,19 +100,11 @@ def run(model_dir: str, data_dir: str, output_dir: str, recipe: str = "", recipe
 
     train_ds = preference_dataset(train_pairs, multi_negative=bool(multi))
     valid_ds = preference_dataset(valid_pairs, multi_negative=bool(multi))
-    plan = batch_plan(fields["global_batch_size"], fields["per_device_train_batch_size"], state.num_processes)
 
     # trl's config before the model: a field trl rejects is one line before anything loads
-    config = DPOConfig(**{
-        # the stage saves once, at the end, and loads data in its own process; a recipe may change either
-        "save_strategy": "no", "dataloader_num_workers": 0,
-        **trainer_fields("dpo", fields), "output_dir": str(stage.partial),
-        # trl's config knows only its own loss names; a multi-negative loss replaces trl's loss altogether
-        "loss_type": ["sigmoid"] if multi else loss_types,
-        **schedule_args(len(train_ds), fields["num_train_epochs"], plan, fields["evals_per_run"],
-                        fields["warmup_steps"]),
-        **tracking, "seed": seed, "data_seed": seed, "disable_tqdm": not state.is_main_process,
-        **device_args(activation_checkpointing)})
+    plan, kwargs = trainer_kwargs("dpo", fields, len(train_ds), stage, tracking, seed, activation_checkpointing)
+    # trl's config knows only its own loss names; a multi-negative loss replaces trl's loss altogether
+    config = DPOConfig(**{**kwargs, "loss_type": ["sigmoid"] if multi else loss_types})
     ex = train_ds[0]
     stage.say(f"start {model_dir} ({'LoRA adapter' if is_adapter(model_dir) else 'full model'}; reference = the "
               f"same start), {len(train_ds)} pairs with {k} rejected item(s) each, loss {loss_types}, beta "

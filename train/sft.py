@@ -17,18 +17,16 @@ category's whole train split, utils.training.genre_weights; the loss through uti
 from pathlib import Path
 
 from utils.data import category_dir, load_split, read_records, sample_records
-from utils.io import UserError, check_output_dir, run_cli
+from utils.io import UserError, check_output_dir, is_done, run_cli
 from utils.stage import Stage
 from utils.tracking import tracking_args
 from utils.training import (
-    batch_plan,
     check_lora_targets,
     describe_plan,
-    device_args,
     lora_config,
     peak_memory_mb,
     prompt_completion_dataset,
-    schedule_args,
+    trainer_kwargs,
 )
 
 
@@ -44,9 +42,8 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
         full_finetune: str = "auto", seed: int = 42, report_to: str = "none", activation_checkpointing: bool = False,
         load_in_4bit: bool = False, trust_remote_code: bool = False, genre_weighting: bool = False):
     args = dict(locals())
-    from utils.io import is_done
     from utils.modeling import check_model_dir, is_adapter, resolve_base_model
-    from utils.recipe import for_stage, trainer_fields
+    from utils.recipe import for_stage
     from utils.tiny_model import is_small_model
 
     # Every check on the user's input comes before the heavy imports and before anything is written.
@@ -92,20 +89,13 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
                    for split, records in (("train", train_records), ("valid", valid_records))}
     train_ds = prompt_completion_dataset(train_records, weights and weights["train"])
     valid_ds = prompt_completion_dataset(valid_records, weights and weights["valid"])
-    plan = batch_plan(fields["global_batch_size"], fields["per_device_train_batch_size"], state.num_processes)
     from trl import SFTConfig, SFTTrainer
 
     from utils.modeling import load_model, load_tokenizer, save_trained
 
     # trl's config before the model: a field trl rejects is one line before anything loads
-    config = SFTConfig(**{
-        # the stage saves once, at the end, and loads data in its own process; a recipe may change either
-        "save_strategy": "no", "dataloader_num_workers": 0,
-        **trainer_fields(section, fields), "output_dir": str(stage.partial), "completion_only_loss": not small_model,
-        **schedule_args(len(train_ds), fields["num_train_epochs"], plan, fields["evals_per_run"],
-                        fields["warmup_steps"]),
-        **tracking, "seed": seed, "data_seed": seed, "disable_tqdm": not state.is_main_process,
-        **device_args(activation_checkpointing)})
+    plan, kwargs = trainer_kwargs(section, fields, len(train_ds), stage, tracking, seed, activation_checkpointing)
+    config = SFTConfig(**kwargs, completion_only_loss=not small_model)
     stage.say(f"start {start} ({'adapter, continued' if is_adapter(start) else 'full' if full else 'LoRA'}; "
               f"loss on {'the whole text' if small_model else 'the completion'}), {len(train_ds)} train / "
               f"{len(valid_ds)} valid records, {describe_plan(plan)}; recipe {args['recipe']} ({section}). "

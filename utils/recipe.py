@@ -231,11 +231,12 @@ def main(recipe: str = "", recipe_args: str = ""):
     """Check the overrides (and a recipe file, when named) and print the resolved recipe or the overrides as YAML."""
     import yaml
 
-    extra = parse_overrides(recipe_args)
-    for section, fields in extra.items():
-        check_fields(section, fields, "RECIPE_ARGS")
-    if recipe:
+    if recipe:  # resolve checks the file and the overrides
         extra = resolve(recipe, recipe_args, tuple(s for s in SECTIONS if s in read_recipe(recipe)))
+    else:
+        extra = parse_overrides(recipe_args)
+        for section, fields in extra.items():
+            check_fields(section, fields, "RECIPE_ARGS")
     print(f"# {recipe or 'overrides'}\n" + yaml.safe_dump(extra, sort_keys=False), end="")
 
 

@@ -110,6 +110,23 @@ def device_args(activation_checkpointing: bool = False) -> dict:
     return {"bf16": False, "use_cpu": True, **common}
 
 
+def trainer_kwargs(section: str, fields: dict, n_examples: int, stage, tracking: dict, seed: int,
+                   activation_checkpointing: bool) -> tuple[dict, dict]:
+    """(batch plan, keyword arguments of a stage's trl config) from its recipe section (utils/recipe.py): the stage's
+    defaults (it saves once, at the end, and loads data in its own process; a recipe may change either), the section's
+    trl fields, then what the stage sets itself: output, schedule, tracking, seeds, device. The SFT and DPO stages
+    add their loss."""
+    from utils.recipe import trainer_fields
+
+    plan = batch_plan(fields["global_batch_size"], fields["per_device_train_batch_size"], stage.state.num_processes)
+    return plan, {"save_strategy": "no", "dataloader_num_workers": 0, **trainer_fields(section, fields),
+                  "output_dir": str(stage.partial),
+                  **schedule_args(n_examples, fields["num_train_epochs"], plan, fields["evals_per_run"],
+                                  fields["warmup_steps"]),
+                  **tracking, "seed": seed, "data_seed": seed, "disable_tqdm": not stage.is_main,
+                  **device_args(activation_checkpointing)}
+
+
 def batch_plan(global_batch_size: int, per_device_batch_size: int, processes: int, flag: str = "") -> dict:
     """The recipe fixes the global batch (examples per optimizer step); gradient accumulation makes it up from the
     per-device batch on any number of processes, so 1 GPU and 8 GPUs take the same steps over the same records."""
