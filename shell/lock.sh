@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# usage: bash shell/lock.sh
+# Refresh requirements.lock from requirements.txt (the floors): one exact version and sha256 per package the CPU
+# install resolves, for Linux x86-64 and Python 3.11, compiled by uv. shell/setup.sh installs the lock; a GPU machine
+# keeps its CUDA torch and installs the rest of it. Commit the new lock with a note of what moved, and regenerate the
+# golden eval files if a digit moved (tests/test_golden.py says which).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# ---- edit here ----
+UV_VERSION=0.13.9
+PYTHON_VERSION=3.11
+PLATFORM=x86_64-manylinux_2_28
+TORCH_CPU_INDEX=${TORCH_CPU_INDEX:-"https://download.pytorch.org/whl/cpu"}  # where torch's +cpu wheel comes from
+# -------------------
+
+py=python3; [[ -x .venv/bin/python ]] && py=.venv/bin/python
+"$py" -m uv --version 2>/dev/null | grep -q " $UV_VERSION" || "$py" -m pip install --quiet "uv==$UV_VERSION"
+# torch's CPU build: from a local wheel folder when pip is configured with one (PIP_FIND_LINKS), else PyTorch's
+# CPU index. Neither location is written into the lock.
+if [[ -n "${PIP_FIND_LINKS:-}" ]]; then
+  read -ra links <<< "$PIP_FIND_LINKS"
+  source_args=(); for link in "${links[@]}"; do source_args+=(--find-links "$link"); done
+else
+  source_args=(--extra-index-url "$TORCH_CPU_INDEX" --index-strategy unsafe-best-match)
+fi
+"$py" -m uv pip compile requirements.txt --generate-hashes --python-version "$PYTHON_VERSION" \
+  --python-platform "$PLATFORM" "${source_args[@]}" --no-emit-find-links --no-emit-index-url \
+  --custom-compile-command "bash shell/lock.sh" --quiet -o requirements.lock
+echo "[lock] wrote requirements.lock: $(grep -c '^[a-z0-9]' requirements.lock) packages"
