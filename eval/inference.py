@@ -92,14 +92,15 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
 
 
 def evaluated(model_dir, topk, embedding_model, decoding="greedy") -> bool:
-    """Every requested eval file of the decoding mode exists; greedy ones grounded with the same embedding model
-    (constrained ones ground nothing)."""
-    from utils.grounding import default_embedding_model
-    from utils.metrics import eval_name, parse_ks
+    """Every requested eval file of the decoding mode and its per-user file exist; greedy ones grounded with the same
+    embedding model, by name and content (constrained ones ground nothing)."""
+    from utils.grounding import embedding_model_id
+    from utils.metrics import eval_name, parse_ks, users_name
 
-    want = str(embedding_model or default_embedding_model()) if decoding == "greedy" else None
+    want = embedding_model_id(embedding_model) if decoding == "greedy" else None
     files = [Path(model_dir) / eval_name(k, decoding) for k in parse_ks(topk)]
-    return all(f.is_file() and read_json(f).get("embedding_model") == want for f in files)
+    return ((Path(model_dir) / users_name(decoding)).is_file()
+            and all(f.is_file() and read_json(f).get("embedding_model") == want for f in files))
 
 
 def evaluate_results(result_path, category, data_dir, topk, embedding_model, decoding="greedy", report_to="none"):

@@ -7,6 +7,20 @@ cd "$ROOT" || exit 1
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 
 die() { echo "error: $*" >&2; exit 2; }
+
+# Digits that travel (utils/numerics.py). KERNELS=portable (the default): every CPU process uses CPU_THREADS threads
+# in all (2 a machine, whatever its core count) and the AVX2 kernels of torch, MKL and oneDNN, which every x86-64 CPU
+# since about 2015 has: the same eval files on any such machine, at a measured speed cost (README, "Numbers that
+# travel"). KERNELS=native: the machine's own cores and fastest kernels; faster, and the digits are the machine's.
+# Every stage records both and will not resume a run made with other threads or kernels.
+KERNELS=${KERNELS:-portable}
+case "$KERNELS" in
+  portable) export ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=AVX2; CPU_THREADS=${CPU_THREADS:-2} ;;
+  native) unset ATEN_CPU_CAPABILITY MKL_CBWR ONEDNN_MAX_CPU_ISA; CPU_THREADS=${CPU_THREADS:-$(nproc)} ;;
+  *) die "KERNELS must be portable or native, got '$KERNELS'" ;;
+esac
+[[ "$CPU_THREADS" =~ ^[1-9][0-9]*$ ]] || die "CPU_THREADS must be a positive integer, got '$CPU_THREADS'"
+export KERNELS OMP_NUM_THREADS=$CPU_THREADS
 banner() { printf '\n==== %s [%s] ====\n' "$*" "$(date +%H:%M:%S)"; }
 
 # Python: an active virtualenv/conda env, else the project's .venv (created by shell/setup.sh).
@@ -79,9 +93,9 @@ launch() {
       return
     fi
     config=multi_cpu
-    # The machine's cores shared by its processes: what accelerate would pick for a CPU launch, passed explicitly
-    # (left to it, it says so in a warning on every launch with one process per machine).
-    threads=(--num_cpu_threads_per_process "$(( $(nproc) / per_machine > 1 ? $(nproc) / per_machine : 1 ))")
+    # CPU_THREADS shared by the machine's processes, passed explicitly (left to accelerate, it would take the
+    # machine's cores, and says so in a warning on every launch with one process per machine).
+    threads=(--num_cpu_threads_per_process "$(( CPU_THREADS / per_machine > 1 ? CPU_THREADS / per_machine : 1 ))")
   elif (( per_machine == 1 && NUM_MACHINES == 1 )) && [[ "$SHARDING" == none ]]; then
     config=single_gpu
   fi

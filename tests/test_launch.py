@@ -97,8 +97,8 @@ def test_fsdp_config_makes_an_fsdp2_plugin_with_whole_weight_saving(monkeypatch)
 
 @pytest.mark.parametrize("cuda", [True, False])
 def test_setup_keeps_an_installed_cuda_torch(tmp_path, cuda):
-    """shell/setup.sh in an active env whose python is a stand-in: with a CUDA torch it installs the requirements
-    without the torch pin (the working build stays); without one, with it."""
+    """shell/setup.sh in an active env whose python is a stand-in: with a CUDA torch it installs the lock without
+    torch's entry (the working build stays); without one, the whole lock."""
     (tmp_path / "python").write_text(
         "#!/bin/bash\n"
         f'if [[ "$1" == - ]]; then cat >/dev/null; exit {0 if cuda else 1}; fi\n'
@@ -110,5 +110,9 @@ def test_setup_keeps_an_installed_cuda_torch(tmp_path, cuda):
     p = subprocess.run(["bash", "shell/setup.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     installed = (tmp_path / "installed.txt").read_text()
-    assert ("torch==" in installed) != cuda and "transformers" in installed
+    assert ("torch==" in installed) != cuda and "transformers==" in installed
+    # the lock, every entry hashed; without torch, torch's own hash line goes with it
+    lock = (ROOT / "requirements.lock").read_text()
+    torch_hash = lock.split("torch==", 1)[1].split("--hash=", 1)[1].split()[0]
+    assert "--hash=sha256:" in installed and (torch_hash in installed) != cuda
     assert ("keeping the installed CUDA torch 2.11.0+cu128" in p.stdout) == cuda

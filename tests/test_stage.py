@@ -26,7 +26,10 @@ def test_a_stage_appears_whole_and_is_skipped_on_a_rerun(tmp_path, capsys):
     assert run_stage(out, {"lr": 0.1}) == "ran"
     assert is_done(out) and not (tmp_path / "SFT" / "ML100K.partial").exists()
     config = read_json(out / "run_config_sft.json")
-    assert config["args"] == {"lr": 0.1, "steps": 3} and config["settings"] == {"lr": 0.1}
+    assert config["args"] == {"lr": 0.1, "steps": 3} and config["settings"]["lr"] == 0.1
+    # the threads and kernels that decide the digits are result-changing; the machine's facts are recorded beside
+    assert config["settings"]["numerics"]["device"] == "cpu" and config["settings"]["numerics"]["threads"] >= 1
+    assert {"cpu_model", "cores_visible", "OMP_NUM_THREADS", "MKL_CBWR"} <= set(config["environment"])
     assert f"[sft] wrote {out}" in capsys.readouterr().out
     assert run_stage(out, {"lr": 0.1}) == "skipped"
     assert "is complete; skipping" in capsys.readouterr().out
@@ -38,3 +41,22 @@ def test_a_finished_stage_with_other_settings_stops_and_changes_nothing(tmp_path
     with pytest.raises(UserError, match=r"the SFT stage .* was made with other settings \(lr 0\.1 -> 0\.2\)"):
         run_stage(out, {"lr": 0.2})
     assert (out / "weights.txt").read_text() == "0.1"
+
+
+def test_a_stage_made_with_other_kernels_or_threads_is_not_reused(tmp_path, monkeypatch):
+    """The thread count and the kernels change a run's digits (utils/numerics.py): a finished stage made with others
+    stops a rerun, naming what changed; one recorded before they were is refused too."""
+    import json
+
+    out = tmp_path / "SFT" / "ML100K"
+    assert run_stage(out, {"lr": 0.1}) == "ran"
+    path = out / "run_config_sft.json"
+    config = read_json(path)
+    config["settings"]["numerics"]["mkl_kernels"] = "AVX2"
+    path.write_text(json.dumps(config))
+    with pytest.raises(UserError, match="numerics.mkl_kernels 'AVX2' -> "):
+        run_stage(out, {"lr": 0.1})
+    del config["settings"]["numerics"]
+    path.write_text(json.dumps(config))
+    with pytest.raises(UserError, match="before threads and kernels were recorded"):
+        run_stage(out, {"lr": 0.1})

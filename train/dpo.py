@@ -130,6 +130,7 @@ def run(model_dir: str, data_dir: str, output_dir: str, recipe: str = "", recipe
                   "sequences_per_pair": k + 1, "world_size": state.num_processes, **plan,
                   "peak_memory_mb": round(peak_memory_mb(), 1),
                   "train_loss": result.training_loss, "steps": result.global_step,
+                  "warmup_steps_effective": config.warmup_steps,
                   "train_seconds": round(result.metrics["train_runtime"], 2),
                   "setup_seconds": round(setup_seconds, 2)},
                  f"wrote {out} (train loss {result.training_loss:.4f}, {result.global_step} steps)")

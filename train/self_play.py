@@ -160,6 +160,10 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
         del args["beams"]
     if negatives == "self":  # which items offline negatives avoid: nothing to do with self-play's own
         del args["exclude"]
+    if negatives == "semantic" or rejected == "grounded":  # the grounding model picks the items: by name and content
+        from utils.grounding import embedding_model_id
+
+        args["grounding_model"] = embedding_model_id(embedding_model)
     from utils.recipe import for_stage
     from utils.tiny_model import is_small_model
 

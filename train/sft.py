@@ -130,6 +130,7 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
                   **(weighting_facts(catalog, genre_weight, weights["train"]) if weights else {}),
                   "peak_memory_mb": round(peak_memory_mb(), 1),
                   "train_loss": result.training_loss, "steps": result.global_step,
+                  "warmup_steps_effective": config.warmup_steps,
                   "train_seconds": round(result.metrics["train_runtime"], 2)},
                  f"wrote {out} (train loss {result.training_loss:.4f}, {result.global_step} steps)")
 

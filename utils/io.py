@@ -195,20 +195,51 @@ def finish_stage(stage_dir) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- run config
-def git_commit() -> str | None:
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+
+
+def _git(*args) -> str | None:
     try:
-        root = Path(__file__).resolve().parents[1]
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None
+        out = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def git_commit() -> str | None:
+    return _git("rev-parse", "HEAD") or None
+
+
+def git_dirty() -> bool | None:
+    """Whether tracked files differ from the commit (None outside a git checkout): a run made from changed code is
+    not the commit it names."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return None if status is None else bool(status)
+
+
+def portable(obj):
+    """A record without this machine's paths: a path inside the repository becomes relative to it, one under the home
+    directory starts with ~, so run configs compare and read the same on any machine and in any clone."""
+    if isinstance(obj, dict):
+        return {k: portable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [portable(v) for v in obj]
+    if isinstance(obj, str) and obj.startswith("/"):
+        for base, name in ((ROOT, None), (Path.home(), "~")):
+            try:
+                rel = Path(obj).relative_to(base)
+            except ValueError:
+                continue
+            return str(rel) if name is None else f"{name}/{rel}"
+    return obj
 
 
 def versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for pkg in ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "sentence-transformers"):
+    for pkg in ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "sentence-transformers", "tokenizers",
+                "safetensors", "numpy", "scipy"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -239,6 +270,15 @@ def result_settings(args: dict) -> dict:
             if k not in NOT_RESULT_CHANGING}
 
 
+def stage_settings(args: dict) -> dict:
+    """What a stage's result depends on, as stored and compared: its result-changing arguments, paths made portable,
+    and this process's threads and kernels (utils/numerics.py)."""
+    from utils.numerics import numerics
+
+    settings = json.loads(json.dumps(portable(result_settings(args)), default=str))  # as it would be stored
+    return {**settings, "numerics": numerics()}
+
+
 def flat_settings(settings: dict, prefix: str = "") -> dict:
     """Nested settings as {"resolved_recipe.sft.learning_rate": value, ...}, to name exactly what differs."""
     out = {}
@@ -265,10 +305,14 @@ def check_same_settings(directory, stage: str, args: dict, what: str = "", redo:
     old = read_json(path).get("settings")
     if old is None:  # written before settings were recorded
         return
-    new = json.loads(json.dumps(result_settings(args), default=str))  # as it would be stored
+    new = stage_settings(args)
     if "resolved_recipe" in new and "resolved_recipe" not in old:
         raise UserError(f"{what or directory} was made before recipe files (its settings were options such as "
                         f"lr): finish that run with the version that started it, or set a new OUTPUT_ROOT")
+    if "numerics" not in old:
+        raise UserError(f"{what or directory} was made before threads and kernels were recorded, so its digits "
+                        f"cannot be matched: finish that run with the version that started it, or set a new "
+                        f"OUTPUT_ROOT")
     old = {**{k: v for k, v in ADDED_SETTINGS.items() if k in new}, **old}
     if old != new:
         old, new = flat_settings(old), flat_settings(new)
@@ -293,13 +337,16 @@ def process_seconds() -> float | None:
 
 def write_run_config(directory, stage: str, args: dict, extra: dict | None = None) -> None:
     """Record what produced a directory: the stage, its arguments (plus `extra` facts such as step counts), the
-    result-changing settings and their hash, versions, git commit, when it finished and how long its process had
-    run by then (bench/iteration_budget.py reads the stages' times from these)."""
+    result-changing settings (threads and kernels included) and their hash, versions, git commit, the machine, when
+    it finished and how long its process had run by then (bench/iteration_budget.py reads the stages' times from
+    these). No machine path is recorded (`portable`)."""
     import time
 
-    settings = result_settings(args)
+    from utils.numerics import environment
+
+    settings = stage_settings(args)
     write_json(Path(directory) / f"run_config_{stage}.json",
-               {"stage": stage, "args": {**args, **(extra or {})}, "settings": settings,
+               {"stage": stage, "args": portable({**args, **(extra or {})}), "settings": settings,
                 "settings_hash": settings_hash(settings), "versions": versions(), "git_commit": git_commit(),
-                "argv": sys.argv, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "process_seconds": process_seconds()})
+                "git_dirty": git_dirty(), "environment": environment(), "argv": portable(sys.argv),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "process_seconds": process_seconds()})

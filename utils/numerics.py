@@ -1,0 +1,55 @@
+"""What decides a CPU run's digits besides the code, the data and the package versions: the thread count and the
+kernels (instruction set) that torch, MKL and oneDNN pick for this CPU.
+
+Measured on the demo's SFT (8,000 records, seed 42): one thread, two threads and two threads with AVX2 kernels gave
+three different losses on one machine, so a run's digits follow the machine unless these are fixed. The launch
+scripts fix them (shell/common.sh, KERNELS=portable, the default): THREADS threads a process and the AVX2 kernels,
+which every x86-64 CPU of the last ten years has, whatever the machine's own cores and instruction set. KERNELS=native
+takes the machine's cores and fastest kernels instead (faster; the digits are then the machine's own).
+
+Every stage records both (utils/io.write_run_config): `numerics` is result-changing (a finished stage made with other
+threads or kernels is not silently reused), `environment` is the facts (CPU model and flags, the variables' values).
+"""
+import os
+from pathlib import Path
+
+# The environment variables that pin the kernels, and their portable values (shell/common.sh sets them).
+PORTABLE_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+# CPU flags worth recording: which kernels the machine could run natively.
+_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "neon", "asimd")
+
+
+def numerics(device: str | None = None) -> dict:
+    """The result-changing settings of this process: on the CPU, torch's thread count and the kernels torch (its CPU
+    capability as dispatched), MKL and oneDNN use; on a GPU, the device type alone (CPU threads and kernels do not
+    decide a GPU run's digits)."""
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device != "cpu":
+        return {"device": device}
+    return {"device": "cpu", "threads": torch.get_num_threads(),
+            "aten_kernels": torch.backends.cpu.get_cpu_capability(),
+            "mkl_kernels": os.environ.get("MKL_CBWR") or "native",
+            "onednn_kernels": os.environ.get("ONEDNN_MAX_CPU_ISA") or "native"}
+
+
+def cpu_facts() -> dict:
+    """The CPU's model, the cores this process may use, and its instruction-set flags among _FLAGS (Linux)."""
+    facts = {"cores_visible": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return facts
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    return {**facts, "cpu_model": fields.get("model name") or fields.get("Model") or "unknown",
+            "cpu_flags": [f for f in _FLAGS if f in flags]}
+
+
+def environment() -> dict:
+    """Facts about where a stage ran (not compared on a rerun): the CPU and the variables that choose threads and
+    kernels, as this process saw them."""
+    names = ("KERNELS", "OMP_NUM_THREADS", *PORTABLE_KERNELS)
+    return {**cpu_facts(), **{name: os.environ.get(name) for name in names}}
