@@ -2,14 +2,18 @@
 
 usage: python -m eval.evaluate --result_json models/SFT/ML100K/test_result.json --category ML100K [--topk 1,5]
        [--data_dir DIR] [--output_dir DIR] [--embedding_model PATH] [--decoding greedy|constrained]
-Writes eval_top{K}.json (overwritten, never appended) beside the result file or in --output_dir. The official
-test_result.json shape (records with a `predict` list) is what eval/inference.py writes, so both are accepted.
+Writes eval_top{K}.json (overwritten, never appended) beside the result file or in --output_dir, and
+eval_users.jsonl: one line per evaluated test user (its top-K items, their popularity deciles, the target's rank;
+utils.metrics.user_rows), from which eval/stats.py recomputes everything without the dataset or the embedding model.
+The popularity deciles come from the category's train split. The official test_result.json shape (records with a
+`predict` list) is what eval/inference.py writes, so both are accepted.
 How the top-K is formed depends on how the predictions were decoded (--decoding, as eval/inference.py was run):
   greedy       one generated text per record; its parsed title is grounded to the nearest catalog item, and the
                top-K is that item and its K-1 nearest neighbours in embedding space (the official definition).
   constrained  the `predict` list holds K catalog items' answers, best first (test_result_constrained.json); they
                are the top-K as they are: no grounding, no neighbours, ValidRatio 1. The eval files are named
-               eval_top{K}_constrained.json, so both modes' files can sit side by side in a model directory.
+               eval_top{K}_constrained.json and eval_users_constrained.jsonl, so both modes' files can sit side
+               by side in a model directory.
 Generations that are all empty still evaluate (docs/metrics.md grounds the empty title like any other: ValidRatio 0,
 every record on the same items) with one warning line: a collapsed model is a result to report, not a crash.
 """
@@ -38,6 +42,7 @@ def ranked_rows(record, path, index, catalog, k: int) -> list[int]:
 
 def run(result_json: str, category: str = "ML100K", data_dir: str = "", topk="1,5", output_dir: str = "",
         embedding_model: str = "", model: str = "", decoding: str = "greedy", report_to: str = "none"):
+    from eval.mostpop import popularity_deciles
     from utils.metrics import evaluate_predictions, evaluate_rankings
     from utils.tracking import check_tracker, log_eval_metrics
 
@@ -50,21 +55,23 @@ def run(result_json: str, category: str = "ML100K", data_dir: str = "", topk="1,
     data_dir = Path(data_dir) if data_dir else category_dir(category)
     catalog = load_catalog(data_dir)
     ks = parse_ks(topk, len(catalog))
+    deciles = popularity_deciles(data_dir, catalog)
     records = read_records(result_path)
     if decoding == "constrained":
         rankings = [ranked_rows(r, result_path, i, catalog, ks[-1]) for i, r in enumerate(records)]
-        results = evaluate_rankings(records, rankings, catalog, ks)
+        results, ranking = evaluate_rankings(records, rankings, catalog, ks)
     else:
         predictions = [prediction_text(r, result_path, i) for i, r in enumerate(records)]
         if not any(p.strip() for p in predictions):  # still evaluated, the empty title grounded (docs/metrics.md)
             print(f"warning: every prediction in {result_path} is empty (the model generated no title); the metrics "
                   f"are still written: ValidRatio 0 and every record grounds to the same items", file=sys.stderr)
-        results = evaluate_predictions(records, predictions, catalog, ks, embedding_model or None)
-    paths = write_eval_files(results, out, model or str(result_path.parent), category or data_dir.name, records,
-                             decoding)
+        results, ranking = evaluate_predictions(records, predictions, catalog, ks, embedding_model or None)
+    paths = write_eval_files(results, ranking, deciles, out, model or str(result_path.parent),
+                             category or data_dir.name, records, decoding)
     for k, path in zip(results, paths):
         m = results[k]
         print(f"[evaluate] {path}: " + ", ".join(f"{k}={m[k]:.4f}" for k in METRIC_KEYS if m.get(k) is not None))
+    print(f"[evaluate] {paths[-1]}: {len(ranking.keep)} users")
     log_eval_metrics(report_to, out, results, decoding)  # with REPORT_TO=wandb/tensorboard, beside the losses
 
 

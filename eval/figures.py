@@ -1,5 +1,6 @@
 """The report's two figures: metrics per self-play iteration (figure a) and item exposure by popularity decile
-(figure b), drawn by eval/report.py into --figs_dir. The exposure figure re-grounds each model's test_result.json
+(figure b), drawn by eval/report.py into --figs_dir. The exposure figure reads each model's eval_users.jsonl (its
+top-K lists and their popularity deciles, as evaluated), and re-grounds the test_result.json of a model that has none
 (cached item embeddings; the model loads only for non-catalog titles); eval/stats.py shares its popularity deciles.
 """
 import math
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from eval.report import FIG_STAGE, HIGHER, ITERATION_DIR, ITERATIVE, RowKey, mean_std, model_dirs, read_evals
+from utils.io import UserError
 
 # figure (a) panels: (metric, K)
 FIG_PANELS = (("HR", 5), ("NDCG", 5), ("DivRatio", 5), ("ORRatio", 5), ("MGU", 5), ("ValidRatio", 1))
@@ -103,17 +105,27 @@ def item_deciles(popularity, n_bins: int = 10) -> np.ndarray:
     return bins
 
 
-def decile_shares(popularity, rows, n_bins: int = 10) -> np.ndarray:
-    """(n_bins,) share of the recommended item rows (any nesting: per-record lists) in each popularity bin."""
-    flat = np.asarray([r for rec in rows for r in np.ravel(rec)], dtype=np.int64)
-    counts = np.bincount(item_deciles(popularity, n_bins)[flat], minlength=n_bins).astype(np.float64)
+def _shares(deciles, n_bins: int = 10) -> np.ndarray:
+    """(n_bins,) share of each popularity bin among the given deciles (any shape)."""
+    counts = np.bincount(np.ravel(deciles), minlength=n_bins).astype(np.float64)
     return counts / counts.sum() if counts.sum() > 0 else counts
 
 
+def decile_shares(popularity, rows, n_bins: int = 10) -> np.ndarray:
+    """(n_bins,) share of the recommended item rows (any nesting: per-record lists) in each popularity bin."""
+    flat = np.asarray([r for rec in rows for r in np.ravel(rec)], dtype=np.int64)
+    return _shares(item_deciles(popularity, n_bins)[flat], n_bins)
+
+
 def recorded_embedding_model(model_dir) -> str | None:
-    """The embedding model an eval file of the directory recorded, when that path still exists."""
+    """The embedding model an eval file of the directory recorded: the default model when it recorded the default's
+    name and hash (utils.grounding.embedding_model_id), a path that still exists (older eval files), else None."""
+    from utils.grounding import default_embedding_model, embedding_model_id
+
     for ev in read_evals(model_dir).values():
         m = ev.get("embedding_model")
+        if isinstance(m, str) and m and m == embedding_model_id(default_embedding_model()):
+            return default_embedding_model()
         if isinstance(m, str) and m and Path(m).exists():
             return m
     return None
@@ -138,47 +150,69 @@ def top_items(result_path, catalog, k: int = 5, embedding_model: str | None = No
     return ground_titles(titles, catalog, k, embedding_model)
 
 
+def has_lists(model_dir) -> bool:
+    """Whether a model directory holds its greedy top-K lists: eval_users.jsonl, or test_result.json to re-ground."""
+    from utils.metrics import result_name, users_name
+
+    return (model_dir / users_name()).is_file() or (model_dir / result_name("test")).is_file()
+
+
 def exposure_sources(run_root, category) -> dict[str, Path]:
-    """{label: test_result.json} for SFT and the last iteration of each iterative method that has predictions."""
+    """{label: model directory} for SFT and the last iteration of each iterative method that has its lists."""
     dirs = model_dirs(run_root, category)
     out = {}
     sft = dirs.get(RowKey("SFT"))
-    if sft is not None and (sft / "test_result.json").is_file():
-        out["SFT"] = sft / "test_result.json"
+    if sft is not None and has_lists(sft):
+        out["SFT"] = sft
     for method in ITERATIVE:
         keys = sorted((k for k, d in dirs.items() if k.method == method and k.stage == FIG_STAGE[method]
-                       and (d / "test_result.json").is_file()), key=lambda k: k.iteration)
+                       and has_lists(d)), key=lambda k: k.iteration)
         if keys:
-            out[method] = dirs[keys[-1]] / "test_result.json"
+            out[method] = dirs[keys[-1]]
     return out
 
 
 def exposure_shares(roots, category, data_dir=None, embedding_model=None, k: int = 5):
-    """({label: (roots, 10) shares}, test-target shares, notes) for the exposure figure."""
+    """({label: (roots, 10) shares}, test-target shares, notes) for the exposure figure.
+
+    Models' shares come from their eval_users.jsonl where there is one. The test targets' shares come from the test
+    split; where the dataset is absent and every model has an eval_users.jsonl, from the targets of the users it
+    evaluated (the same ones when the whole test split was evaluated)."""
     from eval.mostpop import popularity as mostpop_popularity
     from utils.data import category_dir, load_catalog, load_split
+    from utils.metrics import read_eval_users, users_name
     from utils.prompt import record_target
 
-    data_dir = Path(data_dir) if data_dir else category_dir(category)
-    catalog = load_catalog(data_dir)
-    popularity = mostpop_popularity(load_split(data_dir, "train"), catalog)  # the one MostPop ranks by
-    test_rows = [i for i in (catalog.index(record_target(r)) for r in load_split(data_dir, "test")) if i is not None]
-    target_shares = decile_shares(popularity, [test_rows])
     sources = [exposure_sources(r, category) for r in roots]
+    try:
+        data_dir = Path(data_dir) if data_dir else category_dir(category)
+        catalog = load_catalog(data_dir)
+        popularity = mostpop_popularity(load_split(data_dir, "train"), catalog)  # the one MostPop ranks by
+        test_rows = [i for i in (catalog.index(record_target(r)) for r in load_split(data_dir, "test"))
+                     if i is not None]
+        target_shares = decile_shares(popularity, [test_rows])
+    except UserError:
+        files = [d / users_name() for s in sources for d in s.values()]
+        if not files or not all(f.is_file() for f in files):
+            raise
+        target_shares = _shares(read_eval_users(files[0], k)["target_deciles"])
     notes = []
     shares = {}
     for label in ("SFT", *ITERATIVE):
         if not all(label in s for s in sources):
-            notes.append(f"exposure: no {label} predictions (test_result.json)"
+            notes.append(f"exposure: no {label} predictions (eval_users.jsonl or test_result.json)"
                          + (" in every run root" if len(roots) > 1 else "") + ": skipped")
             continue
         per_root = []
         its = set()
         for s in sources:
-            p = s[label]
-            model = embedding_model or recorded_embedding_model(p.parent)
-            per_root.append(decile_shares(popularity, top_items(p, catalog, k, model)))
-            m = ITERATION_DIR.fullmatch(p.parent.parent.name)
+            d = s[label]
+            if (d / users_name()).is_file():
+                per_root.append(_shares(read_eval_users(d / users_name(), k)["deciles"]))
+            else:
+                model = embedding_model or recorded_embedding_model(d)
+                per_root.append(decile_shares(popularity, top_items(d / "test_result.json", catalog, k, model)))
+            m = ITERATION_DIR.fullmatch(d.parent.name)
             if m:
                 its.add(int(m.group(1)) + 1)
         name = label if not its else f"{label} (iteration {its.pop()})" if len(its) == 1 else \

@@ -3,14 +3,16 @@
 usage: python -m eval.mostpop --category ML100K --output_dir models/MostPop/ML100K [--topk 1,5]
 Popularity is the number of times an item is the target of a train record; ties go to the smaller item id. The
 target's rank is its position in that one popularity order. ValidRatio does not apply (no text is generated).
+Writes eval_top{K}.json and eval_users.jsonl (utils.metrics.write_eval_files), like eval/evaluate.py.
 """
 from pathlib import Path
 
 import numpy as np
 
+from eval.figures import item_deciles
 from utils.data import category_dir, load_catalog, load_split, sample_records
 from utils.io import check_output_dir, run_cli
-from utils.metrics import evaluated_records, history_rows, parse_ks, topk_metrics, write_eval_files
+from utils.metrics import Ranking, evaluated_records, history_rows, parse_ks, topk_metrics, write_eval_files
 from utils.prompt import record_target
 
 
@@ -20,6 +22,12 @@ def popularity(records, catalog) -> np.ndarray:
     return np.bincount([r for r in rows if r is not None], minlength=len(catalog))
 
 
+def popularity_deciles(data_dir, catalog) -> np.ndarray:
+    """(items,) training-popularity decile of each catalog row, 0 = the 10% of items most frequent as train targets
+    (the order MostPop recommends in): what eval_users.jsonl records and eval/stats.py's TopDecile counts."""
+    return item_deciles(popularity(load_split(data_dir, "train"), catalog))
+
+
 def run(output_dir: str, category: str = "ML100K", data_dir: str = "", topk="1,5",
         test_sample_size: int | None = None, seed: int = 42):
     ks = parse_ks(topk)
@@ -27,7 +35,8 @@ def run(output_dir: str, category: str = "ML100K", data_dir: str = "", topk="1,5
     data = Path(data_dir) if data_dir else category_dir(category)
     catalog = load_catalog(data)
     ks = parse_ks(ks, len(catalog))
-    order = np.lexsort((np.arange(len(catalog)), -popularity(load_split(data, "train"), catalog)))
+    pop = popularity(load_split(data, "train"), catalog)
+    order = np.lexsort((np.arange(len(catalog)), -pop))
     rank_of = np.empty(len(catalog), dtype=np.int64)
     rank_of[order] = np.arange(len(catalog))
     test = sample_records(load_split(data, "test"), test_sample_size, seed)
@@ -36,8 +45,12 @@ def run(output_dir: str, category: str = "ML100K", data_dir: str = "", topk="1,5
     histories = history_rows([test[i] for i in keep], catalog)
     results = {k: {**topk_metrics(rank_of[targets], topk_rows, k, catalog, histories), "n_skipped": n_skipped,
                    "embedding_model": None} for k in ks}
-    for path in write_eval_files(results, output_dir, "MostPop", category or data.name, test, decoding=None):
-        print(f"[mostpop] wrote {path}: HR={results[int(path.stem[8:])]['HR']:.4f}")
+    ranking = Ranking(keep, targets, rank_of[targets], topk_rows, None, None, n_skipped)
+    paths = write_eval_files(results, ranking, item_deciles(pop), output_dir, "MostPop", category or data.name, test,
+                             decoding=None)
+    for k, path in zip(results, paths):
+        print(f"[mostpop] wrote {path}: HR={results[k]['HR']:.4f}")
+    print(f"[mostpop] wrote {paths[-1]}: {len(keep)} users")
 
 
 if __name__ == "__main__":

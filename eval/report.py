@@ -6,7 +6,8 @@ usage: python -m eval.report --run_root models --category ML100K [--figs_dir fig
 every root. The table is printed and written to <run_root>/<Category>_results.md (several roots:
 <their common parent>/<Category>_results_mean.md) unless --out says otherwise. Figures go to --figs_dir
 (`--figs_dir ""` draws none): <Category>_metrics_per_iteration.png and <Category>_exposure.png. The exposure figure
-re-grounds each model's test_result.json (cached item embeddings; the model loads only for non-catalog titles).
+reads each model's eval_users.jsonl, or re-grounds its test_result.json when it has none (cached item embeddings;
+the model loads only for non-catalog titles).
 Whatever is missing (a baseline, MostPop, later iterations, predictions) is skipped and said so.
 The table and figures are those of greedy decoding (the official protocol). Models also evaluated with catalog-
 constrained decoding (eval_top{K}_constrained.json, from shell/eval.sh with DECODING=constrained) get a second table

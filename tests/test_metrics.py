@@ -13,7 +13,9 @@ the ML-100K test at the end.
     4    5   Echo      4     [Unknown]                                    nothing
     5    6   Foxtrot   5     (absent from name2genre.json)                nothing
 
-Ids are deliberately not in x order, so "ties broken by smaller item id" differs from "by smaller x".
+Ids are deliberately not in x order, so "ties broken by smaller item id" differs from "by smaller x". The train split
+makes Alpha the target 3 times, Charlie 2, Delta 1, so the popularity deciles (eval.figures.item_deciles: position p
+of 6 in bin p*10//6) are Alpha 0, Charlie 1, Delta 3, then the never-targets by id: Bravo 5, Echo 6, Foxtrot 8.
 """
 import json
 import math
@@ -23,7 +25,7 @@ import numpy as np
 import pytest
 
 import utils.grounding as grounding
-from eval import evaluate
+from eval import evaluate, mostpop
 from utils.data import load_catalog
 from utils.metrics import evaluate_predictions, topk_metrics
 from utils.prompt import parse_title, render_completion
@@ -40,6 +42,8 @@ ITEMS = [  # (id, name, x, genres or None when absent from name2genre.json)
     (6, "Foxtrot", 5.0, None),
 ]
 GENRES = ["Action", "Comedy", "Drama"]
+DECILES = {"Alpha": 0, "Bravo": 5, "Charlie": 1, "Delta": 3, "Echo": 6, "Foxtrot": 8}
+TRAIN_TARGETS = ["Alpha", "Delta", "Charlie", "Alpha", "Charlie", "Alpha"]
 # x of the generated titles that are not catalog names (what the stand-in embedding model returns for them)
 TITLE_X = {"": 10.0, "My pick: Charlie or Alpha": 1.5, "Zulu": 2.5, "Delt": 2.75}
 POSITION = {name: x for _, name, x, _ in ITEMS} | TITLE_X
@@ -84,6 +88,7 @@ def catalog(tmp_path, monkeypatch, calls):
     }
     for name, obj in files.items():
         (d / name).write_text(json.dumps(obj))
+    (d / "train.json").write_text(json.dumps([_record(["Echo"], t) for t in TRAIN_TARGETS]))
 
     def fake_embed(texts, model_path, batch_size=256):
         calls.append(list(texts))
@@ -180,8 +185,11 @@ def test_rank_items_ties_by_smaller_id(catalog):
 
 def test_every_metric_by_hand(catalog, calls):
     records, predictions = _records()
-    results = evaluate_predictions(records, predictions, catalog, ks=(1, 5), embedding_model="stub")
+    results, ranking = evaluate_predictions(records, predictions, catalog, ks=(1, 5), embedding_model="stub")
     assert sorted(results) == [1, 5]
+    assert ranking.keep == [0, 1, 2, 3, 5] and ranking.n_skipped == 1
+    assert [[catalog.names[j] for j in row] for row in ranking.topk] == [order[:5] for order in ORDERS]
+    assert ranking.ranks.tolist() == RANKS and ranking.valid.tolist() == [True, False, False, False, False]
     for k in (1, 5):
         _check(results[k], EXPECTED[k])
         assert results[k]["topk"] == k
@@ -191,7 +199,7 @@ def test_every_metric_by_hand(catalog, calls):
                      ["", "Delt", "My pick: Charlie or Alpha", "Zulu"]]
     assert len(list(catalog.directory.glob("item_emb_*.safetensors"))) == 1
     calls.clear()  # second evaluation: item embeddings come from the cache
-    again = evaluate_predictions(records, predictions, catalog, ks=(1, 5), embedding_model="stub")
+    again, _ = evaluate_predictions(records, predictions, catalog, ks=(1, 5), embedding_model="stub")
     assert calls == [["", "Delt", "My pick: Charlie or Alpha", "Zulu"]]
     assert again == results
 
@@ -212,7 +220,8 @@ def test_topk_metrics_directly(catalog):
 
 def test_all_targets_missing(catalog):
     records = [_record(["Alpha"], "Nobody"), _record(["Bravo"], "Nothing")]
-    results = evaluate_predictions(records, ['"Alpha"', ""], catalog, ks=(1, 5), embedding_model="stub")
+    results, ranking = evaluate_predictions(records, ['"Alpha"', ""], catalog, ks=(1, 5), embedding_model="stub")
+    assert ranking.topk.shape == (0, 5) and ranking.ranks.shape == (0,)
     for k in (1, 5):
         assert results[k]["n"] == 0 and results[k]["n_skipped"] == 2
 
@@ -239,6 +248,30 @@ def test_cli_run_official_shape_overwrites(catalog, tmp_path):
         for key in ("topk", "n", "n_skipped", *METRICS):
             assert type(row[key]) in (int, float), key  # plain numbers, not one-element lists
         _check(row, EXPECTED[k])
+    # the per-user file: the evaluated records (r4 is skipped) in order, their top-5 (K_max) and its deciles
+    lines = [json.loads(x) for x in (run_dir / "eval_users.jsonl").read_text().splitlines()]
+    want = [{"user": i, "target": catalog.index(t), "target_decile": DECILES[t], "rank": r if r < 5 else None,
+             "topk": [catalog.index(n) for n in order[:5]], "deciles": [DECILES[n] for n in order[:5]],
+             "valid": i == 0, "text": p}
+            for i, (_, t, p), order, r in zip([0, 1, 2, 3, 5], [CASES[i] for i in (0, 1, 2, 3, 5)], ORDERS, RANKS)]
+    assert lines == want
+    assert lines[1] == {"user": 1, "target": 1, "target_decile": 5, "rank": None, "topk": [5, 4, 3, 0, 2],
+                        "deciles": [8, 6, 3, 0, 1], "valid": False, "text": ""}  # r1 by hand: Bravo is 6th
+
+
+def test_mostpop_writes_the_per_user_file(catalog, tmp_path):
+    """MostPop's one list (by train popularity: Alpha, Charlie, Delta, then Bravo, Echo, Foxtrot by id) for every
+    evaluated record; a target's rank is its place in that list, null beyond the top 5."""
+    records = [_record(h, t) for h, t, _ in CASES] + [_record(["Alpha"], "Foxtrot")]
+    (catalog.directory / "test.json").write_text(json.dumps(records))
+    mostpop.run(str(tmp_path / "mp"), category="Tiny", data_dir=str(catalog.directory), topk="1,5")
+    lines = [json.loads(x) for x in (tmp_path / "mp" / "eval_users.jsonl").read_text().splitlines()]
+    top = [catalog.index(n) for n in ("Alpha", "Charlie", "Delta", "Bravo", "Echo")]
+    assert [x["user"] for x in lines] == [0, 1, 2, 3, 5, 6]
+    assert [x["rank"] for x in lines] == [0, 3, 3, 2, 2, None]  # Alpha, Bravo, Bravo, Delta, Delta, Foxtrot
+    assert all(x["topk"] == top and x["deciles"] == [0, 1, 3, 5, 6] for x in lines)
+    assert all(x["valid"] is None and x["text"] is None for x in lines)
+    assert lines[-1]["target_decile"] == 8
 
 
 def test_ml100k_exact_titles_hit_at_one(ml100k):  # the fixture builds data/ML100K when it is missing
@@ -247,7 +280,7 @@ def test_ml100k_exact_titles_hit_at_one(ml100k):  # the fixture builds data/ML10
     catalog = load_catalog(ML100K)
     records = load_split(ML100K, "test")
     predictions = [render_completion(r["target"]) if "target" in r else r["output"] for r in records]
-    results = evaluate_predictions(records, predictions, catalog, ks=(1, 5))
+    results, _ = evaluate_predictions(records, predictions, catalog, ks=(1, 5))
     for k in (1, 5):
         m = results[k]
         assert m["n"] + m["n_skipped"] == len(records) and m["n"] > 0

@@ -1,33 +1,51 @@
-"""eval/stats.py: paired differences and their bootstrap intervals, on hand-made models whose answers are known."""
+"""eval/stats.py: paired differences, their intervals and tests, on hand-made models whose answers are known; and the
+per-user files (eval_users.jsonl) giving the same statistics as re-grounding the predictions."""
+import json
+
 import numpy as np
 import pytest
 from test_report import _toy_category, toy_predictions
 
-from eval import stats
+import utils.grounding as grounding
+from eval import evaluate, stats
+from utils.metrics import set_metrics
 
 
-def model(topk, ranks, top_decile=(0,)):
-    return {"topk": np.array(topk), "ranks": np.array(ranks), "top_decile": np.array(top_decile)}
+def model(topk, ranks, popular=None):
+    """A model over len(topk) users; `popular`: (N, k) bools, by default item 0 is the one popular item."""
+    topk = np.array(topk)
+    return {"topk": topk, "ranks": np.array(ranks), "popular": topk == 0 if popular is None else np.array(popular)}
+
+
+def random_model(rng, n: int, k: int, n_items: int, n_popular: int = 5):
+    """n users' lists of k distinct items drawn uniformly from n_items; items below n_popular are the popular ones."""
+    topk = np.array([rng.choice(n_items, k, replace=False) for _ in range(n)])
+    return model(topk, rng.integers(0, k + 1, n), topk < n_popular)
 
 
 def test_identical_models_differ_by_zero_within_noise():
     m = model([[0, 1], [2, 3], [0, 4]], [0, 2, 1])
-    for metric, (d, lo, hi) in stats.paired_differences(m, m, resamples=200, k=2).items():
-        assert (d, lo, hi) == (0, 0, 0), metric
-        assert stats.verdict(lo, hi) == "within noise"
+    for metric, d in stats.paired_differences(m, m, resamples=200, k=2, swaps=200).items():
+        assert d[:3] == (0, 0, 0), metric
+        assert d.p in (None, 1.0) and stats.verdict(d) == "within noise"
 
 
 def test_every_hit_against_no_hit_is_certain():
-    """HR@2 1 vs 0 on every user: the difference is 1 on every resample; the spread metrics are computed by hand."""
-    a = model([[0, 1], [2, 3], [4, 5], [6, 7]], [0, 0, 1, 1])  # 8 distinct items, item 0 in the top decile once
+    """HR@2 1 vs 0 on every user: the difference is 1 on every resample; the list statistics are computed by hand."""
+    a = model([[0, 1], [2, 3], [4, 5], [6, 7]], [0, 0, 1, 1])  # 8 distinct items, item 0 (popular) once
     b = model([[0, 1], [0, 1], [0, 1], [0, 1]], [2, 2, 2, 2])  # the same 2 items for everyone
-    d = stats.paired_differences(a, b, resamples=500, k=2)
-    assert d["HR"] == (1.0, 1.0, 1.0)
-    assert d["NDCG"][0] == pytest.approx((1 + 1 + 1 / np.log2(3) * 2) / 4)
-    assert d["DivRatio"][0] == pytest.approx(8 / 8 - 2 / 8)
-    assert d["ORRatio"][0] == pytest.approx(3 / 8 - 8 / 8)  # a: any 3 items once each; b: its 2 items, 4 times each
-    assert d["TopDecile"][0] == pytest.approx(1 / 8 - 4 / 8)
-    assert stats.verdict(*d["HR"][1:]) == "up" and stats.verdict(*d["ORRatio"][1:]) == "down"
+    d = stats.paired_differences(a, b, resamples=500, k=2, swaps=500)
+    assert d["HR"] == (1.0, 1.0, 1.0, None)
+    assert d["NDCG"].estimate == pytest.approx((1 + 1 + 1 / np.log2(3) * 2) / 4)
+    assert d["DivRatio"].estimate == pytest.approx(8 / 8 - 2 / 8)
+    assert d["ORRatio"].estimate == pytest.approx(3 / 8 - 8 / 8)  # a: any 3 items once each; b: its 2 items, 4 times
+    assert d["TopDecile"].estimate == pytest.approx(1 / 8 - 4 / 8)
+    assert stats.verdict(d["HR"]) == "up"
+    # Every one of the 16 swap patterns once: user 0's lists are the same in a and b; swapping m of users 1-3 gives a
+    # 2 + 2(3 - m) distinct items and b 2 + 2m, so |difference| reaches the observed 6 when m is 0 or 3: 4 patterns,
+    # p = (1 + 4) / (1 + 16). The same for ORRatio and TopDecile (each 2(3 - 2m) in counts, as it happens).
+    patterns = np.array(np.meshgrid(*[[0, 1]] * 4)).reshape(4, -1).T.astype(np.float32)
+    assert stats.randomisation_p(a, b, 2, patterns) == {m: 5 / 17 for m in stats.LIST_STATS}
 
 
 def test_the_same_users_are_required():
@@ -35,19 +53,76 @@ def test_the_same_users_are_required():
         stats.paired_differences(model([[0]], [0]), model([[0], [1]], [0, 0]), k=1)
 
 
+def test_jackknife_by_hand():
+    """4 users, k = 2. a: [0,1] [0,2] [3,4] [0,1] (item 0 popular); b: [5,6] for everyone.
+    DivRatio: a has 5 distinct items of 8, b 2: estimate 3/8. Without user 1..4, a keeps 5, 4, 3, 5 distinct items of
+    6 and b 2, so the replicates are (3, 2, 1, 3)/6, their mean 9/4/6, and se^2 = 3/4 * (9 + 1 + 25 + 9)/16/36 = 11/192.
+    ORRatio: a's 3 largest counts 3+2+1 of 8, b all 8: estimate -2/8; replicates (4-6, 5-6, 6-6, 4-6)/6, the same
+    spread: se^2 = 11/192. TopDecile: a's users hold 1, 1, 0, 1 popular items, b none: estimate 3/8, replicates
+    (2, 2, 3, 2)/6, se = 1/8: the usual standard error of a mean (per-user differences 1/2, 1/2, 0, 1/2: s/sqrt(4))."""
+    a = model([[0, 1], [0, 2], [3, 4], [0, 1]], [0] * 4)
+    b = model([[5, 6]] * 4, [0] * 4)
+    full_a, del_a = stats.delete_one(a, 2)
+    full_b, del_b = stats.delete_one(b, 2)
+    assert (del_a["DivRatio"] - del_b["DivRatio"]).tolist() == pytest.approx([3 / 6, 2 / 6, 1 / 6, 3 / 6])
+    assert (del_a["ORRatio"] - del_b["ORRatio"]).tolist() == pytest.approx([-2 / 6, -1 / 6, 0, -2 / 6])
+    for metric, se in (("DivRatio", np.sqrt(11 / 192)), ("ORRatio", np.sqrt(11 / 192)), ("TopDecile", 1 / 8)):
+        assert stats.jackknife_se(del_a[metric] - del_b[metric]) == pytest.approx(se), metric
+    d = stats.paired_differences(a, b, k=2, swaps=100)
+    half = 3.1824463 * np.sqrt(11 / 192)  # t(0.975, 3 df) * se
+    assert d["DivRatio"][:3] == (pytest.approx(3 / 8), pytest.approx(3 / 8 - half), pytest.approx(3 / 8 + half))
+    assert d["ORRatio"][:3] == (pytest.approx(-2 / 8), pytest.approx(-2 / 8 - half), pytest.approx(-2 / 8 + half))
+    assert d["TopDecile"][:3] == (pytest.approx(3 / 8), pytest.approx(3 / 8 - 3.1824463 / 8),
+                                  pytest.approx(3 / 8 + 3.1824463 / 8))
+
+
+def test_the_bootstrap_misses_its_estimate_the_jackknife_does_not():
+    """a recommends nearly distinct items to every user (DivRatio near 1), b draws from 30 items. A resample with
+    replacement holds about 63% of the users, so a's distinct count, and the difference, fall on every resample: the
+    with-replacement bootstrap interval lies wholly below the estimate. The jackknife's contains it."""
+    rng = np.random.default_rng(0)
+    a, b = random_model(rng, 60, 5, 2000), random_model(rng, 60, 5, 30)
+    full = set_metrics(a["topk"], 2000)["DivRatio"] - set_metrics(b["topk"], 2000)["DivRatio"]
+    samples = rng.integers(0, 60, size=(300, 60))
+    boot = [set_metrics(a["topk"][s], 2000)["DivRatio"] - set_metrics(b["topk"][s], 2000)["DivRatio"] for s in samples]
+    assert np.percentile(boot, 97.5) < full  # the bias
+    d = stats.paired_differences(a, b, k=5)["DivRatio"]
+    assert d.estimate == pytest.approx(full) and d.low < full < d.high
+    assert 0 < d.high - d.low < 0.2 and d.p < 0.001
+
+
+def test_randomisation_test_p_values():
+    """Two models drawing from the same distribution: p is about uniform over 40 independent pairs (few below 0.05).
+    A clear difference (a's items distinct and unpopular, b's one popular list for everyone): only the draws that
+    swap no user or every user reach the observed difference, so p is its smallest value, 1/(1 + swaps)."""
+    rng = np.random.default_rng(1)
+    ps = np.array([[d.p for m, d in stats.paired_differences(random_model(rng, 100, 5, 600, 60),
+                                                             random_model(rng, 100, 5, 600, 60), k=5,
+                                                             swaps=500).items()
+                    if m in stats.LIST_STATS] for _ in range(40)])
+    assert (ps < 0.05).mean() < 0.1 and 0.4 < ps.mean() < 0.7
+    a = model(np.arange(200).reshape(40, 5) + 10, [5] * 40)
+    b = model([[0, 1, 2, 3, 4]] * 40, [5] * 40)
+    d = stats.paired_differences(a, b, k=5, swaps=999)
+    assert [d[m].p for m in stats.LIST_STATS] == [1 / 1000] * 3
+    assert [stats.verdict(d[m]) for m in stats.LIST_STATS] == ["down", "up", "down"]
+
+
 def test_run_stats_on_a_toy_run(tmp_path, monkeypatch):
     """Two test users: SFT hits the first at rank 0, SPRec the second at rank 1; the bootstrap over 2 users spans
-    both extremes (HR -1 when the first is drawn twice, +1 for the second), so the HR difference is within noise."""
+    both extremes (HR -1 when the first is drawn twice, +1 for the second), so the HR difference is within noise.
+    No eval_users.jsonl: the lists are re-grounded from test_result.json."""
     data_dir, rec = _toy_category(tmp_path, monkeypatch)
     root = tmp_path / "models"
     toy_predictions(root, rec, "it0")
     text, result = stats.run_stats([root], "Toy", str(data_dir), k=3, resamples=400, embedding_model="stub")
     d = result["per_root"][0][("SPRec", "SFT")]
-    assert d["HR"] == (0.0, -1.0, 1.0)
-    assert d["NDCG"][0] == pytest.approx(1 / np.log2(3) / 2 - 1 / 2)
-    assert d["TopDecile"][0] == pytest.approx(0 - 2 / 6)  # SFT recommends Movie 9 (decile 1) twice in 6
-    assert d["DivRatio"][0] == 0 and d["ORRatio"][0] == 0
+    assert d["HR"] == (0.0, -1.0, 1.0, None)
+    assert d["NDCG"].estimate == pytest.approx(1 / np.log2(3) / 2 - 1 / 2)
+    assert d["TopDecile"].estimate == pytest.approx(0 - 2 / 6)  # SFT recommends Movie 9 (decile 1) twice in 6
+    assert d["DivRatio"].estimate == 0 and d["ORRatio"].estimate == 0
     assert "| SPRec - SFT | +0.0000 [-1.0000, +1.0000] within noise |" in text
+    assert "Re-grounded from test_result.json (no eval_users.jsonl): SFT, SPRec." in text
 
 
 def test_across_seeds_is_the_t_interval_of_the_mean():
@@ -68,3 +143,93 @@ def test_run_stats_over_seeds(tmp_path, monkeypatch):
     ndcg = 1 / np.log2(3) / 2 - 1 / 2
     assert f"| SPRec - SFT | +0.0000 ± 0.0000 [+0.0000, +0.0000] within noise (2/2 seeds within noise) | " \
            f"{ndcg:+.4f} ± 0.0000 [{ndcg:+.4f}, {ndcg:+.4f}] (" in text
+
+
+# ------------------------------------------------------------------------------- per-user files vs re-grounding
+def line_run(tmp_path, monkeypatch, n_users: int = 24):
+    """A 20-item category on a line (item i at x = i, so grounding is by |x - i|) with n_users test users, and three
+    models' predictions: SFT concentrated on the popular items 0-2, DPO on 0-3 with an off-catalog title, SPRec
+    spread out, with hits and off-catalog titles. Train targets: item i (i < 10) 10 - i times."""
+    data = tmp_path / "data" / "Line"
+    data.mkdir(parents=True)
+    names = [f"Movie {i}" for i in range(20)]
+    catalog = {"id2name.json": {str(i + 1): n for i, n in enumerate(names)},
+               "name2id.json": {n: i + 1 for i, n in enumerate(names)},
+               "name2genre.json": {n: ["Drama"] for n in names}, "genre_dict.json": {"Drama": 0}}
+    for name, obj in catalog.items():
+        (data / name).write_text(json.dumps(obj))
+
+    def rec(user, target, predict=None):
+        r = {"instruction": "i", "input": 'watched: "Movie 1"', "output": f'"{target}"\n', "target": target,
+             "user": str(user)}
+        return r if predict is None else r | {"predict": [predict]}
+
+    (data / "train.json").write_text(json.dumps([rec(0, f"Movie {i}") for i in range(10) for _ in range(10 - i)]))
+    targets = [f"Movie {7 * u % 20}" for u in range(n_users)] + ["Not a movie"]
+    (data / "test.json").write_text(json.dumps([rec(u, t) for u, t in enumerate(targets)]))
+    positions = {n: float(i) for i, n in enumerate(names)} | {"Movie 3.6": 3.6, "Somewhere": 11.3, "": 30.0}
+    monkeypatch.setattr(grounding, "embed_texts", lambda texts, model_path, batch_size=256:
+                        np.array([[positions[t], 0.0] for t in texts], dtype=np.float32))
+    predictions = {
+        "SFT": [f'"Movie {u % 3}"' for u in range(len(targets))],
+        "DPO": [f'"Movie {u % 4}"' if u % 5 else '"Movie 3.6"' for u in range(len(targets))],
+        "SPRec": [f'"{targets[u]}"' if u % 3 == 0 else "Somewhere" if u % 3 == 1 else f'"Movie {(u + 5) % 20}"'
+                  for u in range(len(targets))]}
+    root = tmp_path / "run"
+    dirs = {"SFT": root / "SFT" / "Line", "DPO": root / "DPO" / "Line" / "it0" / "DPO",
+            "SPRec": root / "SPRec" / "Line" / "it0" / "DPO"}
+    for label, d in dirs.items():
+        d.mkdir(parents=True)
+        (d / "test_result.json").write_text(json.dumps([rec(u, t, p) for u, (t, p) in
+                                                        enumerate(zip(targets, predictions[label]))]))
+    return data, root, dirs
+
+
+def test_per_user_files_give_the_statistics_of_regrounding(tmp_path, monkeypatch):
+    """Evaluated at K = 1, 5 (eval_users.jsonl holds top-5 lists), compared at K = 3 and 5: every difference, interval
+    and p-value is the same from the per-user files, with no dataset and no grounding, as from re-grounding."""
+    data, root, dirs = line_run(tmp_path, monkeypatch)
+    for d in dirs.values():
+        evaluate.run(str(d / "test_result.json"), category="Line", data_dir=str(data), topk="1,5",
+                     embedding_model="stub")
+    files = {label: d / "eval_users.jsonl" for label, d in dirs.items()}
+    first = json.loads(files["SPRec"].read_text().splitlines()[0])
+    assert first == {"user": "0", "target": 0, "target_decile": 0, "rank": 0, "topk": [0, 1, 2, 3, 4],
+                     "deciles": [0, 0, 1, 1, 2], "valid": True, "text": '"Movie 0"'}
+
+    def no_grounding(*args, **kwargs):
+        raise AssertionError("grounded although eval_users.jsonl is there")
+
+    for k in (3, 5):
+        moved = [f.rename(f.with_suffix(".bak")) for f in files.values()]
+        text_re, regrounded = stats.run_stats([root], "Line", str(data), k=k, resamples=200, swaps=300,
+                                              embedding_model="stub")
+        for f, back in zip(moved, files.values()):
+            f.rename(back)
+        with monkeypatch.context() as m:
+            m.setattr(grounding, "ground_titles", no_grounding)
+            text, from_files = stats.run_stats([root], "Line", str(tmp_path / "no data"), k=k, resamples=200,
+                                               swaps=300)
+        assert from_files["per_root"] == regrounded["per_root"] and len(from_files["pairs"]) == 3
+        assert text_re == text + "- Re-grounded from test_result.json (no eval_users.jsonl): DPO, SFT, SPRec.\n"
+        d = from_files["per_root"][0][("SPRec", "SFT")]
+        assert d["DivRatio"].low < d["DivRatio"].estimate < d["DivRatio"].high and d["DivRatio"].p < 0.05
+
+
+def test_exposure_figure_from_per_user_files(tmp_path, monkeypatch):
+    """The exposure figure's shares from eval_users.jsonl with no dataset equal those of re-grounding with it (every
+    test user is evaluated here, so the test targets' shares agree too)."""
+    from eval.figures import exposure_shares
+
+    data, root, dirs = line_run(tmp_path, monkeypatch)
+    for d in dirs.values():
+        evaluate.run(str(d / "test_result.json"), category="Line", data_dir=str(data), embedding_model="stub")
+    files = exposure_shares([root], "Line", str(tmp_path / "no data"), k=5)
+    for d in dirs.values():
+        (d / "eval_users.jsonl").unlink()
+    regrounded = exposure_shares([root], "Line", str(data), "stub", k=5)
+    assert list(files[0]) == list(regrounded[0]) == ["SFT", "SPRec (iteration 1)", "DPO (iteration 1)"]
+    for label, shares in files[0].items():
+        assert shares.shape == (1, 10) and np.allclose(shares, regrounded[0][label]), label
+    assert files[1].tolist() == pytest.approx(regrounded[1].tolist())
+    assert files[0]["SFT"][0].tolist() == pytest.approx([.4, .4, .2] + [0] * 7)  # always items 0-4, 2 a decile

@@ -3,8 +3,11 @@
 `topk_metrics` works on rankings (the target's rank and the K nearest items per record), so grounded LLM outputs
 and baselines such as MostPop go through the very same code. `evaluate_predictions` does the LLM path of greedy
 decoding: parse, validate, ground, rank, then the metrics for every K. `evaluate_rankings` does that of constrained
-beam search (utils/constrained.py), whose K ranked catalog items per record are the top-K as they are.
+beam search (utils/constrained.py), whose K ranked catalog items per record are the top-K as they are. Both also
+return the per-record `Ranking` the metrics came from, which `write_eval_files` keeps as eval_users.jsonl so that
+every statistic can be recomputed without the dataset or the embedding model (eval/stats.py).
 """
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -85,20 +88,34 @@ def history_rows(records, catalog) -> list[list[int]]:
     return [[j for j in (catalog.index(h) for h in record_history(r)) if j is not None] for r in records]
 
 
-def evaluate_predictions(records, predictions, catalog, ks=(1, 5), embedding_model=None) -> dict:
+@dataclass
+class Ranking:
+    """The evaluated records' top-K lists and their targets' places in them: what every metric is computed from, and
+    what eval_users.jsonl keeps. N = the evaluated records (target in the catalog), K_max = the largest K."""
+    keep: list[int]  # the evaluated records' indices in the result file
+    targets: np.ndarray  # (N,) catalog rows of their targets
+    ranks: np.ndarray  # (N,) 0-based rank of each target; K_max when not in its top-K (MostPop: its full order)
+    topk: np.ndarray  # (N, K_max) catalog rows, best first
+    valid: np.ndarray | None  # (N,) whether the parsed title is a catalog name; None when nothing is generated
+    texts: list[str] | None  # (N,) the generated texts (greedy decoding); None otherwise
+    n_skipped: int  # records whose target is not a catalog item
+
+
+def evaluate_predictions(records, predictions, catalog, ks=(1, 5), embedding_model=None) -> tuple[dict, Ranking]:
     """Metrics for every K of generated texts (one per record), grounded by sentence-embedding distance: the top-K
-    is the item the parsed title grounds to and its K-1 nearest catalog neighbours (the official definition)."""
-    from utils.grounding import default_embedding_model
+    is the item the parsed title grounds to and its K-1 nearest catalog neighbours (the official definition); and
+    the ranking they come from."""
+    from utils.grounding import default_embedding_model, embedding_model_id
 
     embedding_model = embedding_model or default_embedding_model()
-    keep, n_skipped, ranks, topk, valid = ground_predictions(records, predictions, catalog, max(ks), embedding_model)
-    extra = {"n_skipped": n_skipped, "embedding_model": str(embedding_model), "decoding": "greedy"}
-    return _at_each_k(records, keep, ranks, topk, valid, catalog, ks, extra)
+    ranking = ground_predictions(records, predictions, catalog, max(ks), embedding_model)
+    extra = {"n_skipped": ranking.n_skipped, "embedding_model": embedding_model_id(embedding_model),
+             "decoding": "greedy"}
+    return _at_each_k(records, ranking, catalog, ks, extra), ranking
 
 
-def ground_predictions(records, predictions, catalog, k: int, embedding_model=None):
-    """The official top-k of generated texts: (evaluated record indices, records skipped, target ranks, (N, k) item
-    rows, valid flags), for the records whose target is a catalog item; ranks and rows are None when there is none."""
+def ground_predictions(records, predictions, catalog, k: int, embedding_model=None) -> Ranking:
+    """The official top-k of generated texts, for the records whose target is a catalog item."""
     from utils.grounding import ground_titles, target_ranks
 
     if len(records) != len(predictions):
@@ -106,33 +123,31 @@ def ground_predictions(records, predictions, catalog, k: int, embedding_model=No
     keep, targets, n_skipped = evaluated_records(records, catalog)
     titles = [parse_title(predictions[i]) for i in keep]
     valid = np.array([catalog.index(t) is not None for t in titles], dtype=bool)
-    topk = ranks = None
-    if keep:
-        topk = ground_titles(titles, catalog, k, embedding_model)
-        ranks = target_ranks(topk, targets)
-    return keep, n_skipped, ranks, topk, valid
+    topk = ground_titles(titles, catalog, k, embedding_model) if keep else np.zeros((0, k), dtype=np.int64)
+    return Ranking(keep, targets, target_ranks(topk, targets), topk, valid, [predictions[i] for i in keep], n_skipped)
 
 
-def evaluate_rankings(records, rankings, catalog, ks=(1, 5)) -> dict:
-    """Metrics for every K of ranked catalog items (constrained decoding): each record's ranking, catalog rows best
-    first (at least max(ks) of them), is its top-K itself; nothing is grounded, and every item is valid."""
+def evaluate_rankings(records, rankings, catalog, ks=(1, 5)) -> tuple[dict, Ranking]:
+    """Metrics for every K of ranked catalog items (constrained decoding), and the ranking they come from: each
+    record's ranking, catalog rows best first (at least max(ks) of them), is its top-K itself; nothing is grounded,
+    and every item is valid."""
     from utils.grounding import target_ranks
 
     if len(records) != len(rankings):
         raise ValueError(f"{len(records)} records but {len(rankings)} rankings")
     keep, targets, n_skipped = evaluated_records(records, catalog)
     topk = np.array([rankings[i][:max(ks)] for i in keep], dtype=np.int64).reshape(len(keep), max(ks))
-    valid = (topk[:, 0] >= 0) if keep else np.zeros(0, dtype=bool)
-    ranks = target_ranks(topk, targets) if keep else None
+    ranking = Ranking(keep, targets, target_ranks(topk, targets), topk, topk[:, 0] >= 0, None, n_skipped)
     extra = {"n_skipped": n_skipped, "embedding_model": None, "decoding": "constrained"}
-    return _at_each_k(records, keep, ranks, topk, valid, catalog, ks, extra)
+    return _at_each_k(records, ranking, catalog, ks, extra), ranking
 
 
-def _at_each_k(records, keep, ranks, topk, valid, catalog, ks, extra) -> dict:
-    histories = history_rows([records[i] for i in keep], catalog)
+def _at_each_k(records, ranking: Ranking, catalog, ks, extra) -> dict:
+    histories = history_rows([records[i] for i in ranking.keep], catalog)
     results = {}
     for k in ks:
-        m = topk_metrics(ranks, topk, k, catalog, histories, valid) if keep else {"n": 0}
+        m = topk_metrics(ranking.ranks, ranking.topk, k, catalog, histories, ranking.valid) if ranking.keep \
+            else {"n": 0}
         results[k] = {"topk": k, **m, **extra}
     return results
 
@@ -163,6 +178,11 @@ def eval_name(k: int, decoding: str | None = "greedy") -> str:
     return f"eval_top{k}{_suffix(decoding)}.json"
 
 
+def users_name(decoding: str | None = "greedy") -> str:
+    """The per-user file beside the eval files: eval_users.jsonl (greedy, MostPop), eval_users_constrained.jsonl."""
+    return f"eval_users{_suffix(decoding)}.jsonl"
+
+
 def prediction_text(record, path, index) -> str:
     if "logprobs" in record:  # only constrained decoding writes them: its K items must not be grounded as one text
         raise UserError(f"{path}: record {index} holds ranked catalog items from constrained decoding: evaluate it "
@@ -175,13 +195,36 @@ def prediction_text(record, path, index) -> str:
     return pred
 
 
-def write_eval_files(results: dict, output_dir, model: str, category: str, records,
-                     decoding: str | None = "greedy") -> list[Path]:
+def user_rows(records, ranking: Ranking, deciles: np.ndarray) -> list[dict]:
+    """One small JSON object per evaluated record, in evaluation order: everything eval/stats.py needs, and nothing it
+    does not (no history, no prompt).
+
+    user: the record's `user` (its index in the result file when it has none); target: the target's catalog row
+    (rows are the items in id order); target_decile, deciles: the training-popularity decile of the target and of
+    each top-K item (0 = the 10% of items most frequent as train targets, eval.figures.item_deciles); rank: the
+    target's 0-based place in topk, null when it is not there; topk: the K_max catalog rows, best first; valid:
+    whether the parsed title is a catalog name (null for MostPop); text: the generated text (greedy decoding only).
+    """
+    k_max = ranking.topk.shape[1]
+    rows = []
+    for j, i in enumerate(ranking.keep):
+        rank, target, top = int(ranking.ranks[j]), int(ranking.targets[j]), ranking.topk[j]
+        rows.append({"user": records[i].get("user", i), "target": target, "target_decile": int(deciles[target]),
+                     "rank": rank if rank < k_max else None, "topk": top.tolist(), "deciles": deciles[top].tolist(),
+                     "valid": None if ranking.valid is None else bool(ranking.valid[j]),
+                     "text": None if ranking.texts is None else ranking.texts[j]})
+    return rows
+
+
+def write_eval_files(results: dict, ranking: Ranking, deciles: np.ndarray, output_dir, model: str, category: str,
+                     records, decoding: str | None = "greedy") -> list[Path]:
     """eval_top{K}[_constrained].json with the keys of docs/metrics.md in its order: the metrics, then the decoding
     that made the predictions (None for MostPop: nothing is decoded) and which test records were evaluated (a
-    fingerprint: the same for every model evaluated on the same users)."""
+    fingerprint: the same for every model evaluated on the same users); then eval_users[_constrained].jsonl
+    (`user_rows`, for the largest K), from which every metric but MGU and DGU (they need the histories) and every
+    paired statistic can be recomputed. `deciles`: (items,) training-popularity decile of each catalog row."""
     from utils.data import records_fingerprint
-    from utils.io import write_json
+    from utils.io import write_json, write_jsonl
 
     paths, fingerprint = [], records_fingerprint(records)
     for k, m in results.items():
@@ -191,4 +234,33 @@ def write_eval_files(results: dict, output_dir, model: str, category: str, recor
         path = Path(output_dir) / eval_name(k, decoding)
         write_json(path, row)
         paths.append(path)
-    return paths
+    path = Path(output_dir) / users_name(decoding)
+    write_jsonl(path, user_rows(records, ranking, np.asarray(deciles)))
+    return paths + [path]
+
+
+def read_eval_users(path, k: int) -> dict:
+    """The top-k of each user in an eval_users file, as arrays: {"keys": [(user, target row)], "topk": (N, k) rows,
+    "ranks": (N,) 0-based ranks (K_max, the file's list length, when the target is not in its top-K_max),
+    "deciles": (N, k) popularity deciles of those items, "target_deciles": (N,)}."""
+    from utils.io import read_jsonl
+
+    path = Path(path)
+    lines = read_jsonl(path)
+    if not lines:
+        raise UserError(f"{path}: no evaluated user")
+    try:
+        topk = np.array([r["topk"] for _, r in lines], dtype=np.int64)
+        deciles = np.array([r["deciles"] for _, r in lines], dtype=np.int64)
+        k_max = topk.shape[1] if topk.ndim == 2 and topk.shape == deciles.shape else None
+        ranks = np.array([k_max if r["rank"] is None else r["rank"] for _, r in lines], dtype=np.int64)
+        keys = [(str(r["user"]), int(r["target"])) for _, r in lines]
+        target_deciles = np.array([r["target_decile"] for _, r in lines], dtype=np.int64)
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{path}: not an eval_users file ({type(e).__name__}: {e})") from None
+    if k_max is None:
+        raise UserError(f"{path}: not an eval_users file (lists of different lengths)")
+    if k > k_max:
+        raise UserError(f"{path} holds top-{k_max} lists, fewer than K={k}: evaluate again with --topk {k}")
+    return {"keys": keys, "topk": topk[:, :k], "ranks": ranks, "deciles": deciles[:, :k],
+            "target_deciles": target_deciles}
