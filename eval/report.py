@@ -192,9 +192,15 @@ def n_note(collected: list[dict], ks) -> str | None:
     return "evaluated test records differ between rows: n = " + ", ".join(map(str, ns))
 
 
+def _seconds(value) -> str | None:
+    return None if value is None else f"{value:.0f}"
+
+
 def training_budget(run_root, category) -> str | None:
     """Markdown table of what each trained stage cost, from its run config: optimizer steps, SFT records, DPO pairs
-    and rejected items per pair (a pair of k rejected items runs k+1 sequences); None when no stage has a config."""
+    and rejected items per pair (a pair of k rejected items runs k+1 sequences), the warm-up steps it took (after
+    the 10% cap; – in runs made before they were recorded), its training seconds, its whole process's seconds
+    (start-up included) and those of its greedy evaluation; None when no stage has a config."""
     lines = []
     for key, d in model_dirs(run_root, category).items():
         for stage in ("sft", "dpo"):
@@ -206,15 +212,38 @@ def training_budget(run_root, category) -> str | None:
             if not isinstance(args, dict):
                 raise UserError(f"{path}: no 'args' object: not a run config")
             sft = stage == "sft"
+            evaluation = d / "run_config_inference.json"
+            eval_seconds = read_json(evaluation).get("process_seconds") if evaluation.is_file() else None
             cells = [row_label(key), stage.upper(), args.get("steps"), args.get("train_records") if sft else None,
-                     None if sft else args.get("pairs"), None if sft else args.get("negatives_per_pair", 1)]
+                     None if sft else args.get("pairs"), None if sft else args.get("negatives_per_pair", 1),
+                     args.get("warmup_steps_effective"), _seconds(args.get("train_seconds")),
+                     _seconds(config.get("process_seconds")), _seconds(eval_seconds)]
             if sft and "record_weight_mean" in args:
                 cells[1] = "SFT, genre re-weighted"
             lines.append("| " + " | ".join("–" if c is None else str(c) for c in cells) + " |")
     if not lines:
         return None
-    return "\n".join(["| Model | trained stage | optimizer steps | SFT records | DPO pairs | rejected per pair |",
-                      "|:---|:---|---:|---:|---:|---:|", *lines])
+    return "\n".join(["| Model | trained stage | optimizer steps | SFT records | DPO pairs | rejected per pair | "
+                      "warm-up steps | training s | stage process s | evaluation process s |",
+                      "|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|", *lines])
+
+
+def iteration_times(run_root, category) -> str | None:
+    """Markdown table of each iteration's whole cost, from the run configs under it<i>/: the seconds of every stage
+    process it ran (self-play, SFT step, DPO step and their evaluations, start-ups included); None without any."""
+    lines = []
+    for method in METHODS:
+        base = Path(run_root) / method.name / category
+        if not method.iterative or not base.is_dir():
+            continue
+        for d in sorted((x for x in base.iterdir() if ITERATION_DIR.fullmatch(x.name)),
+                        key=lambda x: int(ITERATION_DIR.fullmatch(x.name).group(1))):
+            seconds = [read_json(c).get("process_seconds") for c in sorted(d.rglob("run_config_*.json"))]
+            if seconds and all(x is not None for x in seconds):
+                lines.append(f"| {method.name} {d.name} | {len(seconds)} | {sum(seconds):.0f} |")
+    if not lines:
+        return None
+    return "\n".join(["| Iteration | stage processes | seconds |", "|:---|---:|---:|", *lines])
 
 
 def build_report(roots, category, ks=(1, 5)) -> tuple[str, dict, list[dict], list[str]]:
@@ -236,6 +265,9 @@ def build_report(roots, category, ks=(1, 5)) -> tuple[str, dict, list[dict], lis
     if budget:
         where = "" if len(roots) == 1 else f" (of {roots[0]}; the recipe is the same in every root)"
         parts += ["", f"### Training budget per stage{where}", "", budget]
+    times = iteration_times(roots[0], category)
+    if times:
+        parts += ["", f"### Time per iteration{where if budget else ''}", "", times]
     parts += constrained_section(roots, category, ks, rows)
     return "\n".join(parts) + "\n", rows, collected, notes
 

@@ -10,14 +10,14 @@
 #   SFT-only     the SPRec loop without its DPO step (ablation)
 #   MostPop      the most frequent training targets for everyone (a sanity floor)
 # Every hyperparameter comes from shell/SPRec.sh's variable block (or the environment), so budgets match SPRec's.
-# BASELINES="DPO S-DPO" runs a subset.
+# BASELINES="DPO S-DPO" runs a subset; BASELINES=all (the default here) the whole roster.
 set -euo pipefail
 # shellcheck source=shell/common.sh
 source "$(dirname "$0")/common.sh"
 (( $# >= 1 )) || die "usage: bash shell/baselines.sh [GPU ids...] ITERATIONS"
 
 # ---- edit here (or set in the environment) ----
-BASELINES=${BASELINES:-"DPO DPO+SFT S-DPO DMPO SemanticDPO GenreSFT SFT-only MostPop"}
+BASELINES=${BASELINES:-all}
 CATEGORIES=${CATEGORIES:-"ML100K"}
 OUTPUT_ROOT=${OUTPUT_ROOT:-"models"}
 TEST_SAMPLE_SIZE=${TEST_SAMPLE_SIZE:-""}
@@ -25,6 +25,7 @@ SEED=${SEED:-42}
 export CATEGORIES OUTPUT_ROOT TEST_SAMPLE_SIZE SEED
 # ------------------------------------------------
 
+[[ "$BASELINES" == all ]] && BASELINES="DPO DPO+SFT S-DPO DMPO SemanticDPO GenreSFT SFT-only MostPop"
 for method in $BASELINES; do
   if [[ "$method" != MostPop ]]; then
     METHOD="$method" bash shell/SPRec.sh "$@"

@@ -73,6 +73,22 @@ def test_layout_and_eval_files(run):
     assert not list(root.rglob("*.partial"))
 
 
+def test_the_golden_run_gives_the_committed_digits(run):
+    """The toy run above is the golden run: every eval file, training loss, self-play summary and per-user file must
+    equal tests/golden/toy_run.json exactly (tests/golden.py says how to regenerate it after a deliberate change)."""
+    import golden
+
+    root, _ = run
+    actual = golden.facts(root)
+    if os.environ.get("GOLDEN_WRITE") == "1":
+        golden.GOLDEN.parent.mkdir(exist_ok=True)
+        golden.GOLDEN.write_text(json.dumps(actual, indent=1, sort_keys=True) + "\n")
+    expected = json.loads(golden.GOLDEN.read_text())
+    moved = golden.differences(expected, actual)
+    assert not moved, (f"the golden run moved ({len(moved)} field(s)); a deliberate change regenerates "
+                       f"{golden.GOLDEN.relative_to(ROOT)} (tests/golden.py):\n" + "\n".join(moved[:40]))
+
+
 def test_extending_runs_only_the_new_iteration(run, tmp_path):
     root, _ = run
     ext = tmp_path / "ext"

@@ -102,19 +102,28 @@ def test_constrained_rows_beside_their_greedy_rows(tmp_path):
 def test_training_budget_from_the_run_configs(tmp_path):
     root = full_root(tmp_path / "models")
 
-    def config(d, stage, **args):
-        (d / f"run_config_{stage}.json").write_text(json.dumps({"stage": stage, "args": args}))
+    def config(d, stage, seconds=None, **args):
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"run_config_{stage}.json").write_text(json.dumps({"stage": stage, "args": args,
+                                                                 "process_seconds": seconds}))
 
-    config(root / "SFT/Toy", "sft", steps=500, train_records=8000)
+    config(root / "SFT/Toy", "sft", 31.2, steps=500, train_records=8000, warmup_steps_effective=20,
+           train_seconds=20.4)
+    config(root / "SFT/Toy", "inference", 9.6)
     config(root / "S-DPO/Toy/it0/DPO", "dpo", steps=64, pairs=512, negatives_per_pair=3)
-    config(root / "DPO/Toy/it0/DPO", "dpo", steps=64, pairs=512)  # written before the count was recorded: 1
+    config(root / "DPO/Toy/it0/DPO", "dpo", 12, steps=64, pairs=512)  # written before the count was recorded: 1
+    config(root / "DPO/Toy/it0/data", "self_play", 5.4)
     config(root / "GenreSFT/Toy/it0/SFT", "sft", steps=32, train_records=512, record_weight_mean=1.02)
     text, *_ = report.build_report([root], "Toy")
-    budget = text[text.index("### Training budget"):]
+    budget = text[text.index("### Training budget"):text.index("### Time per iteration")]
     rows = {r[0]: r[1:] for r in table_rows(budget)[2:]}
-    assert rows == {"SFT": ["SFT", "500", "8000", "–", "–"], "DPO it0": ["DPO", "64", "–", "512", "1"],
-                    "S-DPO it0": ["DPO", "64", "–", "512", "3"],
-                    "GenreSFT it0": ["SFT, genre re-weighted", "32", "512", "–", "–"]}
+    assert rows == {"SFT": ["SFT", "500", "8000", "–", "–", "20", "20", "31", "10"],
+                    "DPO it0": ["DPO", "64", "–", "512", "1", "–", "–", "12", "–"],
+                    "S-DPO it0": ["DPO", "64", "–", "512", "3", "–", "–", "–", "–"],
+                    "GenreSFT it0": ["SFT, genre re-weighted", "32", "512", "–", "–", "–", "–", "–", "–"]}
+    # an iteration's time: every stage process under it<i>/, only where each one recorded it
+    times = {r[0]: r[1:] for r in table_rows(text[text.index("### Time per iteration"):])[2:]}
+    assert times == {"DPO it0": ["2", "17"]}
 
 
 def test_rounding_to_four_decimals(tmp_path):
