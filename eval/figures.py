@@ -29,7 +29,8 @@ def _plt():
 
 
 def plot_metrics_per_iteration(rows: dict, n_roots: int, category: str, path) -> Path | None:
-    """Grid of panels, x = iteration (1..N), a line per iterative method, SFT dashed, MostPop dotted."""
+    """Grid of panels, x = iteration (it0..itN-1, as the tables name them), a line per iterative method, SFT dashed,
+    MostPop dotted."""
     series = {}
     for method in ITERATIVE:
         keys = sorted((k for k in rows if k.method == method and k.stage == FIG_STAGE[method]),
@@ -47,7 +48,7 @@ def plot_metrics_per_iteration(rows: dict, n_roots: int, category: str, path) ->
     handles = {}
     for ax, (metric, k) in zip(axes.ravel(), FIG_PANELS):
         for method, keys in series.items():
-            x = np.array([key.iteration + 1 for key in keys])
+            x = np.array([key.iteration for key in keys])
             stats = np.array([mean_std(rows[key][(metric, k)]) for key in keys])
             mean, std = stats[:, 0], stats[:, 1]
             if np.all(np.isnan(mean)):
@@ -73,8 +74,8 @@ def plot_metrics_per_iteration(rows: dict, n_roots: int, category: str, path) ->
         ax.set_title(f"{metric}@{k} {arrow} ({'higher' if HIGHER[metric] else 'lower'} is better)", fontsize=11)
         ax.set_xlabel("iteration")
         ax.set_ylabel(f"{metric}@{k}")
-        ax.set_xlim(0.5, max_it + 0.5)
-        ax.set_xticks(range(1, max_it + 1))
+        ax.set_xlim(-0.5, max_it - 0.5)
+        ax.set_xticks(range(max_it), [f"it{i}" for i in range(max_it)])
         ax.grid(alpha=0.3)
     for ax in axes.ravel()[len(FIG_PANELS):]:
         ax.axis("off")
@@ -214,9 +215,8 @@ def exposure_shares(roots, category, data_dir=None, embedding_model=None, k: int
                 per_root.append(decile_shares(popularity, top_items(d / "test_result.json", catalog, k, model)))
             m = ITERATION_DIR.fullmatch(d.parent.name)
             if m:
-                its.add(int(m.group(1)) + 1)
-        name = label if not its else f"{label} (iteration {its.pop()})" if len(its) == 1 else \
-            f"{label} (last iteration)"
+                its.add(int(m.group(1)))
+        name = label if not its else f"{label} it{its.pop()}" if len(its) == 1 else f"{label} (last iteration)"
         shares[name] = np.array(per_root)
     return shares, target_shares, notes
 

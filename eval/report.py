@@ -274,11 +274,14 @@ def build_report(roots, category, ks=(1, 5)) -> tuple[str, dict, list[dict], lis
 
 def constrained_section(roots, category, ks, greedy_rows: dict) -> list[str]:
     """Markdown lines: for each model with constrained-decoding eval files (in every root), its greedy row then its
-    constrained row; nothing when there are none."""
+    constrained row; nothing when there are none, one note when none is in every root."""
     collected = [collect(r, category, "constrained") for r in roots]
     if not any(collected):
         return []
     rows, notes = merge(collected, ks, [m for m, _ in TABLE_METRICS])
+    if not rows:  # constrained files in some roots only: a note, not an empty table
+        return ["", "- constrained decoding: no model has constrained eval files in every run root "
+                f"({'; '.join(notes)})"]
     paired = {}
     for key, vals in rows.items():
         if key in greedy_rows:

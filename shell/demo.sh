@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # usage: bash shell/demo.sh [GPU ids...]
 # The main job on the embedded default, from a fresh clone: set-up, MovieLens-100K, the small model the project
-# builds itself, SFT, 2 SPRec iterations, the verdict's baselines (the DPO baseline, the DPO+SFT ablation, MostPop;
+# builds itself, SFT, an SPRec iteration, the verdict's baselines (the DPO baseline, the DPO+SFT ablation, MostPop;
 # BASELINES=all runs the paper's whole roster, shell/baselines.sh), the results report and the paired statistics
 # (eval/stats.py). Every stage is resumable: rerunning skips what is finished. The digits do not depend on the
 # machine (KERNELS=portable, shell/common.sh): a fresh clone prints the README's table.
@@ -15,7 +15,7 @@ source shell/common.sh
 parse_gpu_ids 0 "$@"
 
 # ---- edit here (or set in the environment) ----
-ITERATIONS=${ITERATIONS:-2}
+ITERATIONS=${ITERATIONS:-1}   # self-play iterations of SPRec and the baselines (the five-seed study: 2)
 OUTPUT_ROOT=${OUTPUT_ROOT:-"models"}
 SEED=${SEED:-42}
 FIGS_DIR=${FIGS_DIR:-"figs"}

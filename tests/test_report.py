@@ -270,10 +270,10 @@ def test_top_items_and_exposure_figure(tmp_path, monkeypatch):
     assert figures.top_items(sprec / "test_result.json", catalog, 3, "stub").tolist() == [[0, 1, 2], [1, 0, 2]]
 
     shares, target_shares, notes = figures.exposure_shares([root], "Toy", data_dir, "stub", k=3)
-    assert list(shares) == ["SFT", "SPRec (iteration 2)"]  # it0 has no predictions: the last with them is it1
+    assert list(shares) == ["SFT", "SPRec it1"]  # it0 has no predictions: the last with them is it1
     # deciles: Movie 9 -> 0, Movie 8 -> 1, Movie 0 -> 2, Movie 1 -> 3, Movie 2 -> 4, ..., Movie 7 -> 9
     assert shares["SFT"][0].tolist() == pytest.approx([2 / 6, 2 / 6, 0, 0, 0, 0, 0, 0, 0, 2 / 6])
-    assert shares["SPRec (iteration 2)"][0].tolist() == pytest.approx([0, 0, 2 / 6, 2 / 6, 2 / 6, 0, 0, 0, 0, 0])
+    assert shares["SPRec it1"][0].tolist() == pytest.approx([0, 0, 2 / 6, 2 / 6, 2 / 6, 0, 0, 0, 0, 0])
     assert target_shares.tolist() == pytest.approx([0.5, 0, 0.5, 0, 0, 0, 0, 0, 0, 0])
     assert any("no DPO predictions" in n for n in notes)
     png = figures.plot_exposure(shares, target_shares, "Toy", tmp_path / "figs" / "b.png", k=3)
