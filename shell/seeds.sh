@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # usage: bash shell/seeds.sh [GPU ids...]
-# The demo's whole comparison (SFT, SPRec and the baselines of shell/baselines.sh) once per seed, each in
+# The demo's whole comparison (SFT, SPRec and the baselines of shell/baselines.sh, BASELINES) once per seed, each in
 # runs/seed<S>/, then one report with mean ± std over the seeds and the paired statistics (eval/stats.py: per-seed
-# bootstrap intervals, mean ± std of the paired differences). Resumable like every stage.
+# intervals, mean ± std of the paired differences and their t-interval). Resumable like every stage. The recipe is
+# the small model's own unless RECIPE names another, e.g. the demo's sizes:
+#   RECIPE=shell/recipes/demo.yaml ITERATIONS=1 BASELINES="DPO DPO+SFT MostPop" EVAL_SFT_STEP=0 bash shell/seeds.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=shell/common.sh
@@ -13,6 +15,7 @@ parse_gpu_ids 0 "$@"
 SEEDS=${SEEDS:-"42 43 44 45 46"}
 ITERATIONS=${ITERATIONS:-2}
 RUNS_ROOT=${RUNS_ROOT:-"runs"}
+FIGS_DIR=${FIGS_DIR:-"figs/seeds"}
 # ------------------------------------------------
 
 export CATEGORIES=ML100K BASE_MODEL=""
@@ -27,5 +30,5 @@ for seed in $SEEDS; do
   roots+=("$OUTPUT_ROOT")
 done
 banner "report over seeds: ${SEEDS}"
-python -m eval.report --run_root "$(IFS=,; echo "${roots[*]}")" --category ML100K --figs_dir figs/seeds
+python -m eval.report --run_root "$(IFS=,; echo "${roots[*]}")" --category ML100K --figs_dir "$FIGS_DIR"
 python -m eval.stats --run_root "$(IFS=,; echo "${roots[*]}")" --category ML100K

@@ -120,7 +120,7 @@ def test_lora_targets_that_the_architecture_lacks(tmp_path, tiny_model):
     (["--recipe_args", "lora.r=4"], "RECIPE_ARGS lora.*: recipe /"),
     (["--recipe", "shell/recipes/pretrained-gpu.yaml", "--recipe_args", "lora.rank=4"],
      "RECIPE_ARGS lora.rank: LoraConfig has no such field"),
-    (["--recipe", "nope.yaml"], "recipe nope.yaml does not exist (the recipes here: pretrained-cpu.yaml, "),
+    (["--recipe", "nope.yaml"], "recipe nope.yaml does not exist (the recipes here: demo.yaml, pretrained-cpu.yaml, "),
 ])
 def test_training_options_that_cannot_work_here(tmp_path, tiny_model, args, message):
     """Said in one line before any weight is loaded, nothing written."""

@@ -228,7 +228,7 @@ def test_exposure_figure_from_per_user_files(tmp_path, monkeypatch):
     for d in dirs.values():
         (d / "eval_users.jsonl").unlink()
     regrounded = exposure_shares([root], "Line", str(data), "stub", k=5)
-    assert list(files[0]) == list(regrounded[0]) == ["SFT", "SPRec (iteration 1)", "DPO (iteration 1)"]
+    assert list(files[0]) == list(regrounded[0]) == ["SFT", "SPRec it0", "DPO it0"]
     for label, shares in files[0].items():
         assert shares.shape == (1, 10) and np.allclose(shares, regrounded[0][label]), label
     assert files[1].tolist() == pytest.approx(regrounded[1].tolist())
