@@ -3,7 +3,7 @@ import pytest
 
 from utils.io import UserError
 from utils.recipe import RECIPES, resolve
-from utils.training import check_lora_targets, lora_config
+from utils.training import batch_plan, check_lora_targets, lora_config
 
 LORA = resolve(RECIPES / "pretrained-gpu.yaml", sections=("lora",))["lora"]
 
@@ -42,3 +42,27 @@ def test_an_extra_trainer_field_reaches_the_trainer_and_the_run_config(tiny_mode
     recorded = config["settings"]["resolved_recipe"]["sft"]
     assert config["args"]["steps"] == 2 and (recorded["max_steps"], recorded["weight_decay"]) == (2, 0.01)
     assert config["args"]["recipe"].endswith("shell/recipes/small.yaml")  # the small model's own recipe
+
+
+@pytest.mark.parametrize("global_batch, per_device, processes, expected", [
+    (16, 16, 1, (16, 1)),   # as the recipe says
+    (16, 4, 1, (4, 4)),     # a per-device batch that divides: taken as it is
+    (16, 16, 2, (8, 1)),    # CPU_PROCESSES=2 with the small recipe: the upper bound, not an error
+    (8, 2, 8, (1, 1)),      # the GPU recipe's DPO (global 8, 2 per device) on 8 GPUs
+    (12, 8, 1, (6, 2)),     # the largest divisor of the share under the bound
+    (64, 16, 2, (16, 2)),
+])
+def test_the_per_device_batch_is_an_upper_bound(global_batch, per_device, processes, expected):
+    plan = batch_plan(global_batch, per_device, processes)
+    assert (plan["per_device_batch_size"], plan["grad_accum"]) == expected
+    assert plan["per_device_batch_size"] * plan["grad_accum"] * processes == global_batch  # the same optimizer steps
+
+
+@pytest.mark.parametrize("global_batch, per_device, processes, message", [
+    (4, 2, 8, "global batch 4 does not split evenly over 8 process(es)"),
+    (15, 4, 2, "global batch 15 does not split evenly over 2 process(es)"),
+    (0, 4, 1, "global batch 0 and per-device batch 4 must be positive integers"),
+])
+def test_a_global_batch_that_cannot_be_split_is_one_line(global_batch, per_device, processes, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        batch_plan(global_batch, per_device, processes)

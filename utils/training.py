@@ -128,15 +128,21 @@ def trainer_kwargs(section: str, fields: dict, n_examples: int, stage, tracking:
 
 
 def batch_plan(global_batch_size: int, per_device_batch_size: int, processes: int, flag: str = "") -> dict:
-    """The recipe fixes the global batch (examples per optimizer step); gradient accumulation makes it up from the
-    per-device batch on any number of processes, so 1 GPU and 8 GPUs take the same steps over the same records."""
-    per_process = per_device_batch_size * processes
-    if min(global_batch_size, per_device_batch_size) < 1 or global_batch_size % per_process:
-        raise UserError(f"global batch {global_batch_size}{flag} is not a multiple of the per-device batch "
-                        f"{per_device_batch_size} x {processes} process(es): choose a per-device batch that divides "
-                        f"{global_batch_size} / {processes}, or another global batch")
-    return {"global_batch_size": global_batch_size, "per_device_batch_size": per_device_batch_size,
-            "processes": processes, "grad_accum": global_batch_size // per_process}
+    """The recipe fixes the global batch (examples per optimizer step); the per-device batch is an upper bound, a
+    memory knob: each process takes the largest batch up to it that divides its share of the global batch, and
+    gradient accumulation makes up the rest. So 1 GPU and 8 GPUs take the same optimizer steps over the same
+    records, and a recipe's per-device batch need not divide every process count (16 per device with a global 16 on
+    2 processes runs 8 per device). Where the per-device batch divides the share, it is taken as it is."""
+    if min(global_batch_size, per_device_batch_size) < 1:
+        raise UserError(f"global batch {global_batch_size}{flag} and per-device batch {per_device_batch_size} must be "
+                        f"positive integers")
+    if global_batch_size % processes:
+        raise UserError(f"global batch {global_batch_size}{flag} does not split evenly over {processes} process(es): "
+                        f"use a process count that divides it, or another global batch")
+    share = global_batch_size // processes
+    per_device = max(b for b in range(1, min(per_device_batch_size, share) + 1) if share % b == 0)
+    return {"global_batch_size": global_batch_size, "per_device_batch_size": per_device,
+            "processes": processes, "grad_accum": share // per_device}
 
 
 def schedule_args(n_examples: int, epochs: float, plan: dict, evals: int, warmup_steps: int) -> dict:
