@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.mostpop import item_deciles
 from eval.report import FIG_STAGE, HIGHER, ITERATION_DIR, ITERATIVE, RowKey, mean_std, model_dirs, read_evals
 from utils.io import UserError
 
@@ -92,20 +93,6 @@ def plot_metrics_per_iteration(rows: dict, n_roots: int, category: str, path) ->
 
 
 # ------------------------------------------------------------------------------------------------ figure (b)
-def item_deciles(popularity, n_bins: int = 10) -> np.ndarray:
-    """(items,) popularity bin of each catalog row: 0 = the most popular 10% of items.
-
-    Items are sorted by popularity, descending, ties broken by the smaller row (catalog rows are in item id order);
-    the item at sorted position p falls in bin floor(p * n_bins / items).
-    """
-    pop = np.asarray(popularity)
-    n = len(pop)
-    order = np.lexsort((np.arange(n), -pop))
-    bins = np.empty(n, dtype=np.int64)
-    bins[order] = np.arange(n) * n_bins // n
-    return bins
-
-
 def _shares(deciles, n_bins: int = 10) -> np.ndarray:
     """(n_bins,) share of each popularity bin among the given deciles (any shape)."""
     counts = np.bincount(np.ravel(deciles), minlength=n_bins).astype(np.float64)

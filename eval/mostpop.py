@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.figures import item_deciles
 from utils.data import category_dir, load_catalog, load_split, sample_records
 from utils.io import check_output_dir, run_cli
 from utils.metrics import Ranking, evaluated_records, history_rows, parse_ks, topk_metrics, write_eval_files
@@ -20,6 +19,21 @@ def popularity(records, catalog) -> np.ndarray:
     """How often each catalog item is a target in `records`."""
     rows = [catalog.index(record_target(r)) for r in records]
     return np.bincount([r for r in rows if r is not None], minlength=len(catalog))
+
+
+def item_deciles(counts, n_bins: int = 10) -> np.ndarray:
+    """(items,) popularity bin of each catalog row from its target counts (`popularity`): 0 = the most popular 10%
+    of items.
+
+    Items are sorted by popularity, descending, ties broken by the smaller row (catalog rows are in item id order);
+    the item at sorted position p falls in bin floor(p * n_bins / items).
+    """
+    pop = np.asarray(counts)
+    n = len(pop)
+    order = np.lexsort((np.arange(n), -pop))
+    bins = np.empty(n, dtype=np.int64)
+    bins[order] = np.arange(n) * n_bins // n
+    return bins
 
 
 def popularity_deciles(data_dir, catalog) -> np.ndarray:

@@ -14,7 +14,7 @@ the ML-100K test at the end.
     5    6   Foxtrot   5     (absent from name2genre.json)                nothing
 
 Ids are deliberately not in x order, so "ties broken by smaller item id" differs from "by smaller x". The train split
-makes Alpha the target 3 times, Charlie 2, Delta 1, so the popularity deciles (eval.figures.item_deciles: position p
+makes Alpha the target 3 times, Charlie 2, Delta 1, so the popularity deciles (eval.mostpop.item_deciles: position p
 of 6 in bin p*10//6) are Alpha 0, Charlie 1, Delta 3, then the never-targets by id: Bravo 5, Echo 6, Foxtrot 8.
 """
 import json

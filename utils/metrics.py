@@ -201,7 +201,7 @@ def user_rows(records, ranking: Ranking, deciles: np.ndarray) -> list[dict]:
 
     user: the record's `user` (its index in the result file when it has none); target: the target's catalog row
     (rows are the items in id order); target_decile, deciles: the training-popularity decile of the target and of
-    each top-K item (0 = the 10% of items most frequent as train targets, eval.figures.item_deciles); rank: the
+    each top-K item (0 = the 10% of items most frequent as train targets, eval.mostpop.item_deciles); rank: the
     target's 0-based place in topk, null when it is not there; topk: the K_max catalog rows, best first; valid:
     whether the parsed title is a catalog name (null for MostPop); text: the generated text (greedy decoding only).
     """
