@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from utils.io import UserError, git_commit, git_dirty, run_cli, versions, write_json
+from utils.numerics import KERNEL_VARIABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,7 @@ def one_run(mode: str, records: int, test_users: int, work: Path) -> dict:
     env = {**os.environ, "KERNELS": mode, "OUTPUT_ROOT": str(out), "TEST_SAMPLE_SIZE": str(test_users),
            "RECIPE_ARGS": f"sft.sample_size={records} sft.num_train_epochs=1", "CATEGORIES": "ML100K",
            "BASE_MODEL": ""}
-    for name in ("CPU_THREADS", "OMP_NUM_THREADS", "ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA"):
+    for name in ("CPU_THREADS", "OMP_NUM_THREADS", *KERNEL_VARIABLES):
         env.pop(name, None)  # each mode sets its own
     start = time.perf_counter()
     p = subprocess.run(["bash", "shell/SFT.sh"], cwd=ROOT, env=env, capture_output=True, text=True)

@@ -8,10 +8,11 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 
 die() { echo "error: $*" >&2; exit 2; }
 
-# Digits that travel (utils/numerics.py). KERNELS=portable (the default): every CPU process uses CPU_THREADS threads
-# in all (2 a machine, whatever its core count) and the AVX2 kernels of torch, MKL and oneDNN, which every x86-64 CPU
-# since about 2015 has: the same eval files on any such machine, at a measured speed cost (README, "Numbers that
-# travel"). KERNELS=native: the machine's own cores and fastest kernels; faster, and the digits are the machine's.
+# Digits that travel (utils/numerics.py). KERNELS=portable (the default): CPU_THREADS threads a machine (2, whatever
+# its core count), ATen's and oneDNN's AVX2 kernels (every x86-64 CPU since about 2015 has them) and MKL's COMPATIBLE
+# branch (MKL's AVX2 branch differs between Intel and AMD): the same eval files on any such machine, at a measured
+# speed cost (README, "Numbers that travel"). KERNELS=native: the machine's own cores and fastest kernels; faster,
+# and the digits are the machine's.
 # Every stage records both and will not resume a run made with other threads or kernels.
 KERNELS=${KERNELS:-portable}
 case "$KERNELS" in

@@ -2,10 +2,11 @@
 kernels (instruction set) that torch, MKL and oneDNN pick for this CPU.
 
 Measured on the demo's SFT (8,000 records, seed 42): one thread, two threads and two threads with AVX2 kernels gave
-three different losses on one machine, so a run's digits follow the machine unless these are fixed. The launch
-scripts fix them (shell/common.sh, KERNELS=portable, the default): THREADS threads a process and the AVX2 kernels,
-which every x86-64 CPU of the last ten years has, whatever the machine's own cores and instruction set. KERNELS=native
-takes the machine's cores and fastest kernels instead (faster; the digits are then the machine's own).
+three different losses on one Intel machine, and MKL's AVX2 branch gave another loss again on an AMD one, so a run's
+digits follow the machine unless these are fixed. The launch scripts fix them (shell/common.sh, KERNELS=portable, the
+default; the values live there alone): CPU_THREADS threads a machine, ATen's AVX2 kernels, MKL's COMPATIBLE branch
+(the one Intel documents as giving the same results on Intel and other CPUs) and oneDNN at AVX2. KERNELS=native takes
+the machine's cores and fastest kernels instead (faster; the digits are then the machine's own).
 
 Every stage records both (utils/io.write_run_config): `numerics` is result-changing (a finished stage made with other
 threads or kernels is not silently reused), `environment` is the facts (CPU model and flags, the variables' values).
@@ -13,8 +14,8 @@ threads or kernels is not silently reused), `environment` is the facts (CPU mode
 import os
 from pathlib import Path
 
-# The environment variables that pin the kernels, and their portable values (shell/common.sh sets them).
-PORTABLE_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+# The environment variables that pin the kernels (shell/common.sh sets them).
+KERNEL_VARIABLES = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA")
 # CPU flags worth recording: which kernels the machine could run natively.
 _FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "neon", "asimd")
 
@@ -51,5 +52,5 @@ def cpu_facts() -> dict:
 def environment() -> dict:
     """Facts about where a stage ran (not compared on a rerun): the CPU and the variables that choose threads and
     kernels, as this process saw them."""
-    names = ("KERNELS", "OMP_NUM_THREADS", *PORTABLE_KERNELS)
+    names = ("KERNELS", "OMP_NUM_THREADS", *KERNEL_VARIABLES)
     return {**cpu_facts(), **{name: os.environ.get(name) for name in names}}
