@@ -102,7 +102,8 @@ def run(model_dir: str, data_dir: str, output_dir: str, recipe: str = "", recipe
     valid_ds = preference_dataset(valid_pairs, multi_negative=bool(multi))
 
     # trl's config before the model: a field trl rejects is one line before anything loads
-    plan, kwargs = trainer_kwargs("dpo", fields, len(train_ds), stage, tracking, seed, activation_checkpointing)
+    plan, kwargs = trainer_kwargs("dpo", fields, len(train_ds), len(valid_ds), stage, tracking, seed,
+                                  activation_checkpointing)
     # trl's config knows only its own loss names; a multi-negative loss replaces trl's loss altogether
     config = DPOConfig(**{**kwargs, "loss_type": ["sigmoid"] if multi else loss_types})
     ex = train_ds[0]

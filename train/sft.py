@@ -94,7 +94,8 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     from utils.modeling import load_model, load_tokenizer, save_trained
 
     # trl's config before the model: a field trl rejects is one line before anything loads
-    plan, kwargs = trainer_kwargs(section, fields, len(train_ds), stage, tracking, seed, activation_checkpointing)
+    plan, kwargs = trainer_kwargs(section, fields, len(train_ds), len(valid_ds), stage, tracking, seed,
+                                  activation_checkpointing)
     config = SFTConfig(**kwargs, completion_only_loss=not small_model)
     stage.say(f"start {start} ({'adapter, continued' if is_adapter(start) else 'full' if full else 'LoRA'}; "
               f"loss on {'the whole text' if small_model else 'the completion'}), {len(train_ds)} train / "
