@@ -8,15 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.collect import HIGHER, RowKey, mean_std, model_dirs, read_evals
 from eval.mostpop import item_deciles
-from eval.report import FIG_STAGE, HIGHER, ITERATION_DIR, ITERATIVE, RowKey, mean_std, model_dirs, read_evals
 from utils.io import UserError
+from utils.methods import BY_NAME, ITERATION_DIR, ITERATIVE
 
 # figure (a) panels: (metric, K)
 FIG_PANELS = (("HR", 5), ("NDCG", 5), ("DivRatio", 5), ("ORRatio", 5), ("MGU", 5), ("ValidRatio", 1))
-COLORS = {"SPRec": "tab:blue", "DPO": "tab:orange", "DPO+SFT": "tab:red", "S-DPO": "tab:purple", "DMPO": "tab:brown",
-          "SemanticDPO": "tab:pink", "GenreSFT": "tab:olive", "SFT-only": "tab:green", "SFT": "dimgray",
-          "MostPop": "black", "test targets": "lightgray"}
+COLORS = {**{m.name: m.color for m in BY_NAME.values()}, "test targets": "lightgray"}
 
 
 # ------------------------------------------------------------------------------------------------ figure (a)
@@ -34,7 +33,7 @@ def plot_metrics_per_iteration(rows: dict, n_roots: int, category: str, path) ->
     MostPop dotted."""
     series = {}
     for method in ITERATIVE:
-        keys = sorted((k for k in rows if k.method == method and k.stage == FIG_STAGE[method]),
+        keys = sorted((k for k in rows if k.method == method and k.stage == BY_NAME[method].result_step),
                       key=lambda k: k.iteration)
         if keys:
             series[method] = keys
@@ -54,7 +53,7 @@ def plot_metrics_per_iteration(rows: dict, n_roots: int, category: str, path) ->
             mean, std = stats[:, 0], stats[:, 1]
             if np.all(np.isnan(mean)):
                 continue
-            stage = FIG_STAGE[method]
+            stage = BY_NAME[method].result_step
             label = f"{method} ({stage} stage)" if method == "SPRec" else method
             (h,) = ax.plot(x, mean, marker="o", color=COLORS[method], label=label, lw=1.8)
             handles.setdefault(label, h)
@@ -153,7 +152,7 @@ def exposure_sources(run_root, category) -> dict[str, Path]:
     if sft is not None and has_lists(sft):
         out["SFT"] = sft
     for method in ITERATIVE:
-        keys = sorted((k for k, d in dirs.items() if k.method == method and k.stage == FIG_STAGE[method]
+        keys = sorted((k for k, d in dirs.items() if k.method == method and k.stage == BY_NAME[method].result_step
                        and has_lists(d)), key=lambda k: k.iteration)
         if keys:
             out[method] = dirs[keys[-1]]

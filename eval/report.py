@@ -15,140 +15,20 @@ below it: each such model's greedy row, then its constrained row.
 """
 import math
 import os
-import re
 from pathlib import Path
-from typing import NamedTuple
 
-import numpy as np
-
+from eval.collect import (
+    TABLE_METRICS,
+    collect,
+    mean_std,
+    merge,
+    model_dirs,
+    parse_roots,
+    row_label,
+)
 from utils.io import UserError, read_json, run_cli, write_text
+from utils.methods import ITERATIVE, METHODS, iteration_dirs, method_dir
 from utils.metrics import parse_ks
-
-
-class Method(NamedTuple):
-    name: str  # the directory shell/SPRec.sh's METHOD writes
-    iterative: bool  # it<i>/ directories, one per iteration
-    stages: tuple  # the stages of an iteration, in order (None: the model is the method's directory itself)
-    implicit_stage: str | None  # the stage its row label leaves out (None: every stage is named)
-    called: str  # what a missing one is called in the notes
-
-
-class RowKey(NamedTuple):
-    """One model directory of a run: a table row."""
-    method: str
-    iteration: int | None = None
-    stage: str | None = None
-
-
-# The methods, in table order
-METHODS = (Method("MostPop", False, (None,), None, "MostPop baseline"),
-           Method("SFT", False, (None,), None, "SFT model"),
-           Method("SPRec", True, ("SFT", "DPO"), None, "SPRec run"),
-           Method("DPO", True, ("SFT", "DPO"), "DPO", "DPO baseline"),
-           Method("DPO+SFT", True, ("SFT", "DPO"), None, "DPO+SFT baseline"),
-           Method("S-DPO", True, ("SFT", "DPO"), "DPO", "S-DPO baseline"),
-           Method("DMPO", True, ("SFT", "DPO"), "DPO", "DMPO baseline"),
-           Method("SemanticDPO", True, ("SFT", "DPO"), "DPO", "semantic-negative DPO baseline"),
-           Method("GenreSFT", True, ("SFT", "DPO"), "SFT", "genre re-weighted SFT baseline"),
-           Method("SFT-only", True, ("SFT", "DPO"), "SFT", "SFT-only baseline"))
-BY_NAME = {m.name: m for m in METHODS}
-ITERATIVE = tuple(m.name for m in METHODS if m.iterative)
-# table columns: (metric key, higher is better)
-TABLE_METRICS = (("HR", True), ("NDCG", True), ("DivRatio", True), ("ORRatio", False), ("MGU", False),
-                 ("DGU", False), ("ValidRatio", True))
-HIGHER = dict(TABLE_METRICS)
-# the stage of each iterative method that the figures and the statistics take as its result: the last stage, or the
-# only one it trains
-FIG_STAGE = {m.name: m.stages[-1] if m.implicit_stage is None else m.implicit_stage for m in METHODS if m.iterative}
-ITERATION_DIR = re.compile(r"it(\d+)")
-_EVAL = re.compile(r"eval_top(\d+)(_constrained)?\.json")  # the names eval/evaluate.py's eval_name gives
-
-
-# ------------------------------------------------------------------------------------------------ collecting
-def row_label(key: RowKey) -> str:
-    key = RowKey(*key)
-    if key.iteration is None:
-        return key.method
-    implicit = BY_NAME[key.method].implicit_stage
-    return f"{key.method} it{key.iteration}" + ("" if key.stage == implicit else f" {key.stage}")
-
-
-def _sort_key(key: RowKey):
-    key = RowKey(*key)
-    method = BY_NAME[key.method]
-    return (METHODS.index(method), -1 if key.iteration is None else key.iteration,
-            0 if key.stage is None else method.stages.index(key.stage))
-
-
-def model_dirs(run_root, category) -> dict[RowKey, Path]:
-    """Every model directory of the category under a run root, in table order."""
-    root = Path(run_root)
-    out = {}
-    for method in METHODS:
-        base = root / method.name / category
-        if not base.is_dir():
-            continue
-        if not method.iterative:
-            out[RowKey(method.name)] = base
-            continue
-        for d in base.iterdir():
-            m = ITERATION_DIR.fullmatch(d.name)
-            if m and d.is_dir():
-                for stage in method.stages:
-                    if (d / stage).is_dir():
-                        out[RowKey(method.name, int(m.group(1)), stage)] = d / stage
-    return dict(sorted(out.items(), key=lambda kv: _sort_key(kv[0])))
-
-
-def read_evals(directory, decoding: str = "greedy") -> dict[int, dict]:
-    """{K: eval dict} of a model directory's eval files of one decoding mode: eval_top{K}.json for greedy,
-    eval_top{K}_constrained.json for constrained."""
-    out = {}
-    for p in Path(directory).glob("eval_top*.json"):
-        m = _EVAL.fullmatch(p.name)
-        if not m or bool(m.group(2)) != (decoding == "constrained"):
-            continue
-        obj = read_json(p)
-        if not isinstance(obj, dict):
-            raise UserError(f"{p}: expected a JSON object (an eval file)")
-        out[int(m.group(1))] = obj
-    return dict(sorted(out.items()))
-
-
-def collect(run_root, category, decoding: str = "greedy") -> dict:
-    """{row key: {K: eval dict}} for every model directory with eval files of the decoding mode, in table order."""
-    rows = {}
-    for key, d in model_dirs(run_root, category).items():
-        evals = read_evals(d, decoding)
-        if evals:
-            rows[key] = evals
-    return rows
-
-
-def _value(evals: dict, metric: str, k: int) -> float:
-    v = evals.get(k, {}).get(metric)
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else math.nan
-
-
-def merge(collected: list[dict], ks, metrics) -> tuple[dict, list[str]]:
-    """Rows present in every root: {key: {(metric, K): values over roots (nan where missing)}}; plus notes."""
-    notes = []
-    common = [key for key in collected[0] if all(key in c for c in collected[1:])]
-    dropped = sorted({key for c in collected for key in c} - set(common), key=_sort_key)
-    if dropped:
-        notes.append("rows not in every run root, left out: " + ", ".join(row_label(k) for k in dropped))
-    rows = {key: {(m, k): np.array([_value(c[key], m, k) for c in collected]) for m in metrics for k in ks}
-            for key in common}
-    return rows, notes
-
-
-def mean_std(values) -> tuple[float, float]:
-    """Mean and sample std (ddof=1) of the non-missing values; std is nan with fewer than two."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[~np.isnan(v)]
-    if not len(v):
-        return math.nan, math.nan
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan
 
 
 def format_cell(values, n_roots: int) -> str:
@@ -165,7 +45,7 @@ def missing_notes(keys, category) -> list[str]:
     notes = []
     for method in METHODS:
         if method.name not in present:
-            notes.append(f"no {method.called} (nothing evaluated under {method.name}/{category}): skipped")
+            notes.append(f"no {method.name} (nothing evaluated under {method.name}/{category}): skipped")
     for method in ITERATIVE:
         its = sorted({k.iteration for k in keys if k.method == method})
         if len(its) == 1:
@@ -233,11 +113,10 @@ def iteration_times(run_root, category) -> str | None:
     process it ran (self-play, SFT step, DPO step and their evaluations, start-ups included); None without any."""
     lines = []
     for method in METHODS:
-        base = Path(run_root) / method.name / category
+        base = method_dir(run_root, method.name, category)
         if not method.iterative or not base.is_dir():
             continue
-        for d in sorted((x for x in base.iterdir() if ITERATION_DIR.fullmatch(x.name)),
-                        key=lambda x: int(ITERATION_DIR.fullmatch(x.name).group(1))):
+        for _, d in iteration_dirs(base):
             seconds = [read_json(c).get("process_seconds") for c in sorted(d.rglob("run_config_*.json"))]
             if seconds and all(x is not None for x in seconds):
                 lines.append(f"| {method.name} {d.name} | {len(seconds)} | {sum(seconds):.0f} |")
@@ -296,17 +175,6 @@ def constrained_section(roots, category, ks, greedy_rows: dict) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ CLI
-def parse_roots(run_root) -> list[Path]:
-    items = run_root if isinstance(run_root, list | tuple) else str(run_root).split(",")
-    roots = [Path(str(r).strip()) for r in items if str(r).strip()]
-    if not roots:
-        raise UserError("--run_root is empty")
-    for r in roots:
-        if not r.is_dir():
-            raise UserError(f"run root {r} does not exist")
-    return roots
-
-
 def default_out(roots, category) -> Path:
     if len(roots) == 1:
         return roots[0] / f"{category}_results.md"

@@ -292,7 +292,7 @@ def run_stats(roots, category: str, data_dir: str = "", k: int = 5, resamples: i
 
 def run(run_root: str = "models", category: str = "ML100K", data_dir: str = "", k: int = 5, resamples: int = 1000,
         seed: int = 0, embedding_model: str = "", out: str = "", swaps: int = 2000):
-    from eval.report import parse_roots
+    from eval.collect import parse_roots
 
     roots = parse_roots(run_root)
     text, _ = run_stats(roots, category, data_dir, k, resamples, seed, embedding_model, swaps)

@@ -3,13 +3,8 @@
 # Self-play iterations from models/SFT/<Category>: each samples the current model's predictions as rejected items,
 # takes one SFT step on fresh positives, one DPO step whose reference is that SFT model, and evaluates both.
 # Finished stages are skipped, so a rerun resumes after a crash and a larger ITERATIONS extends a finished run.
-# METHOD picks a baseline with the same iterations and budgets (pairs, SFT records, batches, LR) instead:
-#   DPO          random negatives (never an item the user interacted with), DPO steps only
-#   DPO+SFT      random negatives and SPRec's SFT step each iteration (the control that isolates self-play)
-#   S-DPO, DMPO  NUM_NEGATIVES random negatives per pair and the softmax-DPO / DMPO loss, DPO steps only
-#   SemanticDPO  the catalog item least similar to the history as the negative (RosePO-style), DPO steps only
-#   GenreSFT     genre re-weighted SFT steps only (IFairLRS-style)
-#   SFT-only     SFT steps only (no DPO step)
+# METHOD picks a baseline with the same iterations and budgets (pairs, SFT records, batches, LR) instead; the methods
+# and what each iteration of theirs takes are one table, utils/methods.py (`python -m utils.methods` prints it).
 set -euo pipefail
 # shellcheck source=shell/common.sh
 source "$(dirname "$0")/common.sh"
@@ -40,26 +35,14 @@ REPORT_TO=${REPORT_TO:-"none"}                     # none, wandb or tensorboard:
 export TEST_SAMPLE_SIZE SEED REPORT_TO
 # -------------------------------------------------------------------------------------------------------------
 
-# Per method: the negatives, how many per pair, its DPO loss (a recipe override), and which steps each iteration takes.
-k=1; method_args=""; genre_weighting=False
-case "$METHOD" in
-  SPRec) negatives=self; sft_step=1; dpo_step=1 ;;
-  DPO) negatives=random; sft_step=0; dpo_step=1 ;;
-  DPO+SFT) negatives=random; sft_step=1; dpo_step=1 ;;
-  S-DPO) negatives=random; k=$NUM_NEGATIVES; method_args="dpo.loss_type=sdpo"; sft_step=0; dpo_step=1 ;;
-  DMPO) negatives=random; k=$NUM_NEGATIVES; method_args="dpo.loss_type=dmpo"; sft_step=0; dpo_step=1 ;;
-  SemanticDPO) negatives=semantic; sft_step=0; dpo_step=1 ;;
-  GenreSFT) negatives=random; genre_weighting=True; sft_step=1; dpo_step=0 ;;
-  SFT-only) negatives=random; sft_step=1; dpo_step=0 ;;
-  *) die "METHOD must be SPRec, DPO, DPO+SFT, S-DPO, DMPO, SemanticDPO, GenreSFT or SFT-only, got '$METHOD'" ;;
-esac
-if ! [[ "$k" =~ ^[0-9]+$ ]] || (( 10#$k < 1 )); then
-  die "NUM_NEGATIVES must be a positive integer, got '$NUM_NEGATIVES'"
-fi
+# The method's negatives, how many per pair, its DPO loss (a recipe change) and the steps an iteration takes.
+spec=$(python -m utils.methods --shell "$METHOD" --num_negatives "$NUM_NEGATIVES") || exit 2
+negatives="" num_negatives="" method_recipe_args="" sft_step="" dpo_step="" genre_weighting=""
+eval "$spec"
 
 check_switches GRADIENT_CHECKPOINTING LOAD_IN_4BIT
 check_tracker "$REPORT_TO"
-RECIPE_ARGS="$RECIPE_ARGS $method_args"
+RECIPE_ARGS="$RECIPE_ARGS $method_recipe_args"
 recipe_args=(--recipe "$RECIPE" --recipe_args "$RECIPE_ARGS")
 memory_args=(--activation_checkpointing "$(py_bool "$GRADIENT_CHECKPOINTING")" --load_in_4bit "$(py_bool "$LOAD_IN_4BIT")")
 
@@ -75,7 +58,7 @@ for CATEGORY in $CATEGORIES; do
     banner "$METHOD $CATEGORY iteration $i/$ITERATIONS"
     # Each stage skips itself when finished, after checking that it was made with the same settings.
     launch -m train.self_play --model_dir "$current" --output_dir "$IT/data" --category "$CATEGORY" \
-      --iteration "$i" --seed "$SEED" --negatives "$negatives" --num_negatives "$k" "${recipe_args[@]}" \
+      --iteration "$i" --seed "$SEED" --negatives "$negatives" --num_negatives "$num_negatives" "${recipe_args[@]}" \
       --embedding_model "${EMBEDDING_MODEL:-}" --decoding "$SELF_PLAY_DECODING"
     if (( sft_step )); then
       launch -m train.sft --category "$CATEGORY" --resume_from "$current" --output_dir "$IT/SFT" \

@@ -203,8 +203,8 @@ def test_usage_errors(tmp_path, args, message):
 
 
 @pytest.mark.parametrize("env, message", [
-    ({"METHOD": "PPO"}, "METHOD must be SPRec, DPO, DPO+SFT, S-DPO, DMPO, SemanticDPO, GenreSFT or SFT-only, "
-                        "got 'PPO'"),
+    ({"METHOD": "PPO"}, "METHOD must be one of SPRec, DPO, DPO+SFT, S-DPO, DMPO, SemanticDPO, GenreSFT, "
+                        "SFT-only, got 'PPO'"),
     ({"METHOD": "S-DPO", "NUM_NEGATIVES": "0"}, "NUM_NEGATIVES must be a positive integer, got '0'"),
     # a tracker without its package: one line before self-play generates anything (the package is not installed)
     ({"REPORT_TO": "tensorboard"}, "REPORT_TO=tensorboard needs the tensorboard package: pip install tensorboard"),

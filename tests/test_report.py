@@ -144,8 +144,8 @@ def test_missing_methods_are_skipped(tmp_path):
     assert labels == ["SFT", "SPRec it0 SFT", "SPRec it0 DPO"]
     assert table_rows(text)[3][8:] == ["–"] * 7  # the missing K=5 file
     joined = "\n".join(notes)
-    for what in ("MostPop baseline", "DPO baseline", "SFT-only baseline"):
-        assert f"no {what}" in joined
+    for what in ("MostPop", "DPO", "SFT-only"):
+        assert f"no {what} (nothing evaluated under {what}/Toy)" in joined
     assert "SPRec has one iteration only" in joined
     png = figures.plot_metrics_per_iteration(rows, 1, "Toy", tmp_path / "figs" / "a.png")
     assert png.read_bytes().startswith(PNG)

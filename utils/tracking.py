@@ -12,10 +12,9 @@ name (resumed by a stable id, in WANDB_PROJECT as transformers' own runs).
 import hashlib
 import importlib.util
 import os
-import re
-from pathlib import Path
 
 from utils.io import UserError, run_cli
+from utils.methods import locate
 
 TRACKERS = {"wandb": "wandb", "tensorboard": "tensorboard"}  # REPORT_TO value -> the package it needs
 
@@ -33,19 +32,9 @@ def check_tracker(report_to: str) -> str:
     return report_to
 
 
-def _layout(directory) -> tuple[Path, list[str], int | None, str]:
-    """(the <Method>/<Category> directory, its last two names, the iteration or None, the step kind or '') of a
-    model directory."""
-    parts = Path(directory).resolve().parts
-    its = [i for i, p in enumerate(parts) if re.fullmatch(r"it\d+", p)]
-    i = its[-1] if its else len(parts)
-    base = Path(*parts[:i])
-    return base, list(parts[max(0, i - 2):i]), (int(parts[i][2:]) if its else None), "/".join(parts[i + 1:])
-
-
 def run_name(directory) -> str:
     """A stage's run name: method, category, iteration and step, from its output directory."""
-    _, head, iteration, step = _layout(directory)
+    _, head, iteration, step = locate(directory)
     return "/".join(head + ([f"it{iteration}"] if iteration is not None else []) + ([step] if step else []))
 
 
@@ -61,7 +50,7 @@ def log_eval_metrics(report_to: str, model_dir, results: dict, decoding: str | N
     eval[ constrained]`, step = the iteration (0 outside the iterations)."""
     if check_tracker(report_to) == "none":
         return
-    base, head, iteration, step_kind = _layout(model_dir)
+    base, head, iteration, step_kind = locate(model_dir)
     constrained = decoding not in ("greedy", None)
     series = "/".join(head + ([step_kind] if step_kind else [])) + " eval" + (f" {decoding}" if constrained else "")
     step = iteration or 0
