@@ -68,9 +68,9 @@ def test_a_bad_recipe_file_is_one_line(tmp_path, text, where):
     assert where in str(e.value)
 
 
-def test_field_names_are_cached_per_library_version(tmp_path, monkeypatch):
-    """Self-play checks the trainer sections without importing trl or peft: the names come from a cache that the
-    first check writes (a broken cache file is rebuilt)."""
+def test_field_kinds_are_cached_per_library_version(tmp_path, monkeypatch):
+    """Self-play checks the trainer sections without importing trl or peft: the fields and the kinds of value they take
+    come from a cache that the first check writes (a broken cache file is rebuilt)."""
     import dataclasses
 
     from trl import SFTConfig
@@ -78,14 +78,45 @@ def test_field_names_are_cached_per_library_version(tmp_path, monkeypatch):
     from utils import recipe
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    expected = ("SFTConfig", {f.name for f in dataclasses.fields(SFTConfig)})
-    assert recipe.config_fields("sft") == expected
-    (cache,) = (tmp_path / "sprec").glob("config_fields-trl*-peft*-transformers*.json")
+    name, kinds = recipe.config_fields("sft")
+    assert name == "SFTConfig" and set(kinds) == {f.name for f in dataclasses.fields(SFTConfig)}
+    assert (kinds["learning_rate"], kinds["max_length"], kinds["packing"]) == (["float"], ["int", "none"], ["bool"])
+    assert kinds["lr_scheduler_type"] == ["str"]  # an enum or its name
+    (cache,) = (tmp_path / "sprec").glob("config_kinds-trl*-peft*-transformers*.json")
     with monkeypatch.context() as m:  # from the cache now: the class is not consulted
-        m.setattr(recipe, "config_class", lambda section: pytest.fail("the cached names were not used"))
-        assert recipe.config_fields("sft") == expected
+        m.setattr(recipe, "config_class", lambda section: pytest.fail("the cached fields were not used"))
+        assert recipe.config_fields("sft") == (name, kinds)
     cache.write_text("{broken")
     assert recipe.config_fields("dpo")[0] == "DPOConfig" and "DPOConfig" in cache.read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    # each as a new user tried it: a traceback deep in trl or transformers, or no error at all
+    ("sft.num_train_epochs=abc", "RECIPE_ARGS sft.num_train_epochs must be a number, got 'abc'"),
+    ("sft.learning_rate=fast", "RECIPE_ARGS sft.learning_rate must be a number, got 'fast'"),
+    ("sft.global_batch_size=0", "RECIPE_ARGS sft.global_batch_size must be an integer >= 1, got 0"),
+    ("dpo.beta=-0.1", "RECIPE_ARGS dpo.beta must be > 0, got -0.1"),
+    ("sft_step.learning_rate=0", "RECIPE_ARGS sft_step.learning_rate must be > 0, got 0"),
+    ("dpo.per_device_train_batch_size=2.5", "dpo.per_device_train_batch_size must be an integer, got 2.5"),
+    ("sft.per_device_eval_batch_size=true", "sft.per_device_eval_batch_size must be an integer, got True"),
+    ("lora.r=0", "RECIPE_ARGS lora.r must be >= 1, got 0"),
+    ("lora.lora_dropout=1", "RECIPE_ARGS lora.lora_dropout must be >= 0 and < 1, got 1"),
+    ("sft.packing=3", "RECIPE_ARGS sft.packing must be true or false, got 3"),
+    ("sft.max_length=long", "RECIPE_ARGS sft.max_length must be an integer or null, got 'long'"),
+    ("dpo.loss_type=3", "RECIPE_ARGS dpo.loss_type must be a list or a string, got 3"),
+])
+def test_values_are_checked_by_kind_and_range(args, message):
+    with pytest.raises(UserError) as e:
+        resolve(RECIPES / "pretrained-gpu.yaml", args, ("sft", "dpo", "lora"))
+    assert str(e.value) == message or str(e.value).endswith(message)
+
+
+def test_values_of_the_right_kind_pass():
+    got = resolve(RECIPES / "pretrained-gpu.yaml", "sft.num_train_epochs=2 sft.max_length=null lora.lora_dropout=0 "
+                  "dpo.loss_type=sigmoid,sft sft.lr_scheduler_type=linear lora.target_modules=q_proj,v_proj",
+                  ("sft", "dpo", "lora"))
+    assert (got["sft"]["num_train_epochs"], got["sft"]["max_length"], got["dpo"]["loss_type"]) == (2, None,
+                                                                                                   "sigmoid,sft")
 
 
 def test_a_section_must_say_what_its_stage_needs(tmp_path):

@@ -68,35 +68,64 @@ def config_class(section: str):
     return None
 
 
-def config_fields(section: str) -> tuple[str, set]:
-    """(class name, field names) of a section's config class. Importing trl or peft takes seconds, and every stage
-    checks every section, self-play too, which uses neither: the names are cached per installed version of trl, peft
-    and transformers (~/.cache/sprec, or $XDG_CACHE_HOME/sprec), so a stage imports them only when it trains."""
-    import dataclasses
+def value_kinds(annotation) -> list[str]:
+    """The kinds of value a config field's type annotation admits: bool, int, float, str, list, dict, none, or any
+    (a type this check does not know, such as a callable: left to the class)."""
+    import enum
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return sorted({k for a in typing.get_args(annotation) for k in value_kinds(a)})
+    if origin is typing.Literal:
+        return ["str"]
+    if annotation is type(None):
+        return ["none"]
+    base = origin or annotation
+    for kind, classes in (("bool", (bool,)), ("int", (int,)), ("float", (float,)), ("list", (list, tuple)),
+                          ("dict", (dict,))):
+        if isinstance(base, type) and issubclass(base, classes) and not (kind == "int" and base is bool):
+            return [kind]
+    if isinstance(base, type) and issubclass(base, (str, enum.Enum)):  # an enum (SchedulerType...) is given by name
+        return ["str"]
+    return ["any"]
+
+
+def config_fields(section: str) -> tuple[str, dict]:
+    """(class name, {field name: the kinds of value it takes}) of a section's config class. Importing trl or peft
+    takes seconds, and every stage checks every section, self-play too, which uses neither: the fields are cached per
+    installed version of trl, peft and transformers (~/.cache/sprec, or $XDG_CACHE_HOME/sprec), so a stage imports
+    them only when it trains."""
     import json
     import os
+    import typing
     from importlib.metadata import version
 
     if section == "self_play":
-        return "self_play", set()
+        return "self_play", {}
     key = "-".join(f"{p}{version(p)}" for p in ("trl", "peft", "transformers"))
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sprec" / f"config_fields-{key}.json"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sprec" / f"config_kinds-{key}.json"
     try:
         known = json.loads(cache.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         known = {}
     if section not in known:
+        import dataclasses
+
         cls = config_class(section)
-        known[section] = [cls.__name__, sorted(f.name for f in dataclasses.fields(cls))]
+        hints = typing.get_type_hints(cls)
+        known[section] = [cls.__name__, {f.name: value_kinds(hints.get(f.name, f.type))
+                                         for f in dataclasses.fields(cls)}]
         try:
             from utils.io import write_json
 
             cache.parent.mkdir(parents=True, exist_ok=True)
             write_json(cache, known)
-        except OSError:  # a read-only home: the check still works, only slower
+        except (OSError, UserError):  # a read-only home: the check still works, only slower
             pass
     name, fields = known[section]
-    return name, set(fields)
+    return name, fields
 
 
 def default_recipe(small_model: bool) -> Path:
@@ -173,12 +202,49 @@ def parse_overrides(text) -> dict:
     return out
 
 
+# Our own fields, all counts: (the least value, what it is). Sample sizes may be 0 (nothing held out, say).
+OWN_MINIMUM = {"sample_size": 0, "valid_sample_size": 0, "train_sample_size": 0, "evals_per_run": 0,
+               "global_batch_size": 1}
+# Ranges that are facts, checked in every section that has the field: (low, low allowed, high, high allowed).
+RANGES = {"learning_rate": (0, False, None, False), "beta": (0, False, None, False),
+          "num_train_epochs": (0, False, None, False), "per_device_train_batch_size": (1, True, None, False),
+          "per_device_eval_batch_size": (1, True, None, False), "precompute_ref_batch_size": (1, True, None, False),
+          "warmup_steps": (0, True, None, False), "max_length": (1, True, None, False), "r": (1, True, None, False),
+          "lora_alpha": (0, False, None, False), "lora_dropout": (0, True, 1, False)}
+# Values a stage converts itself before its config class sees them: dpo.loss_type "sigmoid,sft" is a list.
+OWN_KINDS = {("dpo", "loss_type"): ["list", "str"]}
+KIND_WORDS = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string", "list": "a list",
+              "dict": "a mapping", "none": "null"}
+
+
+def check_value(section: str, name: str, value, kinds: list[str], where: str) -> None:
+    """A field's value: a kind its type admits (an integer is a number; true is not an integer), then its range."""
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    fits = ("any" in kinds or (value is None and "none" in kinds) or (isinstance(value, bool) and "bool" in kinds)
+            or (is_number and isinstance(value, int) and "int" in kinds) or (is_number and "float" in kinds)
+            or (isinstance(value, str) and "str" in kinds) or (isinstance(value, list) and "list" in kinds)
+            or (isinstance(value, dict) and "dict" in kinds))
+    if not fits:
+        expected = " or ".join(KIND_WORDS[k] for k in kinds)
+        raise UserError(f"{where} {section}.{name} must be {expected}, got {value!r}")
+    if name in RANGES and is_number:
+        low, low_ok, high, high_ok = RANGES[name]
+        above = value > low or (low_ok and value == low)
+        below = high is None or value < high or (high_ok and value == high)
+        if not (above and below):
+            bounds = f"{'>=' if low_ok else '>'} {low}"
+            bounds += f" and {'<=' if high_ok else '<'} {high}" if high is not None else ""
+            raise UserError(f"{where} {section}.{name} must be {bounds}, got {value!r}")
+
+
 def check_fields(section: str, fields: dict, where: str) -> None:
-    """Every field must be one of ours or a field of the section's config class that the stage does not set itself."""
+    """Every field must be one of ours or a field of the section's config class that the stage does not set itself,
+    with a value of the kind its type admits and in the range that is a fact (a positive learning rate, beta, epoch
+    count and batch size, a LoRA rank of 1 or more): one line naming the field, before any work."""
     import difflib
 
     cls, class_fields = config_fields(section)
-    known = OWN_FIELDS[section] | (class_fields - STAGE_SET)
+    known = OWN_FIELDS[section] | (set(class_fields) - STAGE_SET)
     for name, value in fields.items():
         if name in STAGE_SET and class_fields:
             raise UserError(f"{where} {section}.{name}: the stage sets it (from the run, the device or the global "
@@ -188,8 +254,13 @@ def check_fields(section: str, fields: dict, where: str) -> None:
             owner = f"{cls} has no such field" if class_fields else "no such field"
             raise UserError(f"{where} {section}.{name}: {owner}" + (f" (did you mean {', '.join(close)}?)" if close
                                                                        else ""))
-        if name in OWN_FIELDS[section] and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-            raise UserError(f"{where} {section}.{name} must be a non-negative integer, got {value!r}")
+        if name in OWN_FIELDS[section]:
+            least = OWN_MINIMUM[name]
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= least):
+                what = "a non-negative integer" if least == 0 else f"an integer >= {least}"
+                raise UserError(f"{where} {section}.{name} must be {what}, got {value!r}")
+        else:
+            check_value(section, name, value, OWN_KINDS.get((section, name), class_fields[name]), where)
 
 
 def resolve(recipe: str | Path, overrides: str = "", sections=SECTIONS) -> dict:
