@@ -22,6 +22,33 @@ case "$KERNELS" in
 esac
 [[ "$CPU_THREADS" =~ ^[1-9][0-9]*$ ]] || die "CPU_THREADS must be a positive integer, got '$CPU_THREADS'"
 export KERNELS OMP_NUM_THREADS=$CPU_THREADS
+# Settings that moved into the recipes (utils/recipe.py) are no longer read from the environment: a user's old command
+# (SFT_SAMPLE_SIZE=64 bash shell/SFT.sh) would train the full size without a word, so it stops and names the new form.
+refuse_retired_variables() {
+  local name field form
+  local -A moved=([SFT_SAMPLE_SIZE]=sft.sample_size [SFT_VALID_SAMPLE_SIZE]=sft.valid_sample_size
+    [SFT_EPOCHS]=sft.num_train_epochs [SFT_LR]=sft.learning_rate [SFT_WARMUP_STEPS]=sft.warmup_steps
+    [SFT_BATCH_SIZE]=sft.global_batch_size [SFT_DEVICE_BATCH_SIZE]=sft.per_device_train_batch_size
+    [LORA_TARGETS]=lora.target_modules [TRAIN_SAMPLE_SIZE]=self_play.train_sample_size
+    [VALID_SAMPLE_SIZE]=self_play.valid_sample_size [LR]="dpo.learning_rate sft_step.learning_rate"
+    [BETA]=dpo.beta [LOSS_TYPE]=dpo.loss_type [BATCH_SIZE]=dpo.global_batch_size
+    [DEVICE_BATCH_SIZE]=dpo.per_device_train_batch_size [WARMUP_STEPS]="dpo.warmup_steps sft_step.warmup_steps"
+    [PRECOMPUTE_REF]="dpo.precompute_ref_log_probs=true" [SFT_TRAINER_ARGS]="sft.<field>" [LORA_ARGS]="lora.<field>"
+    [DPO_TRAINER_ARGS]="dpo.<field>")
+  [[ -z "${MODEL_KIND+set}" ]] || die "MODEL_KIND is no longer read: the recipe follows the model; name one with RECIPE=shell/recipes/<name>.yaml"
+  for name in "${!moved[@]}"; do
+    [[ -n "${!name+set}" ]] || continue
+    form=""
+    for field in ${moved[$name]}; do
+      if [[ "$field" == *"<field>" ]]; then form+=" $field=value"
+      elif [[ "$field" == *=* ]]; then form+=" $field"
+      else form+=" $field=${!name}"; fi
+    done
+    die "$name is no longer read (the recipes hold it, utils/recipe.py): unset it and set RECIPE_ARGS=\"${form# }\" instead"
+  done
+}
+refuse_retired_variables
+
 banner() { printf '\n==== %s [%s] ====\n' "$*" "$(date +%H:%M:%S)"; }
 
 # Python: an active virtualenv/conda env, else the project's .venv (created by shell/setup.sh).

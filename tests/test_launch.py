@@ -116,3 +116,17 @@ def test_setup_keeps_an_installed_cuda_torch(tmp_path, cuda):
     torch_hash = lock.split("torch==", 1)[1].split("--hash=", 1)[1].split()[0]
     assert "--hash=sha256:" in installed and (torch_hash in installed) != cuda
     assert ("keeping the installed CUDA torch 2.11.0+cu128" in p.stdout) == cuda
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"SFT_SAMPLE_SIZE": "64"}, 'SFT_SAMPLE_SIZE is no longer read (the recipes hold it, utils/recipe.py): unset it '
+                                'and set RECIPE_ARGS="sft.sample_size=64" instead'),
+    ({"LR": "1e-4"}, 'set RECIPE_ARGS="dpo.learning_rate=1e-4 sft_step.learning_rate=1e-4" instead'),
+    ({"PRECOMPUTE_REF": "1"}, 'set RECIPE_ARGS="dpo.precompute_ref_log_probs=true" instead'),
+    ({"SFT_TRAINER_ARGS": "weight_decay=0.1"}, 'set RECIPE_ARGS="sft.<field>=value" instead'),
+    ({"MODEL_KIND": "pretrained"}, "MODEL_KIND is no longer read: the recipe follows the model"),
+])
+def test_a_setting_that_moved_into_the_recipes_stops_every_script(fake_bin, env, message):
+    # an old command would otherwise train the recipe's sizes without a word
+    p = common(fake_bin, "echo started", **env)
+    assert p.returncode == 2 and message in p.stderr and "started" not in p.stdout, p.stderr

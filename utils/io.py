@@ -64,15 +64,29 @@ def check_cli_args(fn, argv: list[str]) -> None:
         i += 1
 
 
+def cli_help(fn) -> str:
+    """An entry point's --help: its module's docstring (the usage line first), then every option in the one form
+    the CLI accepts (--name value) with its default."""
+    import inspect
+
+    doc = (fn.__globals__.get("__doc__") or "").strip()
+    options = [f"  --{name} {'VALUE (required)' if p.default is p.empty else f'(default: {p.default!r})'}"
+               for name, p in inspect.signature(fn).parameters.items()]
+    return f"{doc}\n\noptions, each as --name value (a boolean may be a bare --name):\n" + "\n".join(options)
+
+
 def run_cli(fn):
-    """Run a fire CLI entry point with strict arguments (`check_cli_args`); --help is fire's; a UserError becomes one
-    clear line and a non-zero exit."""
+    """Run a fire CLI entry point with strict arguments (`check_cli_args`) and our own --help (`cli_help`: fire's
+    lists required options as positional, which `check_cli_args` refuses); a UserError becomes one clear line and a
+    non-zero exit."""
     import fire
 
     argv = sys.argv[1:]
+    if any(a in ("--help", "-h") for a in argv):
+        print(cli_help(fn))
+        sys.exit(0)
     try:
-        if not any(a in ("--help", "-h") for a in argv):
-            check_cli_args(fn, argv)
+        check_cli_args(fn, argv)
         fire.Fire(fn)
     except UserError as e:
         fail(str(e))
