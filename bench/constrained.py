@@ -53,8 +53,9 @@ def main():
     import torch
 
     from utils.constrained import beam_search, catalog_trie
+    from utils.device import default_device
     from utils.generation import generate, max_answer_tokens
-    from utils.modeling import default_device, load_model, load_tokenizer
+    from utils.modeling import load_model, load_tokenizer
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="", help="model directory (default: models/SFT/<C>)")

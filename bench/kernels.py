@@ -16,8 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from utils.io import UserError, git_commit, git_dirty, run_cli, versions, write_json
+from utils.cli import run_cli
+from utils.io import UserError, write_json
 from utils.numerics import KERNEL_VARIABLES
+from utils.stage import git_commit, git_dirty, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -31,7 +31,7 @@ METHODS = ("SFT", "GenreSFT", "DPO", "DPO-precomputed", "S-DPO", "DMPO")
 LOAD_ONLY = """
 import trl, peft, datasets  # the same imports as the training stages
 from utils.modeling import load_model
-from utils.training import peak_memory_mb
+from utils.device import peak_memory_mb
 m = load_model({model!r}, trainable=True)
 print(peak_memory_mb())
 """
@@ -87,7 +87,7 @@ def main():
         python("-m", "train.self_play", "--category", args.category, "--output_dir", str(work / f"pairs{k}"),
                "--negatives", "random", "--num_negatives", str(k),
                "--recipe_args", f"self_play.train_sample_size={n_pairs} self_play.valid_sample_size=8")
-    # the model's own recipe (shell/recipes/), with this benchmark's sizes
+    # the model's own recipe (recipes/), with this benchmark's sizes
     sft = ["-m", "train.sft", "--category", args.category, "--base_model", str(model), "--recipe_args",
            f"sft.sample_size={n_sft} sft.valid_sample_size=8 sft.num_train_epochs=1 "
            f"sft.global_batch_size={args.batch_size} sft.per_device_train_batch_size={args.batch_size} "

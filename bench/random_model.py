@@ -6,7 +6,7 @@ usage: python -m bench.random_model --shape llama-1b --out /tmp/llama-1b [--toke
 """
 from pathlib import Path
 
-from utils.io import run_cli
+from utils.cli import run_cli
 
 SHAPES = {  # hidden, intermediate, layers, heads, kv heads
     "llama-1b": (2048, 8192, 16, 32, 8),  # Llama-3.2-1B

@@ -54,8 +54,9 @@ def main():
     import torch
 
     from bench.which_model import pick_model
+    from utils.device import default_device
     from utils.generation import SharedPrefix, encode_prompts, generate, max_answer_tokens
-    from utils.modeling import default_device, load_model, load_tokenizer
+    from utils.modeling import load_model, load_tokenizer
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="", help="model directory (default: models/SFT/<C>)")

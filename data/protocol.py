@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.io import UserError, finish_stage, start_stage, write_json
+from utils.io import UserError, write_json
 from utils.prompt import render_completion
+from utils.stage import finish_stage, start_stage
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,9 @@ every record on the same items) with one warning line: a collapsed model is a re
 import sys
 from pathlib import Path
 
+from utils.cli import run_cli
 from utils.data import category_dir, load_catalog, read_records
-from utils.io import UserError, check_output_dir, run_cli
+from utils.io import UserError, check_output_dir
 from utils.metrics import METRIC_KEYS, check_decoding, parse_ks, prediction_text, write_eval_files
 from utils.prompt import parse_title
 

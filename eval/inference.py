@@ -13,12 +13,15 @@ With --evaluate, eval/evaluate.py then runs in the same process (one Python star
 the predictions made with the same settings (and the eval files made with the same embedder), and stops with the
 differing values when the settings changed (e.g. another TEST_SAMPLE_SIZE or SEED, or the beam count K).
 """
+import os
 import time
 from pathlib import Path
 
+from utils.cli import run_cli
 from utils.data import category_dir, load_catalog, load_split, sample_records
-from utils.io import check_same_settings, read_json, run_cli, write_json, write_run_config
+from utils.io import read_json, write_json
 from utils.prompt import render_completion, render_prompt
+from utils.stage import check_same_settings, write_run_config
 
 
 def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sample_size: int | None = None,
@@ -26,13 +29,12 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
         split: str = "test", evaluate: bool = False, topk="1,5", embedding_model: str = "",
         decoding: str = "greedy", report_to: str = "none"):
     args = dict(locals())
-    import torch
-
+    from utils.device import process_state, release_memory
     from utils.metrics import check_decoding, parse_ks, result_name
-    from utils.modeling import check_model_dir, load_model, load_tokenizer, process_state
+    from utils.modeling import check_model_dir, load_model, load_tokenizer
     from utils.tracking import check_tracker
 
-    state = process_state()
+    is_main = os.environ.get("RANK", "0") == "0"  # torchrun's rank: a finished evaluation skips without torch
     check_model_dir(model_dir, "--model_dir")
     check_tracker(report_to)
     model_dir = Path(model_dir)
@@ -50,13 +52,14 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
                             "delete it (or pass --force) to predict again")
         previous = read_json(out_path)
         if isinstance(previous, list) and len(previous) == len(records):
-            if state.is_main_process:
+            if is_main:
                 print(f"{out_path} exists with {len(records)} predictions; skipping generation (--force to redo)")
                 if evaluate and evaluated(model_dir, topk, embedding_model, decoding):
                     print(f"[eval] {model_dir} already evaluated with these settings; skipping")
                 elif evaluate:
                     evaluate_results(out_path, category, data_dir, topk, embedding_model, decoding, report_to)
             return
+    state = process_state()
     catalog = load_catalog(data_dir)
     tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, padding_side="left")
     model = load_model(model_dir, merge=True, trust_remote_code=trust_remote_code, device=state.device)
@@ -84,8 +87,7 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
                                                   "generation_seconds": round(time.time() - t0, 2)})
         print(f"[inference] wrote {out_path} ({time.time() - t0:.1f} s generation)", flush=True)
     del model
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    release_memory()
     if evaluate and state.is_main_process:
         evaluate_results(out_path, category, data_dir, topk, embedding_model, decoding, report_to)
     state.wait_for_everyone()

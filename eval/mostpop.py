@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.cli import run_cli
 from utils.data import category_dir, load_catalog, load_split, sample_records
-from utils.io import check_output_dir, run_cli
+from utils.io import check_output_dir
 from utils.metrics import Ranking, evaluated_records, history_rows, parse_ks, topk_metrics, write_eval_files
 from utils.prompt import record_target
 

@@ -12,7 +12,8 @@ the exit status is 1 if a table differs from its report (tests/test_readme_table
 import re
 from pathlib import Path
 
-from utils.io import UserError, fail, run_cli, write_text
+from utils.cli import run_cli
+from utils.io import UserError, fail, write_text
 
 START = re.compile(r"^<!-- table from (?P<path>\S+); columns: (?P<columns>[^;]+?)(?:; rows: (?P<rows>.+?))? -->$")
 END = "<!-- end table -->"

@@ -26,7 +26,8 @@ from eval.collect import (
     parse_roots,
     row_label,
 )
-from utils.io import UserError, read_json, run_cli, write_text
+from utils.cli import run_cli
+from utils.io import UserError, read_json, write_text
 from utils.methods import ITERATIVE, METHODS, iteration_dirs, method_dir
 from utils.metrics import parse_ks
 

@@ -41,7 +41,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from utils.io import UserError, run_cli, write_text
+from utils.cli import run_cli
+from utils.io import UserError, write_text
 
 METRICS = ("HR", "NDCG", "TopDecile", "DivRatio", "ORRatio")  # TopDecile: share of recommendations in decile 1
 USER_MEANS = ("HR", "NDCG")  # means of per-user values: paired bootstrap

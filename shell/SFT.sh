@@ -9,7 +9,7 @@ parse_gpu_ids 0 "$@"
 # ---- edit here (or set any of these in the environment) -------------------------------------------------------
 CATEGORIES=${CATEGORIES:-"ML100K"}          # space-separated names of data/<Category>/ directories
 BASE_MODEL=${BASE_MODEL:-""}                # local path, hub id, or smollm2 (built on first use); empty = small model
-RECIPE=${RECIPE:-""}                        # a recipe file; empty: the model's own (shell/recipes/, utils/recipe.py)
+RECIPE=${RECIPE:-""}                        # a recipe file; empty: the model's own (recipes/, utils/recipe.py)
 RECIPE_ARGS=${RECIPE_ARGS:-""}              # this run's changes to it, e.g. "sft.learning_rate=1e-3 lora.r=8"
 GRADIENT_CHECKPOINTING=${GRADIENT_CHECKPOINTING:-0}  # 1: recompute activations in backward (less memory, ~30% slower)
 LOAD_IN_4BIT=${LOAD_IN_4BIT:-0}             # 1: QLoRA, the frozen base in 4-bit NF4 (GPU + bitsandbytes)
@@ -33,5 +33,5 @@ for CATEGORY in $CATEGORIES; do
   banner "SFT on $CATEGORY -> $OUT"
   launch -m train.sft --category "$CATEGORY" --base_model "$BASE_MODEL" --output_dir "$OUT" \
     --recipe "$RECIPE" --recipe_args "$RECIPE_ARGS" --seed "$SEED" --report_to "$REPORT_TO" "${memory_args[@]}"
-  bash shell/eval.sh "$OUT" "$CATEGORY" "${GPU_IDS[@]}" 9>&-
+  evaluate "$OUT" "$CATEGORY"
 done

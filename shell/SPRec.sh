@@ -66,17 +66,16 @@ for CATEGORY in $CATEGORIES; do
         --report_to "$REPORT_TO" --genre_weighting "$genre_weighting" "${memory_args[@]}"
       # The SFT step's model is intermediate for SPRec and DPO+SFT (the paper evaluates it too); for SFT-only
       # and GenreSFT it is the result.
-      if (( ! dpo_step )); then bash shell/eval.sh "$IT/SFT" "$CATEGORY" "${GPU_IDS[@]}" 9>&-
+      if (( ! dpo_step )); then evaluate "$IT/SFT" "$CATEGORY"
       elif (( EVAL_SFT_STEP )); then  # the same subset (sampled with SEED) at every iteration, recorded in its eval files
-        TEST_SAMPLE_SIZE=${SFT_STEP_TEST_SAMPLE_SIZE:-$TEST_SAMPLE_SIZE} bash shell/eval.sh "$IT/SFT" "$CATEGORY" \
-          "${GPU_IDS[@]}" 9>&-
+        TEST_SAMPLE_SIZE=${SFT_STEP_TEST_SAMPLE_SIZE:-$TEST_SAMPLE_SIZE} evaluate "$IT/SFT" "$CATEGORY"
       fi
       current="$IT/SFT"
     fi
     if (( dpo_step )); then
       launch -m train.dpo --model_dir "$current" --data_dir "$IT/data" --output_dir "$IT/DPO" "${recipe_args[@]}" \
         --seed "$((SEED + i))" --report_to "$REPORT_TO" "${memory_args[@]}"
-      bash shell/eval.sh "$IT/DPO" "$CATEGORY" "${GPU_IDS[@]}" 9>&-
+      evaluate "$IT/DPO" "$CATEGORY"
       current="$IT/DPO"
     fi
   done

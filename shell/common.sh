@@ -35,7 +35,7 @@ refuse_retired_variables() {
     [DEVICE_BATCH_SIZE]=dpo.per_device_train_batch_size [WARMUP_STEPS]="dpo.warmup_steps sft_step.warmup_steps"
     [PRECOMPUTE_REF]="dpo.precompute_ref_log_probs=true" [SFT_TRAINER_ARGS]="sft.<field>" [LORA_ARGS]="lora.<field>"
     [DPO_TRAINER_ARGS]="dpo.<field>")
-  [[ -z "${MODEL_KIND+set}" ]] || die "MODEL_KIND is no longer read: the recipe follows the model; name one with RECIPE=shell/recipes/<name>.yaml"
+  [[ -z "${MODEL_KIND+set}" ]] || die "MODEL_KIND is no longer read: the recipe follows the model; name one with RECIPE=recipes/<name>.yaml"
   for name in "${!moved[@]}"; do
     [[ -n "${!name+set}" ]] || continue
     form=""
@@ -149,6 +149,21 @@ take_lock() {
 }
 
 stage_done() { [[ -f "$1/DONE" ]]; }
+
+# Evaluate a finished model directory on the GPUs already resolved (GPU_IDS, VISIBLE_GPUS): greedy predictions (or
+# DECODING=constrained beams), then eval_top{1,5}.json; a rerun reuses what was made with the same settings
+# (eval/inference.py). shell/eval.sh is this function from the command line.
+evaluate() {
+  local model_dir="$1" category="$2" sample_args=()
+  check_category "$category"
+  check_tracker "${REPORT_TO:-none}"
+  stage_done "$model_dir" || die "$model_dir is not a finished model directory (no DONE marker)"
+  banner "evaluating $model_dir (${DECODING:-greedy} decoding)"
+  [[ -n "${TEST_SAMPLE_SIZE:-}" ]] && sample_args=(--test_sample_size "$TEST_SAMPLE_SIZE")
+  launch -m eval.inference --model_dir "$model_dir" --category "$category" --seed "${SEED:-42}" "${sample_args[@]}" \
+    --evaluate --topk "${TOPK:-1,5}" --embedding_model "${EMBEDDING_MODEL:-}" --decoding "${DECODING:-greedy}" \
+    --report_to "${REPORT_TO:-none}"
+}
 
 # REPORT_TO=wandb or tensorboard needs its package: one line before any work (utils/tracking.py).
 check_tracker() { [[ "$1" == none ]] || python -m utils.tracking --report_to "$1" || exit 2; }

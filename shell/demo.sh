@@ -21,9 +21,9 @@ SEED=${SEED:-42}
 FIGS_DIR=${FIGS_DIR:-"figs"}
 BASE_MODEL=${BASE_MODEL:-""}   # empty = the small model the project builds; smollm2 = the embedded pretrained model
 BASELINES=${BASELINES:-"DPO DPO+SFT MostPop"}   # all = the paper's whole roster (about 3x the baselines' time)
-# The small model's demo sizes (shell/recipes/demo.yaml), unless RECIPE names another; a pretrained BASE_MODEL takes
+# The small model's demo sizes (recipes/demo.yaml), unless RECIPE names another; a pretrained BASE_MODEL takes
 # its own recipe (utils/recipe.py).
-if [[ -z "$BASE_MODEL" ]]; then RECIPE=${RECIPE:-shell/recipes/demo.yaml}; else RECIPE=${RECIPE:-""}; fi
+if [[ -z "$BASE_MODEL" ]]; then RECIPE=${RECIPE:-recipes/demo.yaml}; else RECIPE=${RECIPE:-""}; fi
 EVAL_SFT_STEP=${EVAL_SFT_STEP:-0}   # 1: also evaluate each iteration's intermediate SFT-step model (no claim needs it)
 export CATEGORIES=ML100K BASE_MODEL OUTPUT_ROOT SEED BASELINES EVAL_SFT_STEP RECIPE
 # ------------------------------------------------

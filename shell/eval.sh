@@ -20,11 +20,4 @@ DECODING=${DECODING:-greedy}               # greedy (official: one title + its e
 REPORT_TO=${REPORT_TO:-"none"}             # none, wandb or tensorboard: the metrics logged per iteration too
 # ------------------------------------------------
 
-check_category "$CATEGORY"
-check_tracker "$REPORT_TO"
-stage_done "$MODEL_DIR" || die "$MODEL_DIR is not a finished model directory (no DONE marker)"
-banner "evaluating $MODEL_DIR ($DECODING decoding)"
-sample_args=()
-[[ -n "$TEST_SAMPLE_SIZE" ]] && sample_args=(--test_sample_size "$TEST_SAMPLE_SIZE")
-launch -m eval.inference --model_dir "$MODEL_DIR" --category "$CATEGORY" --seed "$SEED" "${sample_args[@]}" \
-  --evaluate --topk "$TOPK" --embedding_model "$EMBEDDING_MODEL" --decoding "$DECODING" --report_to "$REPORT_TO"
+evaluate "$MODEL_DIR" "$CATEGORY"

@@ -4,7 +4,7 @@
 # runs/seed<S>/, then one report with mean ± std over the seeds and the paired statistics (eval/stats.py: per-seed
 # intervals, mean ± std of the paired differences and their t-interval). Resumable like every stage. The recipe is
 # the small model's own unless RECIPE names another, e.g. the demo's sizes:
-#   RECIPE=shell/recipes/demo.yaml ITERATIONS=1 BASELINES="DPO DPO+SFT MostPop" EVAL_SFT_STEP=0 bash shell/seeds.sh
+#   RECIPE=recipes/demo.yaml ITERATIONS=1 BASELINES="DPO DPO+SFT MostPop" EVAL_SFT_STEP=0 bash shell/seeds.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=shell/common.sh

@@ -1,4 +1,9 @@
-"""Shared fixtures: the real ML-100K category (built once if missing) and a freshly built small model."""
+"""Shared fixtures: the real ML-100K category (built once if missing) and a freshly built small model; and an entry
+point run in-process, as `python -m module` runs it (no interpreter start per bad-input case)."""
+import ast
+import contextlib
+import importlib
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -25,3 +30,30 @@ def tiny_model(ml100k, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "model"
     build(category="ML100K", out=str(out), vocab_size=1024, hidden=64, layers=2, heads=2, corpus_records=500)
     return out
+
+
+def entry_function(module: str):
+    """The function a module's `if __name__ == "__main__": run_cli(fn)` runs (read from its source)."""
+    mod = importlib.import_module(module)
+    tree = ast.parse(Path(mod.__file__).read_text())
+    (name,) = [c.args[0].id for c in ast.walk(tree)
+               if isinstance(c, ast.Call) and getattr(c.func, "id", "") == "run_cli"]
+    return getattr(mod, name)
+
+
+def run_module(module: str, *argv) -> subprocess.CompletedProcess:
+    """`python -m module argv...` in this process: its exit code, stdout and stderr. A traceback is not caught: it
+    fails the test, as it would the command."""
+    from utils.cli import run_cli
+
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    saved = sys.argv
+    sys.argv = [module, *map(str, argv)]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            run_cli(entry_function(module))
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    finally:
+        sys.argv = saved
+    return subprocess.CompletedProcess([module, *argv], code, out.getvalue(), err.getvalue())

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_module
 
 from utils.io import UserError, write_json
 
@@ -28,9 +28,10 @@ def env(**extra) -> dict:
     return e
 
 
-def py(*args, **extra) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=env(**extra), capture_output=True,
-                          text=True, timeout=120)
+def py(*args) -> subprocess.CompletedProcess:
+    """`python -m module ...`, run in-process (the scripts' cases below start real processes)."""
+    assert args[0] == "-m"
+    return run_module(*args[1:])
 
 
 def sh(*args, **extra) -> subprocess.CompletedProcess:
@@ -96,7 +97,7 @@ def test_lora_targets_that_the_architecture_lacks(tmp_path, tiny_model):
     does not have: one line."""
     out = tmp_path / "out"
     user_error(py("-m", "train.sft", "--output_dir", out, "--base_model", tiny_model, "--full_finetune", "false",
-                  "--recipe", "shell/recipes/pretrained-gpu.yaml",
+                  "--recipe", "recipes/pretrained-gpu.yaml",
                   "--recipe_args", "lora.target_modules=query_key_value sft.sample_size=8"),
                "lora.target_modules query_key_value: no such linear layer in LlamaForCausalLM")
     nothing_left(tmp_path, out)
@@ -107,7 +108,7 @@ def test_lora_targets_that_the_architecture_lacks(tmp_path, tiny_model):
     (["--report_to", "tensorboard"], "REPORT_TO=tensorboard needs the tensorboard package: pip install tensorboard"),
     (["--report_to", "mlflow"], "REPORT_TO=mlflow: use none, wandb or tensorboard"),
     # QLoRA needs LoRA, a GPU and bitsandbytes.
-    (["--full_finetune", "false", "--recipe", "shell/recipes/pretrained-gpu.yaml", "--load_in_4bit", "True"],
+    (["--full_finetune", "false", "--recipe", "recipes/pretrained-gpu.yaml", "--load_in_4bit", "True"],
      "LOAD_IN_4BIT needs a CUDA GPU (bitsandbytes 4-bit kernels): on the CPU set LOAD_IN_4BIT=0"),
     (["--load_in_4bit", "True"], "LOAD_IN_4BIT quantizes a frozen base for LoRA: the embedded small model is trained"),
     # Recipe fields: a misspelt one (in any section, whichever stage reads it), one the stage sets itself, one that is
@@ -118,7 +119,7 @@ def test_lora_targets_that_the_architecture_lacks(tmp_path, tiny_model):
     (["--recipe_args", "sft.seed=3"], "RECIPE_ARGS sft.seed: the stage sets it"),
     (["--recipe_args", "weight_decay=0.1"], "RECIPE_ARGS: 'weight_decay=0.1' is not section.field=value"),
     (["--recipe_args", "lora.r=4"], "RECIPE_ARGS lora.*: recipe /"),
-    (["--recipe", "shell/recipes/pretrained-gpu.yaml", "--recipe_args", "lora.rank=4"],
+    (["--recipe", "recipes/pretrained-gpu.yaml", "--recipe_args", "lora.rank=4"],
      "RECIPE_ARGS lora.rank: LoraConfig has no such field"),
     (["--recipe", "nope.yaml"], "recipe nope.yaml does not exist (the recipes here: demo.yaml, pretrained-cpu.yaml, "),
 ])

@@ -9,7 +9,8 @@ import fire
 import pytest
 from conftest import ROOT
 
-from utils.io import UserError, comma_list
+from utils.cli import comma_list
+from utils.io import UserError
 
 
 @pytest.mark.parametrize("arg, expected", [("sigmoid", ["sigmoid"]), ("sigmoid,sft", ["sigmoid", "sft"]),
@@ -27,7 +28,7 @@ def test_an_empty_list_is_a_clear_error():
 def test_a_setting_added_later_reads_as_its_old_value(tmp_path):
     """A run config written before --decoding existed is a greedy run: a greedy rerun reuses it, a constrained one
     stops with the difference."""
-    from utils.io import check_same_settings, write_run_config
+    from utils.stage import check_same_settings, write_run_config
 
     write_run_config(tmp_path, "inference", {"seed": 1, "split": "test"})
     check_same_settings(tmp_path, "inference", {"seed": 1, "split": "test", "decoding": "greedy"})
@@ -47,7 +48,7 @@ def _cli(a: int = 1, name: str = "", flag: bool = False):
     (["--a"], "option --a needs a value"),
 ])
 def test_cli_arguments_are_strict(argv, message):
-    from utils.io import check_cli_args
+    from utils.cli import check_cli_args
 
     with pytest.raises(UserError, match=re.escape(message)):
         check_cli_args(_cli, argv)
@@ -56,7 +57,7 @@ def test_cli_arguments_are_strict(argv, message):
 @pytest.mark.parametrize("argv", [[], ["--a", "-1", "--name", ""], ["--a=2", "--flag", "--name", "x"], ["--flag"],
                                   ["--flag", "False", "--a", "3"]])
 def test_cli_arguments_in_the_documented_form_pass(argv):
-    from utils.io import check_cli_args
+    from utils.cli import check_cli_args
 
     check_cli_args(_cli, argv)
 
@@ -69,17 +70,20 @@ ENTRY_POINTS = ["train.sft", "train.dpo", "train.self_play", "eval.inference", "
 @pytest.mark.parametrize("module", ENTRY_POINTS)
 def test_every_entry_point_has_help_and_rejects_a_stray_argument(module, monkeypatch, capsys):
     # in-process, as `python -m module` runs it (one subprocess below checks the real command line)
-    import runpy
+    from conftest import entry_function
+
+    from utils.cli import run_cli
+
+    fn = entry_function(module)
 
     def run(*argv):
         monkeypatch.setattr(sys, "argv", [module, *argv])
         with pytest.raises(SystemExit) as e:
-            runpy.run_module(module, run_name="__main__", alter_sys=False)
+            run_cli(fn)
         return e.value.code, capsys.readouterr()
 
     code, out = run("--help")
     assert code == 0 and "usage: python -m " + module in out.out and "options, each as --name value" in out.out
-    assert " --output_dir VALUE (required)" in out.out or "(default: " in out.out
     code, out = run("stray")
     assert code == 2 and out.err.startswith("error: unexpected argument 'stray'") and len(out.err.splitlines()) == 1
 

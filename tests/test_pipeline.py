@@ -1,6 +1,7 @@
 """End to end through the shell scripts at toy sizes: layout, resumability, interruption, data parallelism."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -94,6 +95,10 @@ def test_extending_runs_only_the_new_iteration(run, tmp_path):
     ext = tmp_path / "ext"
     shutil.copytree(root, ext)
     before = {p: p.stat().st_mtime_ns for p in ext.rglob("DONE")}
+    # a rerun of the finished run: every stage, evaluation included, checks its settings and skips without torch
+    again = sh(ext, "shell/SPRec.sh", "2", PYTHONPROFILEIMPORTTIME="1")
+    skipped = again.stdout.count("complete; skipping") + again.stdout.count("skipping generation")
+    assert skipped == 10 and not re.search(r"\|\s+torch$", again.stderr, re.M), again.stdout[-3000:]
     log = sh(ext, "shell/SPRec.sh", "3").stdout
     assert {p: p.stat().st_mtime_ns for p in before} == before  # nothing finished was redone
     assert (ext / "SPRec/ML100K/it2/DPO/eval_top5.json").is_file()
@@ -141,10 +146,10 @@ def test_killed_run_resumes_to_the_same_result(run, tmp_path):
     assert not list(new.rglob("*.partial"))
 
 
-@pytest.mark.parametrize("processes", [1])
-def test_sft_takes_the_same_optimizer_steps_on_one_and_two_cpu_processes(tiny_model, tmp_path, processes):
-    """The global batch is the recipe: 1 process accumulates 2 steps of 8, 2 gloo processes (DDP) 1 step of 8 each.
-    (The 2-process case, 4 steps over 64 records as here, is checked by the two-machine test below.)"""
+def test_sft_takes_the_recipes_optimizer_steps_on_one_cpu_process(tiny_model, tmp_path):
+    """The global batch is the recipe: 1 process accumulates 2 steps of 8 (2 gloo processes take 1 step of 8 each:
+    the same 4 steps over 64 records, checked by the two-machine test below)."""
+    processes = 1
     out = tmp_path / "SFT/ML100K"
     script = (f"source shell/common.sh; parse_gpu_ids 0; launch -m train.sft --category ML100K "
               f"--base_model {tiny_model} "
@@ -160,7 +165,7 @@ def test_sft_takes_the_same_optimizer_steps_on_one_and_two_cpu_processes(tiny_mo
 
 
 def test_a_per_device_batch_that_does_not_divide_the_global_batch_is_lowered(tiny_model, tmp_path):
-    """The per-device batch is an upper bound (utils.training.batch_plan): 8 per device with a global batch of 12
+    """The per-device batch is an upper bound (utils.trl_config.batch_plan): 8 per device with a global batch of 12
     runs 6 per device x 2 accumulation steps, the same 12 records per optimizer step."""
     script = (f"source shell/common.sh; parse_gpu_ids 0; launch -m train.sft --category ML100K "
               f"--base_model {tiny_model} "

@@ -38,7 +38,7 @@ def start_adapter(smollm2, tmp_path_factory):
     from peft import get_peft_model
 
     from utils.modeling import load_model, load_tokenizer
-    from utils.training import lora_config
+    from utils.trl_config import lora_config
 
     out = tmp_path_factory.mktemp("adapter") / "start"
     torch.manual_seed(0)
@@ -60,7 +60,7 @@ def test_lora_sft_labels_cover_the_completion_and_eos_only(smollm2):
     from trl import SFTConfig, SFTTrainer
 
     from utils.modeling import load_model, load_tokenizer
-    from utils.training import device_args, lora_config, prompt_completion_dataset
+    from utils.trl_config import device_args, lora_config, prompt_completion_dataset
 
     recs = records(3)
     tok = load_tokenizer(smollm2)
@@ -96,7 +96,7 @@ def test_dpo_reference_is_the_start_model_not_the_base(start_adapter):
     from trl import DPOConfig, DPOTrainer
 
     from utils.modeling import load_model, load_tokenizer
-    from utils.training import device_args, preference_dataset
+    from utils.trl_config import device_args, preference_dataset
 
     recs = records(2)
     pairs = [{"prompt": render_prompt(r), "chosen": render_completion(record_target(r)),

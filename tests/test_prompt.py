@@ -24,7 +24,7 @@ def test_every_stage_uses_byte_identical_prompts(ml100k, tmp_path, monkeypatch):
     """SFT data, self-play pairs (DPO prompts) and evaluation prompts are the very same string."""
     from train import self_play
     from utils.data import load_split
-    from utils.training import prompt_completion_dataset
+    from utils.trl_config import prompt_completion_dataset
 
     records = load_split(ml100k, "train")[:3]
     sft_prompts = prompt_completion_dataset(records)["prompt"]

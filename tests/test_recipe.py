@@ -1,8 +1,9 @@
 """utils/recipe.py: the recipe files, their overrides, and what a stage records of them."""
 import pytest
 
-from utils.io import UserError, flat_settings, result_settings
+from utils.io import UserError
 from utils.recipe import RECIPES, STAGE_SECTIONS, default_recipe, parse_overrides, read_recipe, resolve, trainer_fields
+from utils.stage import flat_settings, result_settings
 
 
 @pytest.mark.parametrize("name", ["small.yaml", "pretrained-gpu.yaml", "pretrained-cpu.yaml"])
@@ -11,7 +12,7 @@ def test_every_shipped_recipe_builds_trl_and_peft_configs(name):
     from peft import LoraConfig
     from trl import DPOConfig, SFTConfig
 
-    from utils.training import device_args, lora_config
+    from utils.trl_config import device_args, lora_config
 
     sections = tuple(s for s in ("sft", "lora", "self_play", "sft_step", "dpo") if s in read_recipe(RECIPES / name))
     recipe = resolve(RECIPES / name, sections=sections)

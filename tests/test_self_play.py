@@ -9,30 +9,35 @@ from utils.io import UserError
 from utils.prompt import record_history, record_target, render_completion
 
 
-def test_random_negative_is_never_the_target_or_a_history_item(ml100k):
+def test_random_negatives_avoid_every_interaction_of_the_user(ml100k):
+    """Not only the record's history and target: the user's items in other train windows and their valid and test
+    targets too."""
     catalog = load_catalog(ml100k)
+    by_user = self_play.user_items(ml100k)
     rng = random.Random(0)
-    for record in load_split(ml100k, "test")[:200]:
-        excluded = {record_target(record), *record_history(record)}
-        for _ in range(20):
-            (neg,) = self_play.random_negatives(self_play.interacted(record, {}), catalog, rng)
-            assert neg not in excluded and catalog.index(neg) is not None
+    train = load_split(ml100k, "train")
+    test_target = {r["user"]: record_target(r) for r in load_split(ml100k, "test")}
+    for r in train[:300]:
+        everything = by_user[r["user"]]
+        assert test_target[r["user"]] in everything and {record_target(r), *record_history(r)} <= everything
+        negs = self_play.random_negatives(self_play.interacted(r, by_user), catalog, rng, 3)
+        assert len(set(negs)) == 3 and not set(negs) & everything
+        assert all(catalog.index(n) is not None for n in negs)
 
 
-def test_random_negative_needs_a_free_item(tmp_path):
-    record = {"instruction": "", "input": "", "output": "", "history": ["A"], "target": "B"}
-
-    class Tiny:
-        names = ["A", "B"]
+def test_random_negatives_need_enough_free_items():
+    class Catalog:
+        names = ["a", "b", "c"]
 
         def __len__(self):
-            return 2
+            return 3
 
         def index(self, name):
             return self.names.index(name) if name in self.names else None
 
-    with pytest.raises(UserError, match="outside a user's interactions"):
-        self_play.random_negatives(self_play.interacted(record, {}), Tiny(), random.Random(0))
+    assert self_play.random_negatives({"a"}, Catalog(), random.Random(0), 2) in (["b", "c"], ["c", "b"])
+    with pytest.raises(UserError, match="1 item\\(s\\) outside a user's interactions, fewer than the 2"):
+        self_play.random_negatives({"a", "b"}, Catalog(), random.Random(0), 2)
 
 
 def test_iteration_seed_differs_per_iteration_and_run():
@@ -122,3 +127,31 @@ def test_offline_negative_rows(ml100k, tmp_path, monkeypatch):
         scores = unit @ unit[[catalog.index(h) for h in record_history(r)]].mean(0)
         scores[[catalog.index(x) for x in by_user[r["user"]]]] = np.inf
         assert p["rejected"] == render_completion(catalog.names[int(np.argmin(scores))]) and "extra_rejected" not in p
+
+
+def test_grounded_rejected_items_and_record_only_exclusion(ml100k, monkeypatch):
+    """The two self-play options the scripts leave at their defaults, tested so that they stay true: `--rejected
+    grounded` puts the catalog item a prediction grounds to on the rejected side (`raw`, the default, keeps the
+    generated text); `--exclude record` keeps offline negatives off the record's own items only (the default, `user`,
+    off every item of its user)."""
+    catalog = load_catalog(ml100k)
+    drawn = load_split(ml100k, "train")[:20]
+    prompts = [self_play.render_prompt(r) for r in drawn]
+    other = [catalog.names[(catalog.index(record_target(r)) + 1) % len(catalog)] for r in drawn]
+    outputs = [[render_completion(o.upper())] for o in other]  # a misspelling that grounds to `other`
+    monkeypatch.setattr(self_play, "ground_to_catalog", lambda titles, catalog, model: [
+        {o.upper(): o for o in other}[t] for t in titles])
+    for rejected, expected in (("grounded", other), ("raw", [o.upper() for o in other])):
+        pairs, counts = self_play.self_play_pairs(drawn, prompts, outputs, catalog, rejected, "", 1)
+        assert [p["rejected"] for p in pairs] == [render_completion(x) for x in expected]
+        assert [p["rejected_raw"] for p in pairs] == [o.upper() for o in other] and counts["valid"] == 0
+
+    consulted = []
+    monkeypatch.setattr(self_play, "user_items", lambda data_dir: consulted.append(data_dir) or {})
+    for exclude, asked in (("record", []), ("user", [ml100k])):
+        consulted.clear()
+        rows = self_play.offline_pairs(drawn, prompts, catalog, ml100k, "random", 1, random.Random(0), "", {},
+                                       exclude)
+        assert consulted == asked and len(rows) == len(drawn)
+        for r, p in zip(drawn, rows):
+            assert p["rejected_raw"] not in {record_target(r), *record_history(r)}

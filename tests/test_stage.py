@@ -2,8 +2,8 @@
 stage is skipped with the same settings and stops with others; a crashed attempt's leftovers never survive."""
 import pytest
 
-from utils.io import UserError, is_done, read_json
-from utils.stage import Stage
+from utils.io import UserError, read_json
+from utils.stage import Stage, is_done
 
 
 def run_stage(out, args, crash=False):

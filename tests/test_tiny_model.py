@@ -1,12 +1,14 @@
 import json
 
-from utils.modeling import load_model, load_tokenizer
+from utils.modeling import is_small_model, load_model, load_tokenizer
 from utils.prompt import render_completion, render_prompt
-from utils.tiny_model import TINY_MARKER, is_small_model
+from utils.tiny_model import TINY_MARKER
 
 
 def test_build_reload_generate(tiny_model, ml100k):
-    from utils.generation import generate
+    import torch
+
+    from utils.generation import generate, stop_token_ids
 
     assert (tiny_model / "model.safetensors").is_file() and not list(tiny_model.glob("*.bin"))
     info = json.loads((tiny_model / TINY_MARKER).read_text())
@@ -14,9 +16,23 @@ def test_build_reload_generate(tiny_model, ml100k):
     tok = load_tokenizer(tiny_model, padding_side="left")
     assert tok.pad_token and tok.eos_token and tok.pad_token_id != tok.eos_token_id
     model = load_model(tiny_model)
+    again = load_model(tiny_model)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     record = json.loads((ml100k / "test.json").read_text())[0]
     out = generate(model, tok, [render_prompt(record)], max_new_tokens=5, progress=False)
-    assert len(out) == 1 and isinstance(out[0][0], str)
+    # greedy: the answer is the argmax continuation, token by token, up to 5 tokens, ending at EOS or at a token
+    # with a newline (utils.generation.stop_token_ids), and decoded without special tokens
+    stops = set(stop_token_ids(tok))
+    ids = tok(render_prompt(record), return_tensors="pt").input_ids
+    expected = []
+    with torch.no_grad():
+        for _ in range(5):
+            nxt = int(model(ids).logits[0, -1].argmax())
+            expected.append(nxt)
+            if nxt in stops:
+                break
+            ids = torch.cat([ids, torch.tensor([[nxt]])], dim=1)
+    assert out == [[tok.decode(expected, skip_special_tokens=True)]]
 
 
 def test_prompt_ends_on_a_token_boundary(tiny_model, ml100k):

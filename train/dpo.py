@@ -1,31 +1,32 @@
 """The DPO step of an SPRec iteration: trl's DPOTrainer on self-play pairs.
 
 usage: python -m train.dpo --model_dir models/SPRec/ML100K/it0/SFT --data_dir models/SPRec/ML100K/it0/data \
-           --output_dir models/SPRec/ML100K/it0/DPO [--recipe shell/recipes/small.yaml] [--recipe_args "dpo.beta=0.2"]
+           --output_dir models/SPRec/ML100K/it0/DPO [--recipe recipes/small.yaml] [--recipe_args "dpo.beta=0.2"]
 The policy starts from `model_dir` and the reference is that same starting model, held once: for a LoRA adapter,
 trl copies it into a frozen "ref" adapter on the same base; for the fully trained small model, trl loads one
 reference copy from the same directory. The trl settings are the recipe's dpo section (utils/recipe.py; by default
-the model's recipe in shell/recipes/), any DPOConfig field, with --recipe_args overrides.
+the model's recipe in recipes/), any DPOConfig field, with --recipe_args overrides.
 `dpo.precompute_ref_log_probs: true` computes the reference's log-probabilities of every pair in one batched pass
 before training (the reference is fixed during the step) instead of inside each training and evaluation step.
 `dpo.loss_type` takes trl's loss types (a list, e.g. [sigmoid, sft]), or alone one of the multi-negative losses
 `sdpo` (S-DPO) and `dmpo` (DMPO), which read k rejected items per pair (`rejected` plus the list `extra_rejected`;
-utils/trainers.py). Pairs with k > 1 need one of those.
+utils/custom_losses.py). Pairs with k > 1 need one of those.
 """
 import time
 from pathlib import Path
 
-from utils.io import UserError, comma_list, read_jsonl, run_cli
+from utils.cli import comma_list, run_cli
+from utils.device import peak_memory_mb
+from utils.io import UserError, read_jsonl
 from utils.stage import Stage
 from utils.tracking import tracking_args
-from utils.training import (
+from utils.trl_config import (
     describe_plan,
-    peak_memory_mb,
     preference_dataset,
     trainer_kwargs,
 )
 
-MULTI_NEGATIVE = ("sdpo", "dmpo")  # utils.trainers.MULTI_NEGATIVE_LOSSES (named here so the checks need no torch)
+MULTI_NEGATIVE = ("sdpo", "dmpo")  # utils.custom_losses.MULTI_NEGATIVE_LOSSES (named here so the checks need no torch)
 
 
 def read_pairs(path: Path) -> list[dict]:
@@ -51,20 +52,44 @@ def negatives_per_pair(pairs) -> int:
     return 1 + len(pairs[0].get("extra_rejected", []))
 
 
+def read_split_pairs(data_dir, loss_types: list[str], precompute: bool) -> tuple[list, list, int, str]:
+    """(train pairs, valid pairs, rejected items per pair, the multi-negative loss or ""), after checking that the
+    pairs and the loss fit each other: k rejected items need sdpo or dmpo, which take no other loss term and compute
+    the reference inside each step."""
+    train_pairs = read_pairs(Path(data_dir) / "dpo_train.jsonl")
+    valid_pairs = read_pairs(Path(data_dir) / "dpo_valid.jsonl")
+    k = negatives_per_pair(train_pairs)
+    multi = [t for t in loss_types if t in MULTI_NEGATIVE]
+    if multi and len(loss_types) > 1:
+        raise UserError(f"dpo.loss_type {multi[0]} is a multi-negative loss and cannot be combined with others")
+    if k != negatives_per_pair(valid_pairs):
+        raise UserError(f"{data_dir}: train pairs have {k} rejected items, valid pairs "
+                        f"{negatives_per_pair(valid_pairs)}: rerun train/self_play.py")
+    if multi and precompute:
+        raise UserError(f"dpo.precompute_ref_log_probs works with trl's own losses, not dpo.loss_type {multi[0]} "
+                        "(k rejected items per pair)")
+    if k > 1 and not multi:
+        raise UserError(f"{data_dir}: the pairs have {k} rejected items each; dpo.loss_type {','.join(loss_types)} "
+                        f"uses one: use dpo.loss_type=sdpo or dmpo")
+    return train_pairs, valid_pairs, k, multi[0] if multi else ""
+
+
 def run(model_dir: str, data_dir: str, output_dir: str, recipe: str = "", recipe_args: str = "", seed: int = 42,
         report_to: str = "none", activation_checkpointing: bool = False, load_in_4bit: bool = False,
         trust_remote_code: bool = False):
     args = dict(locals())
-    from utils.io import check_output_dir, is_done
-    from utils.modeling import check_model_dir, is_adapter
-    from utils.recipe import for_stage
-    from utils.tiny_model import is_small_model
+    from utils.io import check_output_dir
+    from utils.modeling import check_model_dir, is_adapter, is_small_model
+    from utils.recipe import for_stage, why
+    from utils.stage import is_done
 
     # Every check on the user's input comes before the heavy imports and before anything is written. The recipe
     # follows the model: the start model's kind, or on a rerun of a finished step its own model's.
     done = is_done(output_dir)
     model_dir = model_dir if done else check_model_dir(model_dir, "--model_dir")
-    args["recipe"], recipe = for_stage("dpo", recipe, recipe_args, is_small_model(output_dir if done else model_dir))
+    small_model = is_small_model(output_dir if done else model_dir)
+    chosen_because = why(recipe, small_model)
+    args["recipe"], recipe = for_stage("dpo", recipe, recipe_args, small_model)
     args["resolved_recipe"] = recipe
     fields = recipe["dpo"]
     loss_types = comma_list(fields["loss_type"], "dpo.loss_type")  # e.g. [sigmoid, sft] or "sigmoid,sft"
@@ -78,22 +103,8 @@ def run(model_dir: str, data_dir: str, output_dir: str, recipe: str = "", recipe
         quantization_config(full=not is_adapter(model_dir))  # QLoRA needs LoRA, a GPU and bitsandbytes
     check_output_dir(out)
     tracking = tracking_args(report_to, out)  # a missing tracker package: one line, now
-    train_pairs = read_pairs(Path(data_dir) / "dpo_train.jsonl")
-    valid_pairs = read_pairs(Path(data_dir) / "dpo_valid.jsonl")
-    k = negatives_per_pair(train_pairs)
-    multi = [t for t in loss_types if t in MULTI_NEGATIVE]
-    precompute = fields.get("precompute_ref_log_probs", False)
-    if multi and len(loss_types) > 1:
-        raise UserError(f"dpo.loss_type {multi[0]} is a multi-negative loss and cannot be combined with others")
-    if k != negatives_per_pair(valid_pairs):
-        raise UserError(f"{data_dir}: train pairs have {k} rejected items, valid pairs "
-                        f"{negatives_per_pair(valid_pairs)}: rerun train/self_play.py")
-    if multi and precompute:
-        raise UserError(f"dpo.precompute_ref_log_probs works with trl's own losses, not dpo.loss_type {multi[0]} "
-                        "(k rejected items per pair)")
-    if k > 1 and not multi:
-        raise UserError(f"{data_dir}: the pairs have {k} rejected items each; dpo.loss_type {','.join(loss_types)} "
-                        f"uses one: use dpo.loss_type=sdpo or dmpo")
+    train_pairs, valid_pairs, k, multi = read_split_pairs(data_dir, loss_types,
+                                                          fields.get("precompute_ref_log_probs", False))
     from trl import DPOConfig, DPOTrainer
 
     from utils.modeling import load_model, load_tokenizer, save_trained
@@ -109,7 +120,8 @@ def run(model_dir: str, data_dir: str, output_dir: str, recipe: str = "", recipe
     ex = train_ds[0]
     stage.say(f"start {model_dir} ({'LoRA adapter' if is_adapter(model_dir) else 'full model'}; reference = the "
               f"same start), {len(train_ds)} pairs with {k} rejected item(s) each, loss {loss_types}, beta "
-              f"{config.beta}, lr {config.learning_rate}, {describe_plan(plan)}; recipe {args['recipe']}. First pair:\n"
+              f"{config.beta}, lr {config.learning_rate}, {describe_plan(plan)}; recipe {args['recipe']} "
+              f"({chosen_because}). First pair:\n"
               f"{ex['prompt']}chosen: {ex['chosen']!r} rejected: {ex['rejected']!r}")
 
     tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, padding_side="right")
@@ -119,9 +131,9 @@ def run(model_dir: str, data_dir: str, output_dir: str, recipe: str = "", recipe
                   processing_class=tokenizer)
     setup_start = time.perf_counter()  # trl tokenizes (and precomputing, scores the reference) while it sets up
     if multi:  # trl's trainer with k rejected sequences per pair and the S-DPO or DMPO loss
-        from utils.trainers import MultiNegativeDPOTrainer
+        from utils.custom_losses import MultiNegativeDPOTrainer
 
-        trainer = MultiNegativeDPOTrainer(loss=multi[0], **kwargs)
+        trainer = MultiNegativeDPOTrainer(loss=multi, **kwargs)
     else:
         trainer = DPOTrainer(**kwargs)
     setup_seconds = time.perf_counter() - setup_start

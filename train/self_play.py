@@ -25,8 +25,9 @@ import sys
 import time
 from pathlib import Path
 
+from utils.cli import run_cli
 from utils.data import category_dir, load_catalog, load_split
-from utils.io import UserError, run_cli, write_json, write_jsonl
+from utils.io import UserError, check_output_dir, write_json, write_jsonl
 from utils.prompt import parse_title, record_history, record_target, render_completion, render_prompt
 from utils.stage import Stage
 
@@ -150,31 +151,8 @@ def self_play_pairs(drawn, prompts, outputs, catalog, rejected: str, embedding_m
     return pairs, counts
 
 
-def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir: str = "", iteration: int = 0,
-        seed: int = 42, recipe: str = "", recipe_args: str = "", spare_ratio: float = 0.1, negatives: str = "self",
-        rejected: str = "raw", temperature: float = 0.0, num_negatives: int = 1, token_budget: int = 32768,
-        embedding_model: str = "", trust_remote_code: bool = False,
-        decoding: str = "greedy", beams: int = 5, exclude: str = "user"):
-    args = dict(locals())
-    if decoding != "constrained":  # the beam count changes nothing else
-        del args["beams"]
-    if negatives == "self":  # which items offline negatives avoid: nothing to do with self-play's own
-        del args["exclude"]
-    if negatives == "semantic" or rejected == "grounded":  # the grounding model picks the items: by name and content
-        from utils.grounding import embedding_model_id
-
-        args["grounding_model"] = embedding_model_id(embedding_model)
-    from utils.recipe import for_stage
-    from utils.tiny_model import is_small_model
-
-    # the recipe follows the model (utils/recipe.py): its self_play section sizes the iteration
-    args["recipe"], recipe = for_stage("self_play", recipe, recipe_args, bool(model_dir) and is_small_model(model_dir))
-    args["resolved_recipe"] = recipe
-    train_sample_size, valid_sample_size = (recipe["self_play"][k] for k in ("train_sample_size", "valid_sample_size"))
-    stage = Stage("self_play", output_dir, args, what="the self-play data", tag="self-play")
-    if stage.skip():
-        return
-    out, state = stage.out, stage.state
+def check_options(negatives, rejected, exclude, num_negatives, decoding, temperature, beams) -> None:
+    """The options' combinations, before anything is read or loaded."""
     if negatives not in ("self", "random", "semantic") or rejected not in ("grounded", "raw"):
         raise UserError("--negatives must be 'self', 'random' or 'semantic'; --rejected 'grounded' or 'raw'")
     if exclude not in ("user", "record"):
@@ -189,26 +167,84 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
                         "1 <= --num_negatives <= --beams")
     if decoding == "greedy" and num_negatives > 1 and negatives == "self" and temperature <= 0:
         raise UserError("--num_negatives > 1 with --negatives self needs sampling: set --temperature > 0")
-    from utils.io import check_output_dir
-    from utils.modeling import check_model_dir
 
+
+def draw(data: Path, seed: int, iteration: int, wanted: int, spare_ratio: float):
+    """(catalog, the iteration's records, their prompts, its random stream): `wanted` train records whose target is
+    in the catalog, plus `spare_ratio` spares for pairs that get dropped."""
+    catalog = load_catalog(data)
+    train = [r for r in load_split(data, "train") if catalog.index(record_target(r)) is not None]
+    rng = random.Random(iteration_seed(seed, iteration))
+    drawn = rng.sample(train, min(len(train), math.ceil(wanted * (1 + spare_ratio))))
+    return catalog, drawn, [render_prompt(r) for r in drawn], rng
+
+
+def model_predictions(model_dir, prompts, catalog, state, decoding, num_negatives, beams, temperature, seed,
+                      iteration, token_budget, trust_remote_code) -> list[list[str]]:
+    """The current model's `num_negatives` answers per prompt, sharded over the processes: greedy (or sampled)
+    generation, or the best catalog items by constrained beam search."""
+    from utils.modeling import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, padding_side="left")
+    model = load_model(model_dir, merge=True, trust_remote_code=trust_remote_code, device=state.device)
+    if decoding == "constrained":
+        from utils.constrained import beam_search_sharded
+
+        if len(catalog) < num_negatives:
+            raise UserError(f"--num_negatives {num_negatives} is more than the catalog's {len(catalog)} items")
+        ranked = beam_search_sharded(model, tokenizer, prompts, catalog.names, k=beams, token_budget=token_budget,
+                                     desc="self-play constrained beams")
+        return [[render_completion(catalog.names[i]) for i, _ in b[:num_negatives]] for b in ranked]
+    from utils.generation import generate_sharded, max_answer_tokens
+
+    return generate_sharded(model, tokenizer, prompts, max_new_tokens=max_answer_tokens(tokenizer, catalog.names),
+                            token_budget=token_budget, num_return_sequences=num_negatives, temperature=temperature,
+                            seed=iteration_seed(seed, iteration), desc="self-play sampling")
+
+
+def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir: str = "", iteration: int = 0,
+        seed: int = 42, recipe: str = "", recipe_args: str = "", spare_ratio: float = 0.1, negatives: str = "self",
+        rejected: str = "raw", temperature: float = 0.0, num_negatives: int = 1, token_budget: int = 32768,
+        embedding_model: str = "", trust_remote_code: bool = False,
+        decoding: str = "greedy", beams: int = 5, exclude: str = "user"):
+    # 1. Settings: the arguments that change the result, and the recipe, which follows the model (utils/recipe.py).
+    args = dict(locals())
+    check_options(negatives, rejected, exclude, num_negatives, decoding, temperature, beams)
+    if decoding != "constrained":  # the beam count changes nothing else
+        del args["beams"]
+    if negatives == "self":  # which items offline negatives avoid: nothing to do with self-play's own
+        del args["exclude"]
+    if negatives == "semantic" or rejected == "grounded":  # the grounding model picks the items: by name and content
+        from utils.grounding import embedding_model_id
+
+        args["grounding_model"] = embedding_model_id(embedding_model)
+    from utils.modeling import check_model_dir, is_small_model
+    from utils.recipe import for_stage, why
+
+    small_model = bool(model_dir) and is_small_model(model_dir)
+    chosen_because = why(recipe, small_model)
+    args["recipe"], recipe = for_stage("self_play", recipe, recipe_args, small_model)
+    args["resolved_recipe"] = recipe
+    train_sample_size, valid_sample_size = (recipe["self_play"][k] for k in ("train_sample_size", "valid_sample_size"))
+
+    # 2. A finished stage made with these settings is reused; other settings stop here.
+    stage = Stage("self_play", output_dir, args, what="the self-play data", tag="self-play")
+    if stage.skip():
+        return
     if negatives == "self":  # the model samples the negatives: check it before drawing anything
         if not model_dir:
             raise UserError("--model_dir is required with --negatives self (the model whose predictions are sampled)")
         model_dir = check_model_dir(model_dir, "--model_dir")
-    check_output_dir(out)
-    data = Path(data_dir) if data_dir else category_dir(category)
-    catalog = load_catalog(data)
-    train = [r for r in load_split(data, "train") if catalog.index(record_target(r)) is not None]
-    rng = random.Random(iteration_seed(seed, iteration))
-    wanted = train_sample_size + valid_sample_size
-    drawn = rng.sample(train, min(len(train), math.ceil(wanted * (1 + spare_ratio))))
-    prompts = [render_prompt(r) for r in drawn]
-    how = f"{negatives} negatives" + (f", {decoding} decoding" if negatives == "self" else "")
-    stage.say(f"iteration {iteration}: {len(drawn)} prompts drawn ({how}). First prompt:\n{prompts[0]}")
+    check_output_dir(stage.out)
 
+    # 3. The iteration's records, then its pairs: offline negatives, or the current model's own predictions.
+    data = Path(data_dir) if data_dir else category_dir(category)
+    catalog, drawn, prompts, rng = draw(data, seed, iteration, train_sample_size + valid_sample_size, spare_ratio)
+    how = f"{negatives} negatives" + (f", {decoding} decoding" if negatives == "self" else "")
+    stage.say(f"iteration {iteration}: {len(drawn)} prompts drawn ({how}; recipe {args['recipe']}, {chosen_because}). "
+              f"First prompt:\n{prompts[0]}")
     t0 = time.time()
-    if negatives != "self":  # offline negatives: one row per record, nothing generated
+    if negatives != "self":  # nothing is generated: the main process alone makes them
         if not stage.is_main:
             return stage.stand_by()
         counts = {"drawn": len(drawn), "negatives_per_pair": num_negatives}
@@ -216,33 +252,17 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
                               exclude)
         per_record = 1
     else:
-        from utils.generation import generate_sharded, max_answer_tokens
-        from utils.modeling import load_model, load_tokenizer
-
-        tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, padding_side="left")
-        model = load_model(model_dir, merge=True, trust_remote_code=trust_remote_code, device=state.device)
-        if decoding == "constrained":
-            from utils.constrained import beam_search_sharded
-
-            if len(catalog) < num_negatives:
-                raise UserError(f"--num_negatives {num_negatives} is more than the catalog's {len(catalog)} items")
-            ranked = beam_search_sharded(model, tokenizer, prompts, catalog.names, k=beams, token_budget=token_budget,
-                                         desc="self-play constrained beams")
-            outputs = [[render_completion(catalog.names[i]) for i, _ in b[:num_negatives]] for b in ranked]
-        else:
-            outputs = generate_sharded(model, tokenizer, prompts,
-                                       max_new_tokens=max_answer_tokens(tokenizer, catalog.names),
-                                       token_budget=token_budget, num_return_sequences=num_negatives,
-                                       temperature=temperature, seed=iteration_seed(seed, iteration),
-                                       desc="self-play sampling")
+        outputs = model_predictions(model_dir, prompts, catalog, stage.state, decoding, num_negatives, beams,
+                                    temperature, seed, iteration, token_budget, trust_remote_code)
         generation_seconds = round(time.time() - t0, 1)  # model load included; the rest of `seconds` is grounding
         if not stage.is_main:
             return stage.stand_by()
         pairs, counts = self_play_pairs(drawn, prompts, outputs, catalog, rejected, embedding_model, num_negatives)
         counts["generation_seconds"] = generation_seconds
         per_record = num_negatives  # k samples (or beams) of a prompt are k separate pairs
-    # The first pairs fill train, the next valid; the spare draws make up for dropped ones. The SFT step's positives
-    # are the first N drawn records, whatever the model predicted for them (as the authors' code).
+
+    # 4. The first pairs fill train, the next valid; the spare draws make up for dropped ones. The SFT step's
+    # positives are the first N drawn records, whatever the model predicted for them (as the authors' code).
     dpo_train = pairs[:train_sample_size * per_record]
     dpo_valid = pairs[len(dpo_train):len(dpo_train) + valid_sample_size * per_record]
     counts.update(kept_train=len(dpo_train), kept_valid=len(dpo_valid), seconds=round(time.time() - t0, 1))
@@ -251,13 +271,12 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
               f"(raise --spare_ratio)", file=sys.stderr)
     if not dpo_train:
         raise UserError(f"iteration {iteration}: no usable pair (every prediction was empty or equal to the target)")
-
     tmp = stage.begin()
     write_jsonl(tmp / "dpo_train.jsonl", dpo_train)
     write_jsonl(tmp / "dpo_valid.jsonl", dpo_valid or dpo_train[:1])
     write_jsonl(tmp / "sft_train.jsonl", drawn[:train_sample_size])
     write_json(tmp / "summary.json", counts)
-    stage.finish({"world_size": state.num_processes}, f"wrote {out}: {counts}")
+    stage.finish({"world_size": stage.state.num_processes}, f"wrote {stage.out}: {counts}")
 
 
 if __name__ == "__main__":

@@ -186,7 +186,7 @@ def generate(model, tokenizer, prompts, *, max_new_tokens: int, token_budget: in
 
 def generate_sharded(model, tokenizer, prompts, **kwargs) -> list[list[str]]:
     """`generate` under accelerate: each process takes every world_size-th prompt; all get the full result."""
-    from utils.modeling import process_state
+    from utils.device import process_state
 
     kwargs["seed"] = kwargs.get("seed", 0) + process_state().process_index
     return sharded(generate, model, tokenizer, prompts, **kwargs)
@@ -197,7 +197,7 @@ def sharded(fn, model, tokenizer, prompts, **kwargs) -> list:
     every world_size-th prompt; all get the full result, in order."""
     from accelerate.utils import gather_object
 
-    from utils.modeling import process_state
+    from utils.device import process_state
 
     state = process_state()
     if state.num_processes == 1:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.io import UserError, first_line
-from utils.modeling import default_device
+from utils.device import default_device
 
 _EMBEDDERS = {}
 

@@ -8,7 +8,9 @@ import shutil
 import warnings
 from pathlib import Path
 
-from utils.io import UserError, first_line, is_done
+from utils.device import half_precision, has_gpu
+from utils.io import UserError, first_line
+from utils.stage import is_done
 from utils.tiny_model import TINY_MARKER, tiny_model_dir
 
 # peft 0.21 reads `model.is_gradient_checkpointing`, which transformers 5 renamed; the notice is about peft's code,
@@ -78,22 +80,12 @@ def base_of(model_dir) -> str:
     return str(model_dir)
 
 
-def default_device() -> str:
-    """The device of a single-process tool (grounding's embedder, the benchmarks): the GPU when one is visible. A
-    launched stage takes accelerate's instead (process_state().device: each process its own GPU)."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def process_state():
-    """accelerate's view of this launch: rank, world size, device. Without CUDA it must be asked for the CPU backend
-    explicitly: a plain PartialState() under `accelerate launch --multi_gpu` with ACCELERATE_USE_CPU=1 reports one
-    process in each of the two (measured), so work meant to be sharded would be done twice."""
-    import torch
-    from accelerate import PartialState
-
-    return PartialState(cpu=not torch.cuda.is_available())
+def is_small_model(model_dir) -> bool:
+    """True for the embedded small model and anything trained from it (trained fully, loss on the whole text)."""
+    try:
+        return (Path(base_of(model_dir)) / TINY_MARKER).is_file()
+    except (OSError, ValueError, KeyError, UserError):
+        return False
 
 
 def default_dtype(trainable_weights: bool = False):
@@ -105,8 +97,9 @@ def default_dtype(trainable_weights: bool = False):
     """
     import torch
 
-    if torch.cuda.is_available() and not trainable_weights:
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    half = half_precision()
+    if half and not trainable_weights:
+        return torch.bfloat16 if half == "bf16" else torch.float16
     return torch.float32
 
 
@@ -174,12 +167,11 @@ def quantization_config(full: bool):
     """4-bit NF4 with double quantization and bf16 compute (QLoRA), after checking that it can work here."""
     import importlib.util
 
-    import torch
 
     if full:
         raise UserError("LOAD_IN_4BIT quantizes a frozen base for LoRA: the embedded small model is trained fully "
                         "(set LOAD_IN_4BIT=0, or use a pretrained BASE_MODEL)")
-    if not torch.cuda.is_available():
+    if not has_gpu():
         raise UserError("LOAD_IN_4BIT needs a CUDA GPU (bitsandbytes 4-bit kernels): on the CPU set LOAD_IN_4BIT=0")
     if importlib.util.find_spec("bitsandbytes") is None:
         raise UserError("LOAD_IN_4BIT needs bitsandbytes: pip install bitsandbytes")

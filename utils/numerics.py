@@ -8,10 +8,12 @@ default; the values live there alone): CPU_THREADS threads a machine, ATen's AVX
 (the one Intel documents as giving the same results on Intel and other CPUs) and oneDNN at AVX2. KERNELS=native takes
 the machine's cores and fastest kernels instead (faster; the digits are then the machine's own).
 
-Every stage records both (utils/io.write_run_config): `numerics` is result-changing (a finished stage made with other
+Every stage records both (utils/stage.write_run_config): `numerics` is result-changing (a finished stage made with other
 threads or kernels is not silently reused), `environment` is the facts (CPU model and flags, the variables' values).
 """
+import json
 import os
+import sys
 from pathlib import Path
 
 # The environment variables that pin the kernels (shell/common.sh sets them).
@@ -23,16 +25,42 @@ _FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf
 def numerics(device: str | None = None) -> dict:
     """The result-changing settings of this process: on the CPU, torch's thread count and the kernels torch (its CPU
     capability as dispatched), MKL and oneDNN use; on a GPU, the device type alone (CPU threads and kernels do not
-    decide a GPU run's digits)."""
+    decide a GPU run's digits). Asked before torch is imported (a finished stage checking its settings), the answer
+    comes from the cache of an earlier process with the same environment, CPU and torch version (`_cache_path`)."""
+    from utils.device import default_device
+
+    cache = _cache_path(device)
+    if "torch" not in sys.modules:
+        try:
+            return json.loads(cache.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pass
     import torch
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device != "cpu":
-        return {"device": device}
-    return {"device": "cpu", "threads": torch.get_num_threads(),
-            "aten_kernels": torch.backends.cpu.get_cpu_capability(),
-            "mkl_kernels": os.environ.get("MKL_CBWR") or "native",
-            "onednn_kernels": os.environ.get("ONEDNN_MAX_CPU_ISA") or "native"}
+    device = device or default_device()
+    found = {"device": device} if device != "cpu" else {
+        "device": "cpu", "threads": torch.get_num_threads(), "aten_kernels": torch.backends.cpu.get_cpu_capability(),
+        "mkl_kernels": os.environ.get("MKL_CBWR") or "native",
+        "onednn_kernels": os.environ.get("ONEDNN_MAX_CPU_ISA") or "native"}
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(found), encoding="utf-8")
+    except OSError:  # a read-only home: only slower
+        pass
+    return found
+
+
+def _cache_path(device: str | None) -> Path:
+    """Where `numerics` keeps its answer for this environment: keyed by everything it depends on (the thread and
+    kernel variables, which GPUs are visible, the CPU, the cores this process may use, torch's version)."""
+    import hashlib
+    from importlib.metadata import version
+
+    key = {"device": device, "torch": version("torch"), "cpu": cpu_facts(),
+           "gpu_driver": Path("/dev/nvidiactl").exists(),
+           **{n: os.environ.get(n) for n in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", *KERNEL_VARIABLES)}}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sprec" / f"numerics-{digest}.json"
 
 
 def cpu_facts() -> dict:

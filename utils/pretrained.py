@@ -13,8 +13,10 @@ import sys
 import zipfile
 from pathlib import Path
 
+from utils.cli import run_cli
 from utils.data import REPO_ROOT
-from utils.io import UserError, finish_stage, first_line, is_done, run_cli, start_stage, write_text
+from utils.io import UserError, first_line, write_text
+from utils.stage import finish_stage, is_done, start_stage
 
 # Short name -> where it comes from. One entry today; a new GGUF-in-a-wheel model is one more entry.
 PRETRAINED = {

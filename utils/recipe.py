@@ -1,6 +1,6 @@
-"""Recipes as data: one YAML file per recipe in shell/recipes/, one section per stage, trl's and peft's field names.
+"""Recipes as data: one YAML file per recipe in recipes/, one section per stage, trl's and peft's field names.
 
-usage: python -m utils.recipe [--recipe shell/recipes/small.yaml] [--recipe_args "sft.learning_rate=1e-3 dpo.beta=0.2"]
+usage: python -m utils.recipe [--recipe recipes/small.yaml] [--recipe_args "sft.learning_rate=1e-3 dpo.beta=0.2"]
        (prints the resolved recipe, or the checked overrides; every stage runs the same checks on the whole recipe
        and all overrides before any work, so a bad file, section or field is one line and exit status 2)
 
@@ -17,15 +17,16 @@ the resolved sections in its run config, so that an edited recipe is a changed s
 
 The recipe follows the model, not the hardware: the small model gets small.yaml wherever it runs (trained fully, loss
 on the whole text); a pretrained base gets pretrained-gpu.yaml (the official sizes) on GPUs and pretrained-cpu.yaml
-(sizes for a 2-core CPU) without one. The device changes precision only (utils.training.device_args).
+(sizes for a 2-core CPU) without one. The device changes precision only (utils.trl_config.device_args).
 """
 import copy
 import re
 from pathlib import Path
 
-from utils.io import UserError, run_cli
+from utils.cli import run_cli
+from utils.io import UserError
 
-RECIPES = Path(__file__).resolve().parents[1] / "shell" / "recipes"
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"  # data beside data/, not in the launch folder
 
 # Per section, the fields that are ours rather than the config class's.
 OWN_FIELDS = {
@@ -133,9 +134,9 @@ def default_recipe(small_model: bool) -> Path:
     the device this process sees (the launch scripts hide the GPUs when no GPU ids are given)."""
     if small_model:
         return RECIPES / "small.yaml"
-    import torch
+    from utils.device import has_gpu
 
-    return RECIPES / ("pretrained-gpu.yaml" if torch.cuda.is_available() else "pretrained-cpu.yaml")
+    return RECIPES / ("pretrained-gpu.yaml" if has_gpu() else "pretrained-cpu.yaml")
 
 
 _EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -282,13 +283,25 @@ def resolve(recipe: str | Path, overrides: str = "", sections=SECTIONS) -> dict:
         out[section] = {**data[section], **extra.get(section, {})}
         missing = sorted(REQUIRED[section] - set(out[section]))
         if missing:
-            raise UserError(f"recipe {recipe}: section {section} lacks {', '.join(missing)} (see shell/recipes/)")
+            raise UserError(f"recipe {recipe}: section {section} lacks {', '.join(missing)} (see recipes/)")
     return copy.deepcopy(out)
 
 
 def trainer_fields(section: str, fields: dict) -> dict:
     """A section's fields for its config class (our own fields removed)."""
     return {k: v for k, v in fields.items() if k not in OWN_FIELDS[section]}
+
+
+def why(recipe: str, small_model: bool) -> str:
+    """Why a stage runs the recipe it runs, for the line it prints at its start."""
+    if recipe:
+        return "named by RECIPE"
+    if small_model:
+        return "the small model's own recipe"
+    from utils.device import has_gpu
+
+    return ("the pretrained-model recipe for GPUs" if has_gpu() else
+            "the pretrained-model recipe for the CPU (no GPU visible: no GPU ids were given)")
 
 
 def for_stage(stage: str, recipe: str, overrides: str, small_model: bool, lora: bool = False) -> tuple[str, dict]:

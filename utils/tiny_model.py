@@ -1,33 +1,25 @@
-"""The embedded small model, all of it: where it lives, its marker, whether a model descends from it, building it (a
-byte-level BPE tokenizer trained on the category's text and a small, randomly initialised Llama, saved with
-safetensors) and the run seed's initial weights. It is trained fully (LoRA on random weights does not learn).
+"""The embedded small model: where it lives, its marker, building it (a byte-level BPE tokenizer trained on the
+category's text and a small, randomly initialised Llama, saved with safetensors) and the run seed's initial weights.
+It is trained fully (LoRA on random weights does not learn).
 
 usage: python -m utils.tiny_model --category ML100K [--out models/tiny/ML100K] [--hidden 128] [--layers 4]
 """
 from pathlib import Path
 
+from utils.cli import run_cli
 from utils.data import REPO_ROOT, category_dir, check_category_name, load_catalog, load_split
-from utils.io import UserError, finish_stage, is_done, run_cli, start_stage, write_json
+from utils.io import write_json
 from utils.prompt import record_target, render_completion, render_prompt
+from utils.stage import finish_stage, is_done, start_stage
 
 PAD, EOS = "<|pad|>", "<|eos|>"
 # Written into the model it builds and copied into every model trained fully from it (utils.modeling.save_trained):
-# how a stage (and shell/common.sh's kind_of_model_dir) knows a model is the small one.
+# how a stage knows a model is the small one (utils.modeling.is_small_model).
 TINY_MARKER = "sprec_tiny.json"
 
 
 def tiny_model_dir(category: str) -> Path:
     return REPO_ROOT / "models" / "tiny" / check_category_name(category)
-
-
-def is_small_model(model_dir) -> bool:
-    """True for the embedded small model and anything trained from it (trained fully, loss on the whole text)."""
-    from utils.modeling import base_of
-
-    try:
-        return (Path(base_of(model_dir)) / TINY_MARKER).is_file()
-    except (OSError, ValueError, KeyError, UserError):
-        return False
 
 
 def train_tokenizer(texts, vocab_size: int):

@@ -13,7 +13,8 @@ import hashlib
 import importlib.util
 import os
 
-from utils.io import UserError, run_cli
+from utils.cli import run_cli
+from utils.io import UserError
 from utils.methods import locate
 
 TRACKERS = {"wandb": "wandb", "tensorboard": "tensorboard"}  # REPORT_TO value -> the package it needs

@@ -12,7 +12,7 @@ from train import dpo, self_play
 from utils.data import Catalog, load_catalog, load_split
 from utils.io import UserError
 from utils.prompt import record_history, record_target, render_completion, render_prompt
-from utils.training import genre_weights, record_weights
+from utils.trl_config import genre_weights, record_weights
 
 # ------------------------------------------------------------------------------------------------ the losses
 CHOSEN = torch.tensor([0.5, -1.0])  # Δ_c = log π(y_c|x) − log π_ref(y_c|x), one per prompt
@@ -25,7 +25,7 @@ def log_sigmoid(x: float) -> float:
 
 
 def test_sdpo_loss_by_hand():
-    from utils.trainers import sdpo_loss
+    from utils.custom_losses import sdpo_loss
 
     expected = [-log_sigmoid(-math.log(sum(math.exp(BETA * (r - c)) for r in rs)))
                 for c, rs in zip(CHOSEN.tolist(), REJECTED.tolist())]
@@ -33,14 +33,14 @@ def test_sdpo_loss_by_hand():
 
 
 def test_dmpo_loss_by_hand():
-    from utils.trainers import dmpo_loss
+    from utils.custom_losses import dmpo_loss
 
     expected = [-log_sigmoid(BETA * sum(c - r for r in rs)) for c, rs in zip(CHOSEN.tolist(), REJECTED.tolist())]
     assert dmpo_loss(CHOSEN, REJECTED, BETA).tolist() == pytest.approx(expected, rel=1e-6)
 
 
 def test_with_one_negative_both_losses_are_dpo():
-    from utils.trainers import dmpo_loss, sdpo_loss
+    from utils.custom_losses import dmpo_loss, sdpo_loss
 
     one = REJECTED[:, :1]
     dpo_loss = -torch.nn.functional.logsigmoid(BETA * (CHOSEN - one[:, 0]))
@@ -49,7 +49,7 @@ def test_with_one_negative_both_losses_are_dpo():
 
 
 def test_sdpo_stays_finite_for_large_margins():
-    from utils.trainers import sdpo_loss
+    from utils.custom_losses import sdpo_loss
 
     loss = sdpo_loss(torch.tensor([0.0]), torch.tensor([[1e4, -1e4]]), 1.0)
     assert torch.isfinite(loss).all() and loss.item() == pytest.approx(1e4)
@@ -73,9 +73,9 @@ def make_trainer(model_dir, pairs, loss: str | None, tmp_path):
     that it differs from the reference (at the start both are the same model and every log-ratio is 0)."""
     from trl import DPOConfig, DPOTrainer
 
+    from utils.custom_losses import MultiNegativeDPOTrainer
     from utils.modeling import load_model, load_tokenizer
-    from utils.trainers import MultiNegativeDPOTrainer
-    from utils.training import device_args, preference_dataset
+    from utils.trl_config import device_args, preference_dataset
 
     config = DPOConfig(output_dir=str(tmp_path / "out"), beta=BETA, per_device_train_batch_size=len(pairs),
                        report_to="none", save_strategy="no", **device_args())
@@ -116,7 +116,7 @@ def sequence_logps(model, batch) -> torch.Tensor:
 def test_multi_negative_trainer_by_hand(ml100k, tiny_model, tmp_path, loss):
     """k = 3: the batch stacks [chosen; rejected_1; rejected_2; rejected_3], each row the prompt and its completion,
     and the loss is the hand formula on log-ratios recomputed from the plain logits."""
-    from utils.trainers import MULTI_NEGATIVE_LOSSES
+    from utils.custom_losses import MULTI_NEGATIVE_LOSSES
 
     pairs = pairs_for(ml100k, 3, 3)
     trainer = make_trainer(tiny_model, pairs, loss, tmp_path)
@@ -227,9 +227,9 @@ def test_weighted_sft_loss_scales_each_records_tokens(tiny_model, tmp_path):
     taken from trl's own loss on each record alone."""
     from trl import SFTConfig, SFTTrainer
 
+    from utils.custom_losses import WeightedSFTTrainer
     from utils.modeling import load_model, load_tokenizer
-    from utils.trainers import WeightedSFTTrainer
-    from utils.training import device_args, prompt_completion_dataset
+    from utils.trl_config import device_args, prompt_completion_dataset
 
     records = [rec(["Toy Story (1995)"], "GoldenEye (1995)"), rec(["Four Rooms (1995)"], "Get Shorty (1995)")]
     for r in records:
@@ -265,26 +265,3 @@ def test_semantic_negative_is_the_argmin_of_mean_cosine_similarity():
     rest = [i for i in np.argsort(mean_cos, kind="stable") if i != expected]
     assert self_play.semantic_negative([0, 2], [expected], unit) == rest[0]
     assert self_play.semantic_negative([], [], unit) is None
-
-
-def test_random_negatives_exclude_every_interaction_of_the_user(ml100k):
-    """Not only the record's history and target: the user's items in other train windows and their valid and test
-    targets too."""
-    catalog = load_catalog(ml100k)
-    by_user = self_play.user_items(ml100k)
-    rng = random.Random(0)
-    train = load_split(ml100k, "train")
-    test_target = {r["user"]: record_target(r) for r in load_split(ml100k, "test")}
-    for r in train[:300]:
-        everything = by_user[r["user"]]
-        assert test_target[r["user"]] in everything and {record_target(r), *record_history(r)} <= everything
-        negs = self_play.random_negatives(self_play.interacted(r, by_user), catalog, rng, 3)
-        assert len(set(negs)) == 3 and not set(negs) & everything
-        assert all(catalog.index(n) is not None for n in negs)
-
-
-def test_random_negatives_need_enough_free_items():
-    catalog = small_catalog({"a": [], "b": [], "c": []})
-    assert self_play.random_negatives({"a"}, catalog, random.Random(0), 2) in (["b", "c"], ["c", "b"])
-    with pytest.raises(UserError, match="1 item\\(s\\) outside a user's interactions, fewer than the 2"):
-        self_play.random_negatives({"a", "b"}, catalog, random.Random(0), 2)

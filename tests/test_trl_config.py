@@ -1,9 +1,9 @@
-"""utils/training.py: the LoRA recipe on any architecture."""
+"""utils/trl_config.py: the LoRA recipe on any architecture."""
 import pytest
 
 from utils.io import UserError
 from utils.recipe import RECIPES, resolve
-from utils.training import batch_plan, check_lora_targets, lora_config
+from utils.trl_config import batch_plan, check_lora_targets, lora_config
 
 LORA = resolve(RECIPES / "pretrained-gpu.yaml", sections=("lora",))["lora"]
 
@@ -41,7 +41,7 @@ def test_an_extra_trainer_field_reaches_the_trainer_and_the_run_config(tiny_mode
     config = json.loads((out / "run_config_sft.json").read_text())
     recorded = config["settings"]["resolved_recipe"]["sft"]
     assert config["args"]["steps"] == 2 and (recorded["max_steps"], recorded["weight_decay"]) == (2, 0.01)
-    assert config["args"]["recipe"].endswith("shell/recipes/small.yaml")  # the small model's own recipe
+    assert config["args"]["recipe"].endswith("recipes/small.yaml")  # the small model's own recipe
 
 
 @pytest.mark.parametrize("global_batch, per_device, processes, expected", [

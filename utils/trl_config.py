@@ -1,7 +1,8 @@
 """Pieces the SFT and DPO stages share: datasets in trl's formats, the LoRA recipe, device-dependent arguments."""
 import math
 
-from utils.io import UserError, comma_list
+from utils.cli import comma_list
+from utils.io import UserError
 from utils.prompt import record_history, record_target, render_completion, render_prompt
 
 
@@ -38,7 +39,7 @@ def check_lora_targets(base_model: str, config, trust_remote_code: bool = False)
 
 def prompt_completion_dataset(records, weights=None):
     """SFT data: the shared prompt and the quoted target title (trl appends EOS); with `weights`, a per-record
-    `record_weight` column for utils.trainers.WeightedSFTTrainer."""
+    `record_weight` column for utils.custom_losses.WeightedSFTTrainer."""
     from datasets import Dataset
 
     columns = {"prompt": [render_prompt(r) for r in records],
@@ -51,7 +52,7 @@ def prompt_completion_dataset(records, weights=None):
 def preference_dataset(pairs, multi_negative: bool = False):
     """DPO data from self-play pair rows {prompt, chosen, rejected} (already rendered by train/self_play.py); with
     `multi_negative`, also `extra_rejected`, the other k-1 rejected completions (empty for k = 1), for
-    utils.trainers.MultiNegativeDPOTrainer."""
+    utils.custom_losses.MultiNegativeDPOTrainer."""
     from datasets import Dataset
 
     columns = {k: [p[k] for p in pairs] for k in ("prompt", "chosen", "rejected")}
@@ -102,13 +103,14 @@ def device_args(activation_checkpointing: bool = False) -> dict:
     models on small cards. Every trained parameter takes part in every forward pass, so DDP need not search for unused
     ones (transformers' default searches, costs a graph traversal per step, and warns)."""
     import datasets
-    import torch
+
+    from utils.device import half_precision
 
     datasets.disable_progress_bars()  # per-map progress bars drown the training log
     common = {"activation_checkpointing": activation_checkpointing, "ddp_find_unused_parameters": False}
-    if torch.cuda.is_available():
-        bf16 = torch.cuda.is_bf16_supported()
-        return {"bf16": bf16, "fp16": not bf16, **common}
+    half = half_precision()
+    if half:
+        return {"bf16": half == "bf16", "fp16": half == "fp16", **common}
     return {"bf16": False, "use_cpu": True, **common}
 
 
@@ -175,14 +177,3 @@ def schedule_args(n_examples: int, epochs: float, plan: dict, evals: int, warmup
 def describe_plan(plan: dict) -> str:
     return (f"global batch {plan['global_batch_size']} = {plan['per_device_batch_size']} per device x "
             f"{plan['processes']} process(es) x {plan['grad_accum']} accumulation step(s)")
-
-
-def peak_memory_mb() -> float:
-    """Peak memory of this process so far: GPU allocations on CUDA, else the resident set's high-water mark."""
-    import resource
-
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
