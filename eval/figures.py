@@ -105,14 +105,19 @@ def decile_shares(popularity, rows, n_bins: int = 10) -> np.ndarray:
 
 
 def recorded_embedding_model(model_dir) -> str | None:
-    """The embedding model an eval file of the directory recorded: the default model when it recorded the default's
-    name and hash (utils.grounding.embedding_model_id), a path that still exists (older eval files), else None."""
+    """The embedding model an eval file of the directory recorded: the default model, or a built short-name model
+    (utils/embedder.py), when it recorded that model's name and hash (utils.grounding.embedding_model_id); a path
+    that still exists (older eval files); else None. Nothing is built or downloaded here."""
+    from utils.embedder import SHORT_NAMES, embedder_dir
     from utils.grounding import default_embedding_model, embedding_model_id
+    from utils.stage import is_done
 
+    known = {embedding_model_id(default_embedding_model()): default_embedding_model()}
+    known |= {embedding_model_id(short): short for short, name in SHORT_NAMES.items() if is_done(embedder_dir(name))}
     for ev in read_evals(model_dir).values():
         m = ev.get("embedding_model")
-        if isinstance(m, str) and m and m == embedding_model_id(default_embedding_model()):
-            return default_embedding_model()
+        if isinstance(m, str) and m in known:
+            return known[m]
         if isinstance(m, str) and m and Path(m).exists():
             return m
     return None

