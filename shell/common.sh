@@ -131,9 +131,17 @@ launch() {
   [[ -n "$VISIBLE_GPUS" && -n "${ACCELERATE_CONFIG:-}" ]] && config=$ACCELERATE_CONFIG
   port=$MAIN_PROCESS_PORT
   (( NUM_MACHINES > 1 )) || port=$(free_port)   # one machine: any free port, so that two runs can share a machine
-  CUDA_VISIBLE_DEVICES="$VISIBLE_GPUS" accelerate launch --config_file "$config" \
-    --num_processes $(( per_machine * NUM_MACHINES )) --num_machines "$NUM_MACHINES" --machine_rank "$MACHINE_RANK" \
-    --main_process_ip "$MAIN_PROCESS_IP" --main_process_port "$port" "${threads[@]}" "$@" 9>&-
+  local status=0 errors
+  errors=$(mktemp)
+  # stderr through utils/launcher_stderr.py (a user error once, no launcher traceback), stdout as it is (fd 3); the
+  # status is accelerate's (inside `if`, a failure does not stop a `set -e` script before it is read)
+  if { CUDA_VISIBLE_DEVICES="$VISIBLE_GPUS" accelerate launch --config_file "$config" \
+      --num_processes $(( per_machine * NUM_MACHINES )) --num_machines "$NUM_MACHINES" --machine_rank "$MACHINE_RANK" \
+      --main_process_ip "$MAIN_PROCESS_IP" --main_process_port "$port" "${threads[@]}" "$@" 9>&- 2>&1 1>&3 3>&- \
+      | python -m utils.launcher_stderr "$errors" 9>&- >&2; status=${PIPESTATUS[0]}; } 3>&1; then :; fi
+  if (( status )) && [[ -s "$errors" ]]; then rm -f "$errors"; exit 2; fi   # a one-line error, printed once
+  rm -f "$errors"
+  return "$status"
 }
 
 free_port() { python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

@@ -86,6 +86,15 @@ def test_missing_base_model(tmp_path, ml100k):  # data exists: the model is what
     nothing_left(tmp_path, out)
 
 
+def test_a_user_error_on_two_processes_is_one_line(tmp_path, ml100k):
+    """Both processes of a launch meet the bad global batch: one line, exit 2, no torch or accelerate traceback."""
+    line = user_error(sh("shell/SFT.sh", OUTPUT_ROOT=str(tmp_path), CPU_PROCESSES="2",
+                         RECIPE_ARGS="sft.global_batch_size=3 sft.sample_size=8"),
+                      "global batch 3 does not split evenly over 2 process(es)")
+    assert "Traceback" not in line
+    nothing_left(tmp_path)
+
+
 def test_unknown_pretrained_short_name(tmp_path, ml100k):
     user_error(sh("shell/SFT.sh", OUTPUT_ROOT=str(tmp_path), BASE_MODEL="gpt9"),
                "unknown pretrained model 'gpt9': known short names are smollm2")

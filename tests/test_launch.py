@@ -2,6 +2,7 @@
 nvidia-smi and accelerate are stand-ins on PATH that report 8 GPUs and print what they were asked to run."""
 import os
 import subprocess
+import sys
 
 import pytest
 from conftest import ROOT
@@ -130,3 +131,30 @@ def test_a_setting_that_moved_into_the_recipes_stops_every_script(fake_bin, env,
     # an old command would otherwise train the recipe's sizes without a word
     p = common(fake_bin, "echo started", **env)
     assert p.returncode == 2 and message in p.stderr and "started" not in p.stdout, p.stderr
+
+
+def test_the_stderr_of_a_multi_process_launch_reads_like_one_process(tmp_path):
+    """utils/launcher_stderr.py: a user error once (and recorded), no launcher report, a process's crash whole, the
+    rest (progress frames ending in \\r included) as it came."""
+    launcher_traceback = ("Traceback (most recent call last):\n"
+                          '  File ".venv/bin/accelerate", line 6, in <module>\n'
+                          '  File ".venv/lib/python3.11/site-packages/accelerate/commands/launch.py", line 1074\n'
+                          "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n"
+                          "============================================================\n"
+                          "train.sft FAILED\n")
+    crash = ('Traceback (most recent call last):\n  File "/tmp/boom.py", line 5, in <module>\n'
+             "    raise RuntimeError('boom')\nRuntimeError: boom\n")
+    stream = ("step 1/2\rstep 2/2\r\n"
+              "error: global batch 3 does not split evenly over 2 process(es)\n"
+              "error: global batch 3 does not split evenly over 2 process(es)\n"
+              "W1205 00:21:48.681000 10712 torch/distributed/elastic/multiprocessing/api.py:1028] Sending process 1\n"
+              + crash +
+              "E1205 00:21:48.786000 10712 torch/distributed/elastic/multiprocessing/api.py:1002] failed (exit 2)\n"
+              + launcher_traceback)
+    errors = tmp_path / "errors"
+    p = subprocess.run([sys.executable, "-m", "utils.launcher_stderr", str(errors)], cwd=ROOT, input=stream.encode(),
+                       capture_output=True)  # bytes: text mode would turn the \r into \n
+    assert p.returncode == 0 and p.stdout == b""
+    assert p.stderr.decode() == ("step 1/2\rstep 2/2\r\n"
+                                 "error: global batch 3 does not split evenly over 2 process(es)\n" + crash)
+    assert errors.read_text() == "error: global batch 3 does not split evenly over 2 process(es)\n"
