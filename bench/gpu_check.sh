@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # usage: bash bench/gpu_check.sh            (on a lent GPU machine, from the repository root)
 #        SKIP_OFFICIAL=1 bash bench/gpu_check.sh              (without the slow official-settings sampling timing)
-#        SHAPE=small N_PROMPTS=64 TRAIN_SAMPLE_SIZE=32 VALID_SAMPLE_SIZE=8 bash bench/gpu_check.sh   (a CPU dry run)
+#        SHAPE=small N_PROMPTS=64 PAIRS=32 VALID_PAIRS=8 bash bench/gpu_check.sh   (a CPU dry run)
 # Prepare here: bash bench/fetch_gpu_wheels.sh; then run with carry [".whl", "data/ML100K"].
 # One prepared check. It installs what the GPU image lacks from carried wheels (.whl/: trl, datasets, fire,
 # huggingface-hub<2 for the image's sentence-transformers, and the transformers/peft/accelerate versions of
@@ -22,8 +22,8 @@ cd "$(dirname "$0")/.."
 # ---- edit here (or set in the environment) ----
 SHAPE=${SHAPE:-llama-1b}
 N_PROMPTS=${N_PROMPTS:-2804}           # the official iteration's 2,048 + 256 + 500 spare prompts
-TRAIN_SAMPLE_SIZE=${TRAIN_SAMPLE_SIZE:-2048}
-VALID_SAMPLE_SIZE=${VALID_SAMPLE_SIZE:-256}
+PAIRS=${PAIRS:-2048}                  # self-play pairs per iteration (the recipe field self_play.train_sample_size)
+VALID_PAIRS=${VALID_PAIRS:-256}
 WORK=${WORK:-/tmp/gpu_check}
 SKIP_OFFICIAL=${SKIP_OFFICIAL:-0}     # 1: skip timing the official sampling settings (about 80 s on an H200)
 CHECK_FSDP=${CHECK_FSDP:-1}           # 0: skip the FSDP save check
@@ -53,7 +53,7 @@ python -m bench.random_model --shape "$SHAPE" --out "$WORK/base" --tokenizer "$t
 python -m bench.random_model --shape embedder --out "$WORK/embedder" --tokenizer "$tokenizer" >> "$WORK/log.txt"
 export BASE_MODEL="$WORK/base" OUTPUT_ROOT="$WORK/models" CATEGORIES=ML100K SEED=42 EMBEDDING_MODEL="$WORK/embedder"
 # The pretrained recipe of the device (recipes/pretrained-gpu.yaml on a GPU) with these sizes.
-export RECIPE_ARGS="self_play.train_sample_size=$TRAIN_SAMPLE_SIZE self_play.valid_sample_size=$VALID_SAMPLE_SIZE \
+export RECIPE_ARGS="self_play.train_sample_size=$PAIRS self_play.valid_sample_size=$VALID_PAIRS \
 $EXTRA_RECIPE_ARGS"
 # A short LoRA SFT so that SPRec.sh has its starting adapter (the warm-up is not what is timed).
 short_sft="$RECIPE_ARGS sft.num_train_epochs=1"
@@ -80,6 +80,15 @@ print(f"| negatives for {pairs['drawn']} drawn prompts, s | {pairs['seconds']} |
 print(f"| SFT step: {sft['steps']} steps, peak MB | {sft['peak_memory_mb']} |")
 print(f"| DPO step: {dpo['steps']} steps, peak MB | {dpo['peak_memory_mb']} |")
 print(f"| DPO / SFT peak memory | {dpo['peak_memory_mb'] / sft['peak_memory_mb']:.2f} |")
+# Per unit, beside a reference on an H200 with the same model shape in bf16 and one micro-batch per step (16 records
+# x 256 tokens for SFT, 8 pairs for DPO): 8.0 ms per record and 21.2 ms per pair (shared/reference/measured-facts.md).
+# trl's train_runtime includes its in-training evaluations.
+per_record = 1000 * sft["train_seconds"] / sft["train_records"]
+per_pair = 1000 * dpo["train_seconds"] / dpo["pairs"]
+print(f"| SFT step, ms per record (reference 8.0; {sft['per_device_batch_size']} per device x "
+      f"{sft['grad_accum']} accumulation) | {per_record:.1f} ({per_record / 8.0:.1f}x) |")
+print(f"| DPO step, ms per pair (reference 21.2; {dpo['per_device_batch_size']} per device x "
+      f"{dpo['grad_accum']} accumulation) | {per_pair:.1f} ({per_pair / 21.2:.1f}x) |")
 if t_fsdp != "-":
     from safetensors.torch import load_file
     lora = load_file(fsdp / "adapter_model.safetensors")
@@ -88,4 +97,4 @@ if t_fsdp != "-":
     print(f"| FSDP SFT (128 records) + eval, s; adapter saved whole ({len(lora)} tensors, every lora_B trained) | "
           f"{t_fsdp}; {'yes' if whole else 'NO'}; HR@1 {top1['HR']:.4f} |")
 PY
-grep -E "^(speed-up|\| (official|ours))" "$WORK/sampling.txt"
+grep -E "^(shared prefix|ours \(shared|\| (official|ours))" "$WORK/sampling.txt"

@@ -8,12 +8,15 @@ Official settings: batches of 64 in prompt order, 128 new tokens for every row (
 Ours: utils.generation.generate (length-sorted token-budget batches, stop at newline/EOS,
 new-token limit from the catalog's longest title; bf16 on GPU), without and with the prompts' shared prefix computed
 once (`share_prefix`; utils.generation says why it decodes with transformers' `generate`). Each is warmed up on a
-batch of the same shape before it is timed. Prints which model was timed, the times, the ratios, how often the
+batch of the same shape before anything is timed, and the two of ours are timed alternately, `--repeats` times each
+(a machine that warms up or gets busier during the run then weighs on both alike): the table gives each one's median,
+the ratio is the median of the paired ratios. Prints which model was timed, the times, the ratios, how often the
 answers agree and how many stopped before the limit.
 The default model is models/SFT/<C>; an untrained one is refused (bench/which_model.py says why) unless
 --allow_untrained.
 """
 import argparse
+import statistics
 import time
 
 from utils.data import category_dir, load_catalog, load_split, sample_records
@@ -67,6 +70,7 @@ def main():
     ap.add_argument("--tokenizer", default="", help="with --shape: the random model's tokenizer (default: the model's)")
     ap.add_argument("--skip_official", action="store_true")
     ap.add_argument("--allow_untrained", action="store_true", help="time an untrained model anyway")
+    ap.add_argument("--repeats", type=int, default=3, help="alternating timed runs of each of ours (median)")
     args = ap.parse_args()
 
     cuda = torch.cuda.is_available()
@@ -106,24 +110,30 @@ def main():
         rows.append(("official (batch 64, 128 new tokens)", t))
     if cuda and args.shape:
         model_ours = model_ours.to(torch.bfloat16)
-    for share in (False, True):
-        label = f"ours, shared prefix {'once' if share else 'in every row'}"
+    labels = {share: f"ours, shared prefix {'once' if share else 'in every row'}" for share in (False, True)}
 
-        def run(some, share=share):
-            return generate(model_ours, tokenizer, some, max_new_tokens=max_new, token_budget=budget, progress=False,
-                            share_prefix=share)
+    def run(some, share):
+        return generate(model_ours, tokenizer, some, max_new_tokens=max_new, token_budget=budget, progress=False,
+                        share_prefix=share)
 
-        run(prompts[:64])  # warm-up
-        out, t = timed(lambda: run(prompts))  # noqa: B023 (called at once)
-        texts[label] = [o[0] for o in out]
-        rows.append((label, t))
+    for share in labels:  # both warmed up before either is timed
+        run(prompts[:64], share)
+    runs = {share: [] for share in labels}
+    for _ in range(max(1, args.repeats)):  # alternately: plain, shared, plain, shared, ...
+        for share, label in labels.items():
+            out, t = timed(lambda share=share: run(prompts, share))
+            texts[label] = [o[0] for o in out]
+            runs[share].append(t)
+    for share, label in labels.items():
+        rows.append((label, statistics.median(runs[share])))
+    paired = statistics.median(a / b for a, b in zip(runs[False], runs[True]))
     print("\n| method | seconds | prompts/s |\n|---|---:|---:|")
     for label, t in rows:
         print(f"| {label} | {t:.2f} | {len(prompts) / t:.1f} |")
     times = dict(rows)
     plain, shared = (label for label, _ in rows[-2:])
     stopped = sum(t.endswith("\n") for t in texts[shared])
-    print(f"\nshared prefix: {times[plain] / times[shared]:.2f}x; answers identical for "
+    print(f"\nshared prefix: {paired:.2f}x (median of {len(runs[True])} paired ratios); answers identical for "
           f"{sum(a == b for a, b in zip(texts[plain], texts[shared]))}/{len(prompts)}; "
           f"{stopped}/{len(prompts)} answers stopped at a newline before the limit")
     if not args.skip_official:
