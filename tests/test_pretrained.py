@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from test_training import LORA
+from test_trl_config import LORA
 
 from utils.data import load_split
 from utils.prompt import parse_title, record_target, render_completion, render_prompt
