@@ -86,9 +86,9 @@ def test_missing_base_model(tmp_path, ml100k):  # data exists: the model is what
     nothing_left(tmp_path, out)
 
 
-def test_a_user_error_on_two_processes_is_one_line(tmp_path, ml100k):
+def test_a_user_error_on_two_processes_is_one_line(tmp_path, tiny_model):
     """Both processes of a launch meet the bad global batch: one line, exit 2, no torch or accelerate traceback."""
-    line = user_error(sh("shell/SFT.sh", OUTPUT_ROOT=str(tmp_path), CPU_PROCESSES="2",
+    line = user_error(sh("shell/SFT.sh", OUTPUT_ROOT=str(tmp_path), CPU_PROCESSES="2", BASE_MODEL=str(tiny_model),
                          RECIPE_ARGS="sft.global_batch_size=3 sft.sample_size=8"),
                       "global batch 3 does not split evenly over 2 process(es)")
     assert "Traceback" not in line
