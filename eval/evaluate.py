@@ -2,6 +2,7 @@
 
 usage: python -m eval.evaluate --result_json models/SFT/ML100K/test_result.json --category ML100K [--topk 1,5]
        [--data_dir DIR] [--output_dir DIR] [--embedding_model PATH] [--decoding greedy|constrained]
+       [--contract project|official]
 Writes eval_top{K}.json (overwritten, never appended) beside the result file or in --output_dir, and
 eval_users.jsonl: one line per evaluated test user (its top-K items, their popularity deciles, the target's rank;
 utils.metrics.user_rows), from which eval/stats.py recomputes everything without the dataset or the embedding model.
@@ -14,6 +15,9 @@ How the top-K is formed depends on how the predictions were decoded (--decoding,
                are the top-K as they are: no grounding, no neighbours, ValidRatio 1. The eval files are named
                eval_top{K}_constrained.json and eval_users_constrained.jsonl, so both modes' files can sit side
                by side in a model directory.
+The title of a greedy generation is read by the prompt contract (utils/prompt.py; --contract, by default the one the
+result file's model directory was trained with): the project's `parse_title`, or the authors' extraction (an empty
+text is "NAN"; else from the first quote to the next quote or the end; else the first line).
 Generations that are all empty still evaluate (docs/metrics.md grounds the empty title like any other: ValidRatio 0,
 every record on the same items) with one warning line: a collapsed model is a result to report, not a crash.
 """
@@ -24,7 +28,7 @@ from utils.cli import run_cli
 from utils.data import category_dir, load_catalog, read_records
 from utils.io import UserError, check_output_dir
 from utils.metrics import METRIC_KEYS, check_decoding, parse_ks, prediction_text, write_eval_files
-from utils.prompt import parse_title
+from utils.prompt import contract_named, model_contract, parse_title
 
 
 def ranked_rows(record, path, index, catalog, k: int) -> list[int]:
@@ -42,7 +46,8 @@ def ranked_rows(record, path, index, catalog, k: int) -> list[int]:
 
 
 def run(result_json: str, category: str = "ML100K", data_dir: str = "", topk="1,5", output_dir: str = "",
-        embedding_model: str = "", model: str = "", decoding: str = "greedy", report_to: str = "none"):
+        embedding_model: str = "", model: str = "", decoding: str = "greedy", report_to: str = "none",
+        contract: str = ""):
     from eval.mostpop import popularity_deciles
     from utils.metrics import evaluate_predictions, evaluate_rankings
     from utils.tracking import check_tracker, log_eval_metrics
@@ -51,6 +56,7 @@ def run(result_json: str, category: str = "ML100K", data_dir: str = "", topk="1,
     check_decoding(decoding)
     check_tracker(report_to)
     result_path = Path(result_json)
+    contract = contract_named(contract, "--contract") if contract else model_contract(result_path.parent)
     out = Path(output_dir) if output_dir else result_path.parent
     check_output_dir(out)
     data_dir = Path(data_dir) if data_dir else category_dir(category)
@@ -66,7 +72,8 @@ def run(result_json: str, category: str = "ML100K", data_dir: str = "", topk="1,
         if not any(p.strip() for p in predictions):  # still evaluated, the empty title grounded (docs/metrics.md)
             print(f"warning: every prediction in {result_path} is empty (the model generated no title); the metrics "
                   f"are still written: ValidRatio 0 and every record grounds to the same items", file=sys.stderr)
-        results, ranking = evaluate_predictions(records, predictions, catalog, ks, embedding_model or None)
+        results, ranking = evaluate_predictions(records, predictions, catalog, ks, embedding_model or None,
+                                                contract.eval_title)
     paths = write_eval_files(results, ranking, deciles, out, model or str(result_path.parent),
                              category or data_dir.name, records, decoding)
     for k, path in zip(results, paths):

@@ -1,4 +1,4 @@
-"""Predict for each test record with the shared prompt contract, by greedy decoding or constrained beam search.
+"""Predict for each test record with the model's prompt contract, by greedy decoding or constrained beam search.
 
 usage: python -m eval.inference --model_dir models/SFT/ML100K --category ML100K [--test_sample_size 200]
        [--evaluate] [--topk 1,5] [--embedding_model PATH] [--decoding greedy|constrained]
@@ -9,6 +9,8 @@ usage: python -m eval.inference --model_dir models/SFT/ML100K --category ML100K 
   writes <model_dir>/test_result_constrained.json: `predict` holds the K best catalog items' answers, best first, and
   `logprobs` their sequence log-probabilities. Its eval files are eval_top{K}_constrained.json, its run config
   run_config_inference_constrained.json: both modes' results sit side by side in a model directory.
+The contract (utils/prompt.py) is the one the model was trained with, read from its run config: the project's, or
+the authors' (`contract: official`: their evaluation prompt, 32 new tokens, their title extraction).
 With --evaluate, eval/evaluate.py then runs in the same process (one Python start-up instead of two). A rerun reuses
 the predictions made with the same settings (and the eval files made with the same embedder), and stops with the
 differing values when the settings changed (e.g. another TEST_SAMPLE_SIZE or SEED, or the beam count K).
@@ -20,7 +22,7 @@ from pathlib import Path
 from utils.cli import run_cli
 from utils.data import category_dir, load_catalog, load_split, sample_records
 from utils.io import read_json, write_json
-from utils.prompt import render_completion, render_prompt
+from utils.prompt import model_contract, render_completion
 from utils.stage import check_same_settings, write_run_config
 
 
@@ -41,6 +43,8 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
     check_decoding(decoding)
     if evaluate or decoding == "constrained":
         parse_ks(topk)  # a bad --topk fails now, not after generation
+    contract = model_contract(model_dir)
+    args.update(contract.settings())  # nothing for the project's contract: older run configs still compare equal
     stage = "inference" if decoding == "greedy" else f"inference_{decoding}"
     if decoding == "constrained":  # the beam count changes the predictions (a wider beam can find a better top-1)
         args["beams"] = parse_ks(topk)[-1]
@@ -57,13 +61,14 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
                 if evaluate and evaluated(model_dir, topk, embedding_model, decoding):
                     print(f"[eval] {model_dir} already evaluated with these settings; skipping")
                 elif evaluate:
-                    evaluate_results(out_path, category, data_dir, topk, embedding_model, decoding, report_to)
+                    evaluate_results(out_path, category, data_dir, topk, embedding_model, decoding, report_to,
+                                     contract.name)
             return
     state = process_state()
     catalog = load_catalog(data_dir)
     tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, padding_side="left")
     model = load_model(model_dir, merge=True, trust_remote_code=trust_remote_code, device=state.device)
-    prompts = [render_prompt(r) for r in records]
+    prompts = [contract.generation_prompt(r) for r in records]
     if state.is_main_process:
         print(f"[inference] {model_dir}: {len(prompts)} {split} prompts on {state.num_processes} process(es), "
               f"{state.device}, {decoding} decoding. First prompt:\n{prompts[0]}", flush=True)
@@ -76,11 +81,13 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
         predicted = [{"predict": [render_completion(catalog.names[i]) for i, _ in b],
                       "logprobs": [round(s, 6) for _, s in b]} for b in beams]
     else:
-        from utils.generation import generate_sharded, max_answer_tokens
+        from utils.generation import generate_sharded
 
-        texts = generate_sharded(model, tokenizer, prompts, max_new_tokens=max_answer_tokens(tokenizer, catalog.names),
-                                 token_budget=token_budget, seed=seed, desc=f"{split} inference")
-        predicted = [{"predict": t} for t in texts]
+        texts = generate_sharded(model, tokenizer, prompts,
+                                 max_new_tokens=contract.max_new_tokens(tokenizer, catalog.names, "evaluation"),
+                                 one_line=contract.one_line, token_budget=token_budget, seed=seed,
+                                 desc=f"{split} inference")
+        predicted = [{"predict": [contract.answer(a) for a in t]} for t in texts]
     if state.is_main_process:
         write_json(out_path, [{**r, **p} for r, p in zip(records, predicted)])
         write_run_config(model_dir, stage, args, {"records": len(records), "world_size": state.num_processes,
@@ -89,7 +96,7 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
     del model
     release_memory()
     if evaluate and state.is_main_process:
-        evaluate_results(out_path, category, data_dir, topk, embedding_model, decoding, report_to)
+        evaluate_results(out_path, category, data_dir, topk, embedding_model, decoding, report_to, contract.name)
     state.wait_for_everyone()
 
 
@@ -105,11 +112,12 @@ def evaluated(model_dir, topk, embedding_model, decoding="greedy") -> bool:
             and all(f.is_file() and read_json(f).get("embedding_model") == want for f in files))
 
 
-def evaluate_results(result_path, category, data_dir, topk, embedding_model, decoding="greedy", report_to="none"):
+def evaluate_results(result_path, category, data_dir, topk, embedding_model, decoding="greedy", report_to="none",
+                     contract=""):
     from eval.evaluate import run as evaluate_run
 
     evaluate_run(str(result_path), category=category, data_dir=str(data_dir), topk=topk,
-                 embedding_model=embedding_model, decoding=decoding, report_to=report_to)
+                 embedding_model=embedding_model, decoding=decoding, report_to=report_to, contract=contract)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import pytest
 from train import self_play
 from utils.data import load_catalog, load_split
 from utils.io import UserError
-from utils.prompt import record_history, record_target, render_completion
+from utils.prompt import record_history, record_target, render_completion, render_prompt
 
 
 def test_random_negatives_avoid_every_interaction_of_the_user(ml100k):
@@ -53,7 +53,7 @@ def test_self_play_pairs(ml100k, tmp_path, monkeypatch):
 
     train = load_split(ml100k, "train")
     catalog = load_catalog(ml100k)
-    by_prompt = {self_play.render_prompt(r): r for r in train}
+    by_prompt = {render_prompt(r): r for r in train}
     calls, near_miss = [], {}
 
     def fake_generate(model, tokenizer, prompts, **kwargs):
@@ -90,7 +90,7 @@ def test_self_play_pairs(ml100k, tmp_path, monkeypatch):
     assert not any(p["rejected_raw"] == "" or p["rejected_raw"].endswith("!") for p in pairs)
     assert (tmp_path / "a/dpo_train.jsonl").read_text() == (tmp_path / "b/dpo_train.jsonl").read_text()
     sft = [json.loads(x) for x in (tmp_path / "a/sft_train.jsonl").read_text().splitlines()]
-    assert [self_play.render_prompt(r) for r in sft] == calls[0]["prompts"][:40]  # the first 40 drawn
+    assert [render_prompt(r) for r in sft] == calls[0]["prompts"][:40]  # the first 40 drawn
     assert calls[0]["seed"] == self_play.iteration_seed(3, 1)
 
 
@@ -108,7 +108,7 @@ def test_offline_negative_rows(ml100k, tmp_path, monkeypatch):
     summary = json.loads((tmp_path / "random/summary.json").read_text())
     assert summary["kept_train"] == 12 and summary["kept_valid"] == 4 and summary["negatives_per_pair"] == 3
     train = load_split(ml100k, "train")
-    by_prompt = {self_play.render_prompt(r): r for r in train}
+    by_prompt = {render_prompt(r): r for r in train}
     for p in rows:
         user = by_prompt[p["prompt"]]["user"]
         negs = [p["rejected"], *p["extra_rejected"]]
@@ -136,7 +136,7 @@ def test_grounded_rejected_items_and_record_only_exclusion(ml100k, monkeypatch):
     off every item of its user)."""
     catalog = load_catalog(ml100k)
     drawn = load_split(ml100k, "train")[:20]
-    prompts = [self_play.render_prompt(r) for r in drawn]
+    prompts = [render_prompt(r) for r in drawn]
     other = [catalog.names[(catalog.index(record_target(r)) + 1) % len(catalog)] for r in drawn]
     outputs = [[render_completion(o.upper())] for o in other]  # a misspelling that grounds to `other`
     monkeypatch.setattr(self_play, "ground_to_catalog", lambda titles, catalog, model: [

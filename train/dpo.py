@@ -22,6 +22,7 @@ from utils.stage import Stage
 from utils.tracking import tracking_args
 from utils.trl_config import (
     describe_plan,
+    drop_checkpoints,
     preference_dataset,
     trainer_kwargs,
 )
@@ -80,6 +81,7 @@ def run(model_dir: str, data_dir: str, output_dir: str, recipe: str = "", recipe
     args = dict(locals())
     from utils.io import check_output_dir
     from utils.modeling import check_model_dir, is_adapter, is_small_model
+    from utils.prompt import check_model_contract, contract_of
     from utils.recipe import for_stage, why
     from utils.stage import is_done
 
@@ -92,10 +94,12 @@ def run(model_dir: str, data_dir: str, output_dir: str, recipe: str = "", recipe
     args["recipe"], recipe = for_stage("dpo", recipe, recipe_args, small_model)
     args["resolved_recipe"] = recipe
     fields = recipe["dpo"]
+    contract = contract_of(recipe)
     loss_types = comma_list(fields["loss_type"], "dpo.loss_type")  # e.g. [sigmoid, sft] or "sigmoid,sft"
     stage = Stage("dpo", output_dir, args, what="the DPO step")
     if stage.skip():
         return
+    check_model_contract(model_dir, contract, "--model_dir")
     out, state = stage.out, stage.state
     if load_in_4bit:
         from utils.modeling import quantization_config
@@ -109,12 +113,14 @@ def run(model_dir: str, data_dir: str, output_dir: str, recipe: str = "", recipe
 
     from utils.modeling import load_model, load_tokenizer, save_trained
 
-    train_ds = preference_dataset(train_pairs, multi_negative=bool(multi))
-    valid_ds = preference_dataset(valid_pairs, multi_negative=bool(multi))
+    tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, padding_side="right")
+    prefix = contract.dpo_prompt_prefix(tokenizer)  # the official contract's BOS, where trl would not add it
+    train_ds = preference_dataset(train_pairs, multi_negative=bool(multi), prompt_prefix=prefix)
+    valid_ds = preference_dataset(valid_pairs, multi_negative=bool(multi), prompt_prefix=prefix)
 
     # trl's config before the model: a field trl rejects is one line before anything loads
     plan, kwargs = trainer_kwargs("dpo", fields, len(train_ds), len(valid_ds), stage, tracking, seed,
-                                  activation_checkpointing)
+                                  activation_checkpointing, contract)
     # trl's config knows only its own loss names; a multi-negative loss replaces trl's loss altogether
     config = DPOConfig(**{**kwargs, "loss_type": ["sigmoid"] if multi else loss_types})
     ex = train_ds[0]
@@ -124,22 +130,23 @@ def run(model_dir: str, data_dir: str, output_dir: str, recipe: str = "", recipe
               f"({chosen_because}). First pair:\n"
               f"{ex['prompt']}chosen: {ex['chosen']!r} rejected: {ex['rejected']!r}")
 
-    tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, padding_side="right")
     model = load_model(model_dir, trainable=True, trust_remote_code=trust_remote_code, load_in_4bit=load_in_4bit)
     stage.begin()
     kwargs = dict(model=model, ref_model=None, args=config, train_dataset=train_ds, eval_dataset=valid_ds,
                   processing_class=tokenizer)
     setup_start = time.perf_counter()  # trl tokenizes (and precomputing, scores the reference) while it sets up
-    if multi:  # trl's trainer with k rejected sequences per pair and the S-DPO or DMPO loss
-        from utils.custom_losses import MultiNegativeDPOTrainer
+    with contract.dpo_tokenizing():
+        if multi:  # trl's trainer with k rejected sequences per pair and the S-DPO or DMPO loss
+            from utils.custom_losses import MultiNegativeDPOTrainer
 
-        trainer = MultiNegativeDPOTrainer(loss=multi, **kwargs)
-    else:
-        trainer = DPOTrainer(**kwargs)
+            trainer = MultiNegativeDPOTrainer(loss=multi, **kwargs)
+        else:
+            trainer = DPOTrainer(**kwargs)
     setup_seconds = time.perf_counter() - setup_start
     result = trainer.train()
     save_trained(trainer, tokenizer, stage.partial, model_dir)  # every process: gathering is a collective
-    stage.finish({"start_model": model_dir, "pairs": len(train_ds), "negatives_per_pair": k,
+    best = drop_checkpoints(trainer, stage)
+    stage.finish({"start_model": model_dir, "pairs": len(train_ds), "negatives_per_pair": k, **best,
                   "sequences_per_pair": k + 1, "world_size": state.num_processes, **plan,
                   "peak_memory_mb": round(peak_memory_mb(), 1),
                   "train_loss": result.training_loss, "steps": result.global_step,

@@ -28,7 +28,7 @@ from pathlib import Path
 from utils.cli import run_cli
 from utils.data import category_dir, load_catalog, load_split
 from utils.io import UserError, check_output_dir, write_json, write_jsonl
-from utils.prompt import parse_title, record_history, record_target, render_completion, render_prompt
+from utils.prompt import PROJECT, record_history, record_target, render_completion
 from utils.stage import Stage
 
 
@@ -81,7 +81,7 @@ def semantic_negative(history_rows, excluded_rows, unit_items) -> int | None:
 
 
 def offline_pairs(drawn, prompts, catalog, data_dir, negatives: str, k: int, rng, embedding_model: str, counts,
-                  exclude: str = "user"):
+                  exclude: str = "user", contract=PROJECT):
     """One row per drawn record with offline negatives (random: k of them; semantic: one)."""
     by_user = user_items(data_dir) if exclude == "user" else {}  # "record": only the record's own history and target
     if negatives == "semantic":
@@ -103,10 +103,10 @@ def offline_pairs(drawn, prompts, catalog, data_dir, negatives: str, k: int, rng
                 counts["dropped_no_history"] = counts.get("dropped_no_history", 0) + 1
                 continue
             names = [catalog.names[row]]
-        pair = {"prompt": prompts[j], "chosen": render_completion(record_target(r)),
-                "rejected": render_completion(names[0]), "rejected_raw": names[0], "record": j}
+        pair = {"prompt": prompts[j], "chosen": contract.chosen(r),
+                "rejected": contract.rejected(names[0]), "rejected_raw": names[0], "record": j}
         if k > 1:
-            pair["extra_rejected"] = [render_completion(n) for n in names[1:]]
+            pair["extra_rejected"] = [contract.rejected(n) for n in names[1:]]
         pairs.append(pair)
     return pairs
 
@@ -124,29 +124,32 @@ def ground_to_catalog(titles, catalog, embedding_model: str) -> list[str]:
     return [grounded.get(t, t) for t in titles]
 
 
-def self_play_pairs(drawn, prompts, outputs, catalog, rejected: str, embedding_model: str, per_record: int):
-    """Pairs from the model's own predictions (`per_record` per prompt). Each parsed title is grounded to the catalog
-    item evaluation would give it; that decides whether the prediction is the target (then no pair). The rejected
-    side is the model's own title text (`raw`, as the authors' code) or that grounded item (`grounded`). An empty or
-    unparseable generation makes no pair (grounding it would give the item nearest the empty string, the same
-    arbitrary item every time). Dropped predictions are counted."""
-    titles = [parse_title(t) for texts in outputs for t in texts]
-    items = ground_to_catalog(titles, catalog, embedding_model)
+def self_play_pairs(drawn, prompts, outputs, catalog, rejected: str, embedding_model: str, per_record: int,
+                    contract=PROJECT):
+    """Pairs from the model's own predictions (`per_record` per prompt). The contract reads each prediction's title
+    (utils/prompt.py); a prediction without one (the project: empty or unparseable, since grounding it would give the
+    item nearest the empty string, the same arbitrary item every time; the official contract: no quoted span) makes
+    no pair. The project grounds each title to the catalog item evaluation would give it, which decides whether the
+    prediction is the target (then no pair; the authors' code compared nothing). The rejected side is the model's own
+    title text (`raw`, as the authors' code) or that grounded item (`grounded`). Dropped predictions are counted."""
+    titles = [contract.rejected_title(t) for texts in outputs for t in texts]  # None: no title
+    grounds = contract.drops_predicted_target or rejected == "grounded"
+    items = ground_to_catalog([t or "" for t in titles], catalog, embedding_model) if grounds else titles
     pairs, counts = [], {"drawn": len(drawn), "generated": len(titles), "parsed": 0, "valid": 0,
                          "dropped_equal": 0, "dropped_empty": 0}
     for j, r in enumerate(drawn):
         target = record_target(r)
         span = slice(j * per_record, (j + 1) * per_record)
         for title, item in zip(titles[span], items[span]):
-            counts["parsed"] += bool(title)
-            counts["valid"] += catalog.index(title) is not None
-            if not title:
+            counts["parsed"] += title is not None
+            counts["valid"] += title is not None and catalog.index(title) is not None
+            if title is None:
                 counts["dropped_empty"] += 1
-            elif item == target:
+            elif contract.drops_predicted_target and item == target:
                 counts["dropped_equal"] += 1
             else:
-                pairs.append({"prompt": prompts[j], "chosen": render_completion(target),
-                              "rejected": render_completion(item if rejected == "grounded" else title),
+                pairs.append({"prompt": prompts[j], "chosen": contract.chosen(r),
+                              "rejected": contract.rejected(item if rejected == "grounded" else title),
                               "rejected_raw": title, "record": j})
     return pairs, counts
 
@@ -170,19 +173,20 @@ def check_options(negatives, rejected, exclude, num_negatives, decoding, tempera
 
 
 def draw(data: Path, seed: int, iteration: int, wanted: int, spare_ratio: float):
-    """(catalog, the iteration's records, their prompts, its random stream): `wanted` train records whose target is
-    in the catalog, plus `spare_ratio` spares for pairs that get dropped."""
+    """(catalog, the iteration's records, its random stream): `wanted` train records whose target is in the catalog,
+    plus `spare_ratio` spares for pairs that get dropped."""
     catalog = load_catalog(data)
     train = [r for r in load_split(data, "train") if catalog.index(record_target(r)) is not None]
     rng = random.Random(iteration_seed(seed, iteration))
     drawn = rng.sample(train, min(len(train), math.ceil(wanted * (1 + spare_ratio))))
-    return catalog, drawn, [render_prompt(r) for r in drawn], rng
+    return catalog, drawn, rng
 
 
 def model_predictions(model_dir, prompts, catalog, state, decoding, num_negatives, beams, temperature, seed,
-                      iteration, token_budget, trust_remote_code) -> list[list[str]]:
+                      iteration, token_budget, trust_remote_code, contract=PROJECT) -> list[list[str]]:
     """The current model's `num_negatives` answers per prompt, sharded over the processes: greedy (or sampled)
-    generation, or the best catalog items by constrained beam search."""
+    generation as the contract generates (its length limit, where it stops, what it keeps), or the best catalog
+    items by constrained beam search."""
     from utils.modeling import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, padding_side="left")
@@ -195,11 +199,14 @@ def model_predictions(model_dir, prompts, catalog, state, decoding, num_negative
         ranked = beam_search_sharded(model, tokenizer, prompts, catalog.names, k=beams, token_budget=token_budget,
                                      desc="self-play constrained beams")
         return [[render_completion(catalog.names[i]) for i, _ in b[:num_negatives]] for b in ranked]
-    from utils.generation import generate_sharded, max_answer_tokens
+    from utils.generation import generate_sharded
 
-    return generate_sharded(model, tokenizer, prompts, max_new_tokens=max_answer_tokens(tokenizer, catalog.names),
-                            token_budget=token_budget, num_return_sequences=num_negatives, temperature=temperature,
-                            seed=iteration_seed(seed, iteration), desc="self-play sampling")
+    texts = generate_sharded(model, tokenizer, prompts,
+                             max_new_tokens=contract.max_new_tokens(tokenizer, catalog.names, "sampling"),
+                             one_line=contract.one_line, token_budget=token_budget,
+                             num_return_sequences=num_negatives, temperature=temperature,
+                             seed=iteration_seed(seed, iteration), desc="self-play sampling")
+    return [[contract.answer(t) for t in answers] for answers in texts]
 
 
 def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir: str = "", iteration: int = 0,
@@ -219,12 +226,14 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
 
         args["grounding_model"] = embedding_model_id(embedding_model)
     from utils.modeling import check_model_dir, is_small_model
+    from utils.prompt import check_model_contract, contract_of
     from utils.recipe import for_stage, why
 
     small_model = bool(model_dir) and is_small_model(model_dir)
     chosen_because = why(recipe, small_model)
     args["recipe"], recipe = for_stage("self_play", recipe, recipe_args, small_model)
     args["resolved_recipe"] = recipe
+    contract = contract_of(recipe)
     train_sample_size, valid_sample_size = (recipe["self_play"][k] for k in ("train_sample_size", "valid_sample_size"))
 
     # 2. A finished stage made with these settings is reused; other settings stop here.
@@ -235,11 +244,13 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
         if not model_dir:
             raise UserError("--model_dir is required with --negatives self (the model whose predictions are sampled)")
         model_dir = check_model_dir(model_dir, "--model_dir")
+        check_model_contract(model_dir, contract, "--model_dir")
     check_output_dir(stage.out)
 
     # 3. The iteration's records, then its pairs: offline negatives, or the current model's own predictions.
     data = Path(data_dir) if data_dir else category_dir(category)
-    catalog, drawn, prompts, rng = draw(data, seed, iteration, train_sample_size + valid_sample_size, spare_ratio)
+    catalog, drawn, rng = draw(data, seed, iteration, train_sample_size + valid_sample_size, spare_ratio)
+    prompts = [contract.dpo_prompt(r) for r in drawn]  # the pairs' prompts; the model samples from its own prompt
     how = f"{negatives} negatives" + (f", {decoding} decoding" if negatives == "self" else "")
     stage.say(f"iteration {iteration}: {len(drawn)} prompts drawn ({how}; recipe {args['recipe']}, {chosen_because}). "
               f"First prompt:\n{prompts[0]}")
@@ -249,15 +260,17 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
             return stage.stand_by()
         counts = {"drawn": len(drawn), "negatives_per_pair": num_negatives}
         pairs = offline_pairs(drawn, prompts, catalog, data, negatives, num_negatives, rng, embedding_model, counts,
-                              exclude)
+                              exclude, contract)
         per_record = 1
     else:
-        outputs = model_predictions(model_dir, prompts, catalog, stage.state, decoding, num_negatives, beams,
-                                    temperature, seed, iteration, token_budget, trust_remote_code)
+        outputs = model_predictions(model_dir, [contract.generation_prompt(r) for r in drawn], catalog, stage.state,
+                                    decoding, num_negatives, beams, temperature, seed, iteration, token_budget,
+                                    trust_remote_code, contract)
         generation_seconds = round(time.time() - t0, 1)  # model load included; the rest of `seconds` is grounding
         if not stage.is_main:
             return stage.stand_by()
-        pairs, counts = self_play_pairs(drawn, prompts, outputs, catalog, rejected, embedding_model, num_negatives)
+        pairs, counts = self_play_pairs(drawn, prompts, outputs, catalog, rejected, embedding_model, num_negatives,
+                                        contract)
         counts["generation_seconds"] = generation_seconds
         per_record = num_negatives  # k samples (or beams) of a prompt are k separate pairs
 
@@ -270,7 +283,7 @@ def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir
         print(f"[self-play] warning: only {len(dpo_train)} train pairs for {train_sample_size} wanted "
               f"(raise --spare_ratio)", file=sys.stderr)
     if not dpo_train:
-        raise UserError(f"iteration {iteration}: no usable pair (every prediction was empty or equal to the target)")
+        raise UserError(f"iteration {iteration}: no usable pair (every prediction named no title, or the target)")
     tmp = stage.begin()
     write_jsonl(tmp / "dpo_train.jsonl", dpo_train)
     write_jsonl(tmp / "dpo_valid.jsonl", dpo_valid or dpo_train[:1])

@@ -1,4 +1,5 @@
-"""Supervised fine-tuning: prompt -> quoted next-item title, EOS learned after it.
+"""Supervised fine-tuning: prompt -> quoted next-item title, EOS learned after it (the project's contract; the recipe's
+`contract: official` trains the authors' whole text instead, utils/prompt.py).
 
 usage: python -m train.sft --category ML100K --output_dir models/SFT/ML100K [--base_model PATH_OR_HUB_ID]
        [--resume_from MODEL_DIR] [--train_file records.jsonl] [--section sft|sft_step]
@@ -25,8 +26,9 @@ from utils.tracking import tracking_args
 from utils.trl_config import (
     check_lora_targets,
     describe_plan,
+    drop_checkpoints,
     lora_config,
-    prompt_completion_dataset,
+    sft_dataset,
     trainer_kwargs,
 )
 
@@ -38,9 +40,10 @@ def weighting_facts(catalog, genre_weight, train_weights) -> dict:
             "record_weight_min": round(min(train_weights), 4), "record_weight_max": round(max(train_weights), 4)}
 
 
-def datasets(section: str, recipe: dict, data: Path, train_file: str, seed: int, genre_weighting: bool):
-    """(train, valid datasets in trl's prompt/completion format, the genre weighting's facts or None). The SFT step
-    trains on the iteration's fresh positives: as many records as pairs, and as many valid records as theirs."""
+def training_records(section: str, recipe: dict, data: Path, train_file: str, seed: int, genre_weighting: bool):
+    """({"train": records, "valid": records}, their genre weights or None, the genre weighting's facts or None). The
+    SFT step trains on the iteration's fresh positives: as many records as pairs, and as many valid records as
+    theirs."""
     fields = recipe[section]
     if section == "sft_step":
         sample_size, valid_sample_size = (recipe["self_play"][k] for k in ("train_sample_size", "valid_sample_size"))
@@ -59,17 +62,15 @@ def datasets(section: str, recipe: dict, data: Path, train_file: str, seed: int,
         weights = {split: record_weights(records, catalog, genre_weight)
                    for split, records in (("train", train_records), ("valid", valid_records))}
         facts = weighting_facts(catalog, genre_weight, weights["train"])
-    return (prompt_completion_dataset(train_records, weights and weights["train"]),
-            prompt_completion_dataset(valid_records, weights and weights["valid"]), facts)
+    return {"train": train_records, "valid": valid_records}, weights, facts
 
 
 def start_model(start: str, full: bool, small_model: bool, continued: bool, lora: dict | None, seed: int,
                 trust_remote_code: bool, load_in_4bit: bool):
-    """(tokenizer, model, peft's LoraConfig or None) to train from `start`: a new adapter on a pretrained base when
-    `lora` is given; the embedded small model from the run seed's random weights unless it is `continued`."""
-    from utils.modeling import load_model, load_tokenizer
+    """(model, peft's LoraConfig or None) to train from `start`: a new adapter on a pretrained base when `lora` is
+    given; the embedded small model from the run seed's random weights unless it is `continued`."""
+    from utils.modeling import load_model
 
-    tokenizer = load_tokenizer(start, trust_remote_code=trust_remote_code, padding_side="right")
     peft_config = None
     if lora is not None:
         peft_config = lora_config(lora)
@@ -80,7 +81,7 @@ def start_model(start: str, full: bool, small_model: bool, continued: bool, lora
         from utils.tiny_model import initial_weights
 
         model = initial_weights(model, seed)
-    return tokenizer, model, peft_config
+    return model, peft_config
 
 
 def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_from: str = "",
@@ -89,6 +90,7 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
         load_in_4bit: bool = False, trust_remote_code: bool = False, genre_weighting: bool = False):
     args = dict(locals())
     from utils.modeling import check_model_dir, is_adapter, is_small_model, resolve_base_model
+    from utils.prompt import check_model_contract, contract_of
     from utils.recipe import for_stage, why
 
     # Every check on the user's input comes before the heavy imports and before anything is written.
@@ -107,35 +109,41 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     recipe_arg = recipe
     args["recipe"], recipe = for_stage(section, recipe, recipe_args, small_model, lora=new_adapter)
     args["resolved_recipe"] = recipe
+    contract = contract_of(recipe)
     stage = Stage("sft", output_dir, args, what="the SFT stage")
     if stage.skip():
         return
+    if resume_from:
+        check_model_contract(start, contract, "--resume_from")
     out, state = stage.out, stage.state
     tracking = tracking_args(report_to, out)  # a missing tracker package: one line, now
     if load_in_4bit:
         from utils.modeling import quantization_config
 
         quantization_config(full)  # QLoRA needs LoRA, a GPU and bitsandbytes: say so before anything is loaded
-    train_ds, valid_ds, weighting = datasets(section, recipe, data, train_file, seed, genre_weighting)
+    splits, weights, weighting = training_records(section, recipe, data, train_file, seed, genre_weighting)
     from trl import SFTConfig, SFTTrainer
 
-    from utils.modeling import save_trained
+    from utils.modeling import load_tokenizer, save_trained
 
+    tokenizer = load_tokenizer(start, trust_remote_code=trust_remote_code, padding_side="right")
+    train_ds, valid_ds = (sft_dataset(splits[split], contract, tokenizer, weights and weights[split])
+                          for split in ("train", "valid"))
     # trl's config before the model: a field trl rejects is one line before anything loads
     plan, kwargs = trainer_kwargs(section, recipe[section], len(train_ds), len(valid_ds), stage, tracking, seed,
-                                  activation_checkpointing)
-    config = SFTConfig(**kwargs, completion_only_loss=not small_model)
+                                  activation_checkpointing, contract)
+    completion_only = contract.completion_only_loss(small_model)
+    config = SFTConfig(**kwargs, completion_only_loss=completion_only)
     stage.say(f"start {start} ({'adapter, continued' if is_adapter(start) else 'full' if full else 'LoRA'}; "
-              f"loss on {'the whole text' if small_model else 'the completion'}), {len(train_ds)} train / "
+              f"loss on {'the completion' if completion_only else 'the whole text'}), {len(train_ds)} train / "
               f"{len(valid_ds)} valid records, {describe_plan(plan)}; recipe {args['recipe']} ({section}; "
-              f"{why(recipe_arg, small_model)}). "
-              f"First example:\n{train_ds[0]['prompt']}{train_ds[0]['completion']}")
+              f"{why(recipe_arg, small_model)}; contract {contract.name}). "
+              f"First example:\n{contract.sft_text(splits['train'][0])}")
     if weighting:
         stage.say(f"genre re-weighted: record weights {weighting['record_weight_min']} to "
                   f"{weighting['record_weight_max']}, mean {weighting['record_weight_mean']}")
-    tokenizer, model, peft_config = start_model(start, full, small_model, bool(resume_from),
-                                                recipe["lora"] if new_adapter else None, seed, trust_remote_code,
-                                                load_in_4bit)
+    model, peft_config = start_model(start, full, small_model, bool(resume_from),
+                                     recipe["lora"] if new_adapter else None, seed, trust_remote_code, load_in_4bit)
     stage.begin()
     trainer_class = SFTTrainer
     if weighting:  # trl's trainer with each record's loss multiplied by its weight
@@ -144,8 +152,9 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
                             processing_class=tokenizer, peft_config=peft_config)
     result = trainer.train()
     save_trained(trainer, tokenizer, stage.partial, start)  # every process: gathering sharded weights is a collective
+    best = drop_checkpoints(trainer, stage)
     stage.finish({"start_model": start, "full_finetune": full,
-                  "loss": "whole text" if small_model else "completion only",
+                  "loss": "completion only" if completion_only else "whole text", **best,
                   "train_records": len(train_ds), "world_size": state.num_processes, **plan,
                   **(weighting or {}),
                   "peak_memory_mb": round(peak_memory_mb(), 1),

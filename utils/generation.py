@@ -3,9 +3,10 @@
 Prompts are sorted by length and batched by a token budget (not a fixed count), left-padded, and decoded by
 transformers' `generate` with a fresh generation config (greedy unless a temperature is given, whatever the model's
 own generation_config.json says); a row stops at end-of-sequence or at the first newline (the answer is one quoted
-title on one line). Every prompt of a category starts with the same tokens (the template's preamble and instruction,
-about 70 of SmolLM2's ~190): their KV cache is computed once per call and handed to `generate`, which then prefills
-only each batch's suffixes (`SharedPrefix`). Under several processes the prompts are sharded across them and
+title on one line; the official contract, utils/prompt.py, runs to end-of-sequence or the token limit instead).
+Every prompt of a category starts with the same tokens (the template's preamble and instruction, about 70 of
+SmolLM2's ~190): their KV cache is computed once per call and handed to `generate`, which then prefills only each
+batch's suffixes (`SharedPrefix`). Under several processes the prompts are sharded across them and
 gathered back in order. Catalog-constrained beam search (utils/constrained.py) reuses the batching, padding, shared
 prefix, and its own prefill and one-token step here.
 
@@ -137,13 +138,22 @@ def extend(model, tokens, mask, next_pos, cache):
     return out.cache, out.logits[:, -1], mask
 
 
+def end_token_ids(model, tokenizer) -> list[int]:
+    """The end-of-sequence ids a model's own generation stops at: the tokenizer's EOS and its generation config's."""
+    ids = model.generation_config.eos_token_id
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    return sorted({tokenizer.eos_token_id, *ids})
+
+
 def generate(model, tokenizer, prompts, *, max_new_tokens: int, token_budget: int = 32768, max_batch: int = 512,
              num_return_sequences: int = 1, temperature: float = 0.0, seed: int = 0, desc: str = "generating",
-             progress: bool = True, share_prefix: bool = True) -> list[list[str]]:
+             progress: bool = True, share_prefix: bool = True, one_line: bool = True) -> list[list[str]]:
     """Generated answer texts for each prompt (a list of `num_return_sequences` each), in the order given.
 
-    Greedy when temperature is 0, else sampled (seeded). Each text is cut after its first newline. `share_prefix`
-    computes the prompts' common prefix once (`SharedPrefix`); the same batches, the same answers.
+    Greedy when temperature is 0, else sampled (seeded). With `one_line` (the project's contract) a row stops at its
+    first newline and its text is cut after it; otherwise (the official contract) a row runs to end-of-sequence or
+    `max_new_tokens`, as the authors' generation did. `share_prefix` computes the prompts' common prefix once
+    (`SharedPrefix`); the same batches, the same answers.
     """
     import torch
     from tqdm.auto import tqdm
@@ -160,7 +170,8 @@ def generate(model, tokenizer, prompts, *, max_new_tokens: int, token_budget: in
     # Everything set here, nothing inherited: top_k 0 and top_p 1 sample from the whole distribution.
     config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=temperature > 0,
                               **({"temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else {}),
-                              eos_token_id=stop_token_ids(tokenizer), pad_token_id=pad)
+                              eos_token_id=stop_token_ids(tokenizer) if one_line else end_token_ids(model, tokenizer),
+                              pad_token_id=pad)
     n_ret = num_return_sequences
     out = [None] * len(prompts)
     bar = tqdm(total=len(prompts), desc=desc, disable=not progress, leave=False)
@@ -178,7 +189,7 @@ def generate(model, tokenizer, prompts, *, max_new_tokens: int, token_budget: in
             texts = tokenizer.batch_decode(new, skip_special_tokens=True)
             for row, i in enumerate(batch):
                 chunk = texts[row * n_ret:(row + 1) * n_ret]
-                out[i] = [t.split("\n", 1)[0] + "\n" if "\n" in t else t for t in chunk]
+                out[i] = [t.split("\n", 1)[0] + "\n" if one_line and "\n" in t else t for t in chunk]
             bar.update(len(batch))
     bar.close()
     return out

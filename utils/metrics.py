@@ -101,27 +101,28 @@ class Ranking:
     n_skipped: int  # records whose target is not a catalog item
 
 
-def evaluate_predictions(records, predictions, catalog, ks=(1, 5), embedding_model=None) -> tuple[dict, Ranking]:
+def evaluate_predictions(records, predictions, catalog, ks=(1, 5), embedding_model=None,
+                         title=parse_title) -> tuple[dict, Ranking]:
     """Metrics for every K of generated texts (one per record), grounded by sentence-embedding distance: the top-K
-    is the item the parsed title grounds to and its K-1 nearest catalog neighbours (the official definition); and
-    the ranking they come from."""
+    is the item the title (`title(text)`: the prompt contract's, utils/prompt.py) grounds to and its K-1 nearest
+    catalog neighbours (the official definition); and the ranking they come from."""
     from utils.grounding import default_embedding_model, embedding_model_id
 
     embedding_model = embedding_model or default_embedding_model()
-    ranking = ground_predictions(records, predictions, catalog, max(ks), embedding_model)
+    ranking = ground_predictions(records, predictions, catalog, max(ks), embedding_model, title)
     extra = {"n_skipped": ranking.n_skipped, "embedding_model": embedding_model_id(embedding_model),
              "decoding": "greedy"}
     return _at_each_k(records, ranking, catalog, ks, extra), ranking
 
 
-def ground_predictions(records, predictions, catalog, k: int, embedding_model=None) -> Ranking:
+def ground_predictions(records, predictions, catalog, k: int, embedding_model=None, title=parse_title) -> Ranking:
     """The official top-k of generated texts, for the records whose target is a catalog item."""
     from utils.grounding import ground_titles, target_ranks
 
     if len(records) != len(predictions):
         raise ValueError(f"{len(records)} records but {len(predictions)} predictions")
     keep, targets, n_skipped = evaluated_records(records, catalog)
-    titles = [parse_title(predictions[i]) for i in keep]
+    titles = [title(predictions[i]) for i in keep]
     valid = np.array([catalog.index(t) is not None for t in titles], dtype=bool)
     topk = ground_titles(titles, catalog, k, embedding_model) if keep else np.zeros((0, k), dtype=np.int64)
     return Ranking(keep, targets, target_ranks(topk, targets), topk, valid, [predictions[i] for i in keep], n_skipped)

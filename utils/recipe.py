@@ -15,6 +15,12 @@ run). A recipe may start from another one (`inherit: pretrained-gpu.yaml`) and l
 its sections, applies the run's overrides ("section.field=value ...", RECIPE_ARGS in the launch scripts) and records
 the resolved sections in its run config, so that an edited recipe is a changed setting on a rerun.
 
+One top-level field is not a section: `contract` (`project`, the default, or `official`: every text exactly as the
+authors' code builds it; utils/prompt.py), set in a file or with RECIPE_ARGS="contract=official". The official
+contract also sets a few trainer fields (its `recipe_changes`: the linear schedule, the best checkpoint), over the
+file's values and under the run's overrides. The resolved recipe names the contract only when it is not the default,
+so run configs made before the field existed still compare equal, and a rerun in the other contract is refused.
+
 The recipe follows the model, not the hardware: the small model gets small.yaml wherever it runs (trained fully, loss
 on the whole text); a pretrained base gets pretrained-gpu.yaml (the official sizes) on GPUs and pretrained-cpu.yaml
 (sizes for a 2-core CPU) without one. The device changes precision only (utils.trl_config.device_args).
@@ -171,9 +177,12 @@ def read_recipe(path, _seen=()) -> dict:
                         f"{type(data).__name__}")
     parent = data.pop("inherit", None)
     out = read_recipe(path.parent / parent, (*_seen, path.resolve())) if parent else {}
+    if "contract" in data:
+        out["contract"] = check_contract(data.pop("contract"), f"recipe {path}:")
     for section, fields in data.items():
         if section not in SECTIONS:
-            raise UserError(f"recipe {path}: unknown section '{section}' (sections: {', '.join(SECTIONS)}, inherit)")
+            raise UserError(f"recipe {path}: unknown section '{section}' (sections: {', '.join(SECTIONS)}; also "
+                            f"inherit, contract)")
         if not isinstance(fields, dict):
             raise UserError(f"recipe {path}: section {section} must map field names to values")
         out[section] = {**out.get(section, {}), **{k: yaml_value(v) for k, v in fields.items()}}
@@ -190,10 +199,13 @@ def parse_overrides(text) -> dict:
     out = {}
     for item in shlex.split(str(text or "")):
         name, sep, value = item.partition("=")
+        if name == "contract" and sep:
+            out["contract"] = check_contract(value, "RECIPE_ARGS")
+            continue
         section, dot, field = name.partition(".")
         if not (sep and dot and field.isidentifier()):
             raise UserError(f"RECIPE_ARGS: '{item}' is not section.field=value (e.g. \"sft.learning_rate=1e-3 "
-                            f"dpo.beta=0.2\")")
+                            f"dpo.beta=0.2\") or contract=NAME")
         if section not in SECTIONS:
             raise UserError(f"RECIPE_ARGS {name}: unknown section '{section}' (sections: {', '.join(SECTIONS)})")
         try:
@@ -216,6 +228,13 @@ RANGES = {"learning_rate": (0, False, None, False), "beta": (0, False, None, Fal
 OWN_KINDS = {("dpo", "loss_type"): ["list", "str"]}
 KIND_WORDS = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string", "list": "a list",
               "dict": "a mapping", "none": "null"}
+
+
+def check_contract(value, where: str) -> str:
+    """The top-level `contract` field: the name of one of utils/prompt.py's contracts."""
+    from utils.prompt import contract_named
+
+    return contract_named(value, f"{where} contract").name
 
 
 def check_value(section: str, name: str, value, kinds: list[str], where: str) -> None:
@@ -266,8 +285,11 @@ def check_fields(section: str, fields: dict, where: str) -> None:
 
 def resolve(recipe: str | Path, overrides: str = "", sections=SECTIONS) -> dict:
     """The recipe file's `sections` with the overrides applied, every field checked: {section: {field: value}}."""
+    from utils.prompt import PROJECT, contract_named
+
     data = read_recipe(recipe)
     extra = parse_overrides(overrides)
+    contract = contract_named(extra.pop("contract", data.pop("contract", PROJECT.name)))
     for section, fields in data.items():
         check_fields(section, fields, f"recipe {recipe}:")
     for section, fields in extra.items():
@@ -276,11 +298,11 @@ def resolve(recipe: str | Path, overrides: str = "", sections=SECTIONS) -> dict:
         if section not in data:
             raise UserError(f"RECIPE_ARGS {section}.*: recipe {recipe} has no section '{section}'"
                             + (" (the small model is trained fully, without LoRA)" if section == "lora" else ""))
-    out = {}
+    out = {} if contract is PROJECT else {"contract": contract.name}
     for section in sections:
         if section not in data:
             raise UserError(f"recipe {recipe} has no section '{section}', which this stage reads")
-        out[section] = {**data[section], **extra.get(section, {})}
+        out[section] = {**data[section], **contract.recipe_changes.get(section, {}), **extra.get(section, {})}
         missing = sorted(REQUIRED[section] - set(out[section]))
         if missing:
             raise UserError(f"recipe {recipe}: section {section} lacks {', '.join(missing)} (see recipes/)")
@@ -320,7 +342,8 @@ def main(recipe: str = "", recipe_args: str = ""):
     else:
         extra = parse_overrides(recipe_args)
         for section, fields in extra.items():
-            check_fields(section, fields, "RECIPE_ARGS")
+            if section != "contract":  # checked as it was read
+                check_fields(section, fields, "RECIPE_ARGS")
     print(f"# {recipe or 'overrides'}\n" + yaml.safe_dump(extra, sort_keys=False), end="")
 
 

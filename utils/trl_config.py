@@ -3,7 +3,7 @@ import math
 
 from utils.cli import comma_list
 from utils.io import UserError
-from utils.prompt import record_history, record_target, render_completion, render_prompt
+from utils.prompt import PROJECT, record_history, record_target
 
 
 def lora_config(fields: dict):
@@ -37,25 +37,31 @@ def check_lora_targets(base_model: str, config, trust_remote_code: bool = False)
                         f"(it has {','.join(linear)}); use all-linear or some of these")
 
 
-def prompt_completion_dataset(records, weights=None):
-    """SFT data: the shared prompt and the quoted target title (trl appends EOS); with `weights`, a per-record
-    `record_weight` column for utils.custom_losses.WeightedSFTTrainer."""
+def sft_dataset(records, contract=PROJECT, tokenizer=None, weights=None):
+    """SFT data as the contract trains it (utils/prompt.py): the project's prompt and quoted target title (trl
+    appends EOS), or the authors' whole text already tokenized; with `weights`, a per-record `record_weight` column
+    for utils.custom_losses.WeightedSFTTrainer."""
     from datasets import Dataset
 
-    columns = {"prompt": [render_prompt(r) for r in records],
-               "completion": [render_completion(record_target(r)) for r in records]}
+    columns = contract.sft_columns(records, tokenizer)
     if weights is not None:
         columns["record_weight"] = [float(w) for w in weights]
     return Dataset.from_dict(columns)
 
 
-def preference_dataset(pairs, multi_negative: bool = False):
-    """DPO data from self-play pair rows {prompt, chosen, rejected} (already rendered by train/self_play.py); with
-    `multi_negative`, also `extra_rejected`, the other k-1 rejected completions (empty for k = 1), for
-    utils.custom_losses.MultiNegativeDPOTrainer."""
+def prompt_completion_dataset(records, weights=None):
+    """The project contract's SFT data: prompt and completion texts."""
+    return sft_dataset(records, PROJECT, None, weights)
+
+
+def preference_dataset(pairs, multi_negative: bool = False, prompt_prefix: str = ""):
+    """DPO data from self-play pair rows {prompt, chosen, rejected} (already rendered by train/self_play.py), each
+    prompt after `prompt_prefix` (the contract's `dpo_prompt_prefix`); with `multi_negative`, also `extra_rejected`,
+    the other k-1 rejected completions (empty for k = 1), for utils.custom_losses.MultiNegativeDPOTrainer."""
     from datasets import Dataset
 
     columns = {k: [p[k] for p in pairs] for k in ("prompt", "chosen", "rejected")}
+    columns["prompt"] = [prompt_prefix + p for p in columns["prompt"]]
     if multi_negative:
         columns["extra_rejected"] = [list(p.get("extra_rejected", [])) for p in pairs]
     return Dataset.from_dict(columns)
@@ -115,7 +121,7 @@ def device_args(activation_checkpointing: bool = False) -> dict:
 
 
 def trainer_kwargs(section: str, fields: dict, n_examples: int, n_eval: int, stage, tracking: dict, seed: int,
-                   activation_checkpointing: bool) -> tuple[dict, dict]:
+                   activation_checkpointing: bool, contract=PROJECT) -> tuple[dict, dict]:
     """(batch plan, keyword arguments of a stage's trl config) from its recipe section (utils/recipe.py): the stage's
     defaults (it saves once, at the end, and loads data in its own process; a recipe may change either), the section's
     trl fields, then what the stage sets itself: output, schedule, tracking, seeds, device. The SFT and DPO stages
@@ -124,11 +130,13 @@ def trainer_kwargs(section: str, fields: dict, n_examples: int, n_eval: int, sta
 
     processes = stage.state.num_processes
     plan = batch_plan(fields["global_batch_size"], fields["per_device_train_batch_size"], processes)
+    keep_best = fields.get("load_best_model_at_end") and fields.get("save_strategy") == "steps"
     return plan, {"save_strategy": "no", "dataloader_num_workers": 0, **trainer_fields(section, fields),
                   **scoring_batches(fields, n_examples, n_eval, processes),
                   "output_dir": str(stage.partial),
                   **schedule_args(n_examples, fields["num_train_epochs"], plan, fields["evals_per_run"],
-                                  fields["warmup_steps"]),
+                                  fields["warmup_steps"], contract.caps_warmup,
+                                  fields.get("save_steps", 500) if keep_best else None),
                   **tracking, "seed": seed, "data_seed": seed, "disable_tqdm": not stage.is_main,
                   **device_args(activation_checkpointing)}
 
@@ -165,13 +173,38 @@ def batch_plan(global_batch_size: int, per_device_batch_size: int, processes: in
             "processes": processes, "grad_accum": share // per_device}
 
 
-def schedule_args(n_examples: int, epochs: float, plan: dict, evals: int, warmup_steps: int) -> dict:
-    """Evaluation a few times per run (not after every step, as the official code did) and a bounded warm-up."""
+def schedule_args(n_examples: int, epochs: float, plan: dict, evals: int, warmup_steps: int,
+                  capped: bool = True, save_steps: int | None = None) -> dict:
+    """Evaluation a few times per run (not after every step, as the official code did) and a warm-up capped at 10%
+    of the steps (uncapped when not `capped`: the official contract). With `save_steps` (a recipe that keeps the best
+    of the checkpoints saved every `save_steps`), the validation loss is also computed at every save, the only steps
+    where it can choose a checkpoint: the evaluation interval is the largest divisor of `save_steps` within the usual
+    one."""
     steps = max(1, int(n_examples * epochs) // plan["global_batch_size"])
+    every = max(1, steps // max(1, evals))
+    if save_steps:
+        every = max(d for d in range(1, min(every, save_steps) + 1) if save_steps % d == 0)
     return {"per_device_train_batch_size": plan["per_device_batch_size"],
             "gradient_accumulation_steps": plan["grad_accum"],
-            "eval_strategy": "steps" if evals else "no", "eval_steps": max(1, steps // max(1, evals)),
-            "warmup_steps": min(warmup_steps, steps // 10)}
+            "eval_strategy": "steps" if evals or save_steps else "no", "eval_steps": every,
+            "warmup_steps": min(warmup_steps, steps // 10) if capped else warmup_steps}
+
+
+def drop_checkpoints(trainer, stage) -> dict:
+    """After training and saving: remove the checkpoints a recipe that saves them (the official contract's best
+    checkpoint) left in the stage's directory; the saved model is the result already. {"best_checkpoint_step": step}
+    when the best checkpoint was loaded as the result (none is before the first save), else {}."""
+    import shutil
+    from pathlib import Path
+
+    if trainer.args.save_strategy == "no":
+        return {}
+    stage.state.wait_for_everyone()  # no process still reads a checkpoint
+    if stage.is_main:
+        for checkpoint in stage.partial.glob("checkpoint-*"):
+            shutil.rmtree(checkpoint)
+    best = trainer.state.best_model_checkpoint if trainer.args.load_best_model_at_end else None
+    return {"best_checkpoint_step": int(Path(best).name.rsplit("-", 1)[-1])} if best else {}
 
 
 def describe_plan(plan: dict) -> str:
