@@ -131,14 +131,15 @@ def top_items(result_path, catalog, k: int = 5, embedding_model: str | None = No
     from utils.data import read_records
     from utils.grounding import ground_titles
     from utils.metrics import evaluated_records, prediction_text
-    from utils.prompt import parse_title
+    from utils.prompt import model_contract
 
     result_path = Path(result_path)
     records = read_records(result_path)
     keep, _, _ = evaluated_records(records, catalog)
     if not keep:
         return np.zeros((0, k), dtype=np.int64)
-    titles = [parse_title(prediction_text(records[i], result_path, i)) for i in keep]
+    title = model_contract(result_path.parent).eval_title  # read as the model's evaluation read it
+    titles = [title(prediction_text(records[i], result_path, i)) for i in keep]
     return ground_titles(titles, catalog, k, embedding_model)
 
 

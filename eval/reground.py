@@ -40,6 +40,7 @@ def run(run_root: str, out_root: str, embedding_model: str, category: str = "ML1
         topk="1,5"):
     from eval.collect import model_dirs
     from eval.evaluate import run as evaluate
+    from utils.prompt import model_contract  # titles are read as the model's contract reads them
 
     root, out_root = Path(run_root), Path(out_root)
     if not root.is_dir():
@@ -69,7 +70,7 @@ def run(run_root: str, out_root: str, embedding_model: str, category: str = "ML1
             result = Path(tmp) / "test_result.json"
             write_json(result, records)
             evaluate(str(result), category=category, data_dir=str(data), topk=topk, output_dir=str(out),
-                     embedding_model=embedding_model, model=model)
+                     embedding_model=embedding_model, model=model, contract=model_contract(d).name)
 
 
 if __name__ == "__main__":

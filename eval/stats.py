@@ -188,10 +188,12 @@ def regrounded(result_path, catalog, deciles, k: int, embedding_model) -> dict:
     """A model's top-k lists re-grounded from its test_result.json, as eval/evaluate.py grounds them."""
     from utils.data import read_records
     from utils.metrics import ground_predictions, prediction_text
+    from utils.prompt import model_contract
 
     records = read_records(result_path)
     predictions = [prediction_text(r, result_path, i) for i, r in enumerate(records)]
-    ranking = ground_predictions(records, predictions, catalog, k, embedding_model)
+    title = model_contract(Path(result_path).parent).eval_title  # read as the model's evaluation read it
+    ranking = ground_predictions(records, predictions, catalog, k, embedding_model, title)
     if not ranking.keep:
         raise UserError(f"{result_path}: no test record with a catalog target to compare")
     keys = [(str(records[i].get("user", i)), int(t)) for i, t in zip(ranking.keep, ranking.targets)]
