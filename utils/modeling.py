@@ -92,7 +92,7 @@ def default_dtype(trainable_weights: bool = False):
     """bf16 (fp16 on cards without bf16) on a GPU, fp32 on the CPU; fp32 always for weights that are trained.
 
     Weights that the optimizer updates stay fp32, with bf16/fp16 autocast doing the arithmetic (see
-    utils/training.device_args): a bf16 weight cannot take a small step (bf16(0.02) + 2e-5 == 0.02). A frozen base
+    utils/trl_config.device_args): a bf16 weight cannot take a small step (bf16(0.02) + 2e-5 == 0.02). A frozen base
     under LoRA may be bf16/fp16; peft keeps the adapter itself in fp32.
     """
     import torch
