@@ -15,7 +15,6 @@ With --evaluate, eval/evaluate.py then runs in the same process (one Python star
 the predictions made with the same settings (and the eval files made with the same embedder), and stops with the
 differing values when the settings changed (e.g. another TEST_SAMPLE_SIZE or SEED, or the beam count K).
 """
-import os
 import time
 from pathlib import Path
 
@@ -31,12 +30,12 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
         split: str = "test", evaluate: bool = False, topk="1,5", embedding_model: str = "",
         decoding: str = "greedy", report_to: str = "none"):
     args = dict(locals())
-    from utils.device import process_state, release_memory
+    from utils.device import launched_as_main, process_state, release_memory
     from utils.metrics import check_decoding, parse_ks, result_name
     from utils.modeling import check_model_dir, load_model, load_tokenizer
     from utils.tracking import check_tracker
 
-    is_main = os.environ.get("RANK", "0") == "0"  # torchrun's rank: a finished evaluation skips without torch
+    is_main = launched_as_main()  # without accelerate: a finished evaluation skips without torch
     check_model_dir(model_dir, "--model_dir")
     check_tracker(report_to)
     model_dir = Path(model_dir)

@@ -24,6 +24,12 @@ def default_device() -> str:
     return "cuda" if has_gpu() else "cpu"
 
 
+def launched_as_main() -> bool:
+    """Whether this is the main process of its launch, without accelerate (so without torch): torchrun's RANK, 0 or
+    unset. What a finished stage or evaluation needs to print its skip once."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def process_state():
     """accelerate's view of this launch: rank, world size, device. Without CUDA it must be asked for the CPU backend
     explicitly: a plain PartialState() under `accelerate launch --multi_gpu` with ACCELERATE_USE_CPU=1 reports one

@@ -57,6 +57,28 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
+def user_cache(name: str) -> Path:
+    """A file of this project's per-user cache, ~/.cache/sprec (or $XDG_CACHE_HOME/sprec): answers that are slow to
+    compute and the same for every run of an environment (utils/recipe.py's config fields, utils/numerics.py)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sprec" / name
+
+
+def read_cache(path, default=None):
+    """A cache file's JSON, or `default` when it is missing or unreadable (a cache is rebuilt, never an error)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+def write_cache(path, obj) -> None:
+    """Write a cache file atomically; where it cannot be written (a read-only home), things are only slower."""
+    try:
+        write_json(path, obj)
+    except UserError:
+        pass
+
+
 def write_json(path, obj, indent=2) -> None:
     _atomic_write(path, lambda f: (json.dump(obj, f, ensure_ascii=False, indent=indent), f.write("\n")))
 

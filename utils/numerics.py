@@ -28,13 +28,11 @@ def numerics(device: str | None = None) -> dict:
     decide a GPU run's digits). Asked before torch is imported (a finished stage checking its settings), the answer
     comes from the cache of an earlier process with the same environment, CPU and torch version (`_cache_path`)."""
     from utils.device import default_device
+    from utils.io import read_cache, write_cache
 
     cache = _cache_path(device)
-    if "torch" not in sys.modules:
-        try:
-            return json.loads(cache.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            pass
+    if "torch" not in sys.modules and (cached := read_cache(cache)) is not None:
+        return cached
     import torch
 
     device = device or default_device()
@@ -42,11 +40,7 @@ def numerics(device: str | None = None) -> dict:
         "device": "cpu", "threads": torch.get_num_threads(), "aten_kernels": torch.backends.cpu.get_cpu_capability(),
         "mkl_kernels": os.environ.get("MKL_CBWR") or "native",
         "onednn_kernels": os.environ.get("ONEDNN_MAX_CPU_ISA") or "native"}
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(found), encoding="utf-8")
-    except OSError:  # a read-only home: only slower
-        pass
+    write_cache(cache, found)
     return found
 
 
@@ -60,7 +54,9 @@ def _cache_path(device: str | None) -> Path:
            "gpu_driver": Path("/dev/nvidiactl").exists(),
            **{n: os.environ.get(n) for n in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", *KERNEL_VARIABLES)}}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sprec" / f"numerics-{digest}.json"
+    from utils.io import user_cache
+
+    return user_cache(f"numerics-{digest}.json")
 
 
 def cpu_facts() -> dict:

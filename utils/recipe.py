@@ -104,19 +104,16 @@ def config_fields(section: str) -> tuple[str, dict]:
     takes seconds, and every stage checks every section, self-play too, which uses neither: the fields are cached per
     installed version of trl, peft and transformers (~/.cache/sprec, or $XDG_CACHE_HOME/sprec), so a stage imports
     them only when it trains."""
-    import json
-    import os
     import typing
     from importlib.metadata import version
+
+    from utils.io import read_cache, user_cache, write_cache
 
     if section == "self_play":
         return "self_play", {}
     key = "-".join(f"{p}{version(p)}" for p in ("trl", "peft", "transformers"))
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sprec" / f"config_kinds-{key}.json"
-    try:
-        known = json.loads(cache.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        known = {}
+    cache = user_cache(f"config_kinds-{key}.json")
+    known = read_cache(cache, {})
     if section not in known:
         import dataclasses
 
@@ -124,13 +121,7 @@ def config_fields(section: str) -> tuple[str, dict]:
         hints = typing.get_type_hints(cls)
         known[section] = [cls.__name__, {f.name: value_kinds(hints.get(f.name, f.type))
                                          for f in dataclasses.fields(cls)}]
-        try:
-            from utils.io import write_json
-
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            write_json(cache, known)
-        except (OSError, UserError):  # a read-only home: the check still works, only slower
-            pass
+        write_cache(cache, known)
     name, fields = known[section]
     return name, fields
 

@@ -46,7 +46,9 @@ class Stage:
     @property
     def is_main(self) -> bool:
         """The main process (rank 0 of the launch; torchrun's RANK until accelerate is asked)."""
-        return self._state.is_main_process if self._state is not None else os.environ.get("RANK", "0") == "0"
+        from utils.device import launched_as_main
+
+        return self._state.is_main_process if self._state is not None else launched_as_main()
 
     def say(self, message: str) -> None:
         """Print on the main process only, prefixed with the stage's tag."""
