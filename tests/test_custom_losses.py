@@ -229,7 +229,7 @@ def test_weighted_sft_loss_scales_each_records_tokens(tiny_model, tmp_path):
 
     from utils.custom_losses import WeightedSFTTrainer
     from utils.modeling import load_model, load_tokenizer
-    from utils.trl_config import device_args, prompt_completion_dataset
+    from utils.trl_config import device_args, sft_dataset
 
     records = [rec(["Toy Story (1995)"], "GoldenEye (1995)"), rec(["Four Rooms (1995)"], "Get Shorty (1995)")]
     for r in records:
@@ -239,7 +239,7 @@ def test_weighted_sft_loss_scales_each_records_tokens(tiny_model, tmp_path):
         config = SFTConfig(output_dir=str(tmp_path / "out"), per_device_train_batch_size=2, report_to="none",
                            save_strategy="no", completion_only_loss=True, **device_args())
         trainer = trainer_class(model=load_model(str(tiny_model), trainable=True), args=config,
-                                train_dataset=prompt_completion_dataset(records, weights),
+                                train_dataset=sft_dataset(records, weights=weights),
                                 processing_class=load_tokenizer(str(tiny_model)))
         batch = next(iter(trainer.get_train_dataloader()))
         tokens = int((batch["labels"] != -100).sum())

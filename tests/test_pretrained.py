@@ -60,14 +60,14 @@ def test_lora_sft_labels_cover_the_completion_and_eos_only(smollm2):
     from trl import SFTConfig, SFTTrainer
 
     from utils.modeling import load_model, load_tokenizer
-    from utils.trl_config import device_args, lora_config, prompt_completion_dataset
+    from utils.trl_config import device_args, lora_config, sft_dataset
 
     recs = records(3)
     tok = load_tokenizer(smollm2)
     config = SFTConfig(output_dir="unused", per_device_train_batch_size=3, max_length=512, completion_only_loss=True,
                        report_to="none", **device_args())
     trainer = SFTTrainer(model=load_model(smollm2, trainable=True, full=False), args=config,
-                         train_dataset=prompt_completion_dataset(recs), processing_class=tok,
+                         train_dataset=sft_dataset(recs), processing_class=tok,
                          peft_config=lora_config(LORA))
     batch = next(iter(trainer.get_train_dataloader()))
     assert len(batch["input_ids"]) == len(recs)

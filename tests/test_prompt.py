@@ -24,10 +24,10 @@ def test_every_stage_uses_byte_identical_prompts(ml100k, tmp_path, monkeypatch):
     """SFT data, self-play pairs (DPO prompts) and evaluation prompts are the very same string."""
     from train import self_play
     from utils.data import load_split
-    from utils.trl_config import prompt_completion_dataset
+    from utils.trl_config import sft_dataset
 
     records = load_split(ml100k, "train")[:3]
-    sft_prompts = prompt_completion_dataset(records)["prompt"]
+    sft_prompts = sft_dataset(records)["prompt"]
     eval_prompts = [render_prompt(r) for r in records]  # what eval/inference.py sends to the model
     monkeypatch.setattr(self_play.random.Random, "sample", lambda self, pop, k: list(pop)[:k])
     self_play.run(str(tmp_path / "pairs"), category="ML100K", negatives="random", spare_ratio=0,

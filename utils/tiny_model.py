@@ -9,7 +9,7 @@ from pathlib import Path
 from utils.cli import run_cli
 from utils.data import REPO_ROOT, category_dir, check_category_name, load_catalog, load_split
 from utils.io import write_json
-from utils.prompt import record_target, render_completion, render_prompt
+from utils.prompt import PROJECT, render_completion
 from utils.stage import finish_stage, is_done, start_stage
 
 PAD, EOS = "<|pad|>", "<|eos|>"
@@ -55,7 +55,7 @@ def build(category: str = "ML100K", out: str = "", vocab_size: int = 4096, hidde
     data_dir = category_dir(category)
     catalog = load_catalog(data_dir)
     train = load_split(data_dir, "train")[:corpus_records]
-    texts = [render_prompt(r) + render_completion(record_target(r)) for r in train]
+    texts = [PROJECT.sft_text(r) for r in train]  # what SFT trains on
     texts += [render_completion(n) for n in catalog.names]  # every title, even those never in the sample
     tokenizer = train_tokenizer(texts, vocab_size)
 

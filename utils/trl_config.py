@@ -49,11 +49,6 @@ def sft_dataset(records, contract=PROJECT, tokenizer=None, weights=None):
     return Dataset.from_dict(columns)
 
 
-def prompt_completion_dataset(records, weights=None):
-    """The project contract's SFT data: prompt and completion texts."""
-    return sft_dataset(records, PROJECT, None, weights)
-
-
 def preference_dataset(pairs, multi_negative: bool = False, prompt_prefix: str = ""):
     """DPO data from self-play pair rows {prompt, chosen, rejected} (already rendered by train/self_play.py), each
     prompt after `prompt_prefix` (the contract's `dpo_prompt_prefix`); with `multi_negative`, also `extra_rejected`,
