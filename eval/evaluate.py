@@ -2,7 +2,7 @@
 
 usage: python -m eval.evaluate --result_json models/SFT/ML100K/test_result.json --category ML100K [--topk 1,5]
        [--data_dir DIR] [--output_dir DIR] [--embedding_model PATH] [--decoding greedy|constrained]
-       [--contract project|official]
+       [--contract project|official|bare-dpo-prompt]
 Writes eval_top{K}.json (overwritten, never appended) beside the result file or in --output_dir, and
 eval_users.jsonl: one line per evaluated test user (its top-K items, their popularity deciles, the target's rank;
 utils.metrics.user_rows), from which eval/stats.py recomputes everything without the dataset or the embedding model.
@@ -17,7 +17,9 @@ How the top-K is formed depends on how the predictions were decoded (--decoding,
                by side in a model directory.
 The title of a greedy generation is read by the prompt contract (utils/prompt.py; --contract, by default the one the
 result file's model directory was trained with): the project's `parse_title`, or the authors' extraction (an empty
-text is "NAN"; else from the first quote to the next quote or the end; else the first line).
+text is "NAN"; else from the first quote to the next quote or the end; else the first line). An empty
+--embedding_model is the contract's grounding model: all-MiniLM-L6-v2, or the authors' paraphrase-MiniLM-L3-v2 under
+the official contract.
 Generations that are all empty still evaluate (docs/metrics.md grounds the empty title like any other: ValidRatio 0,
 every record on the same items) with one warning line: a collapsed model is a result to report, not a crash.
 """
@@ -72,7 +74,8 @@ def run(result_json: str, category: str = "ML100K", data_dir: str = "", topk="1,
         if not any(p.strip() for p in predictions):  # still evaluated, the empty title grounded (docs/metrics.md)
             print(f"warning: every prediction in {result_path} is empty (the model generated no title); the metrics "
                   f"are still written: ValidRatio 0 and every record grounds to the same items", file=sys.stderr)
-        results, ranking = evaluate_predictions(records, predictions, catalog, ks, embedding_model or None,
+        results, ranking = evaluate_predictions(records, predictions, catalog, ks,
+                                                embedding_model or contract.embedding_model or None,
                                                 contract.eval_title)
     paths = write_eval_files(results, ranking, deciles, out, model or str(result_path.parent),
                              category or data_dir.name, records, decoding)

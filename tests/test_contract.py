@@ -257,7 +257,8 @@ def test_the_contract_is_a_recipe_field(tmp_path):
     own.write_text("inherit: " + str(small) + "\ncontract: official\n")
     assert contract_of(resolve(own, "", ("sft",))) is OFFICIAL
     assert "contract" not in resolve(own, "contract=project", ("sft",))
-    with pytest.raises(UserError, match="RECIPE_ARGS contract must be project or official, got 'authors'"):
+    with pytest.raises(UserError, match="RECIPE_ARGS contract must be one of project, official, bare-dpo-prompt, "
+                                        "got 'authors'"):
         resolve(small, "contract=authors")
 
 
@@ -300,6 +301,48 @@ def test_a_model_is_continued_only_in_its_contract(tmp_path):
         check_model_contract(tmp_path, PROJECT, "--model_dir")
 
 
+@pytest.mark.parametrize("contract, given, grounded_with", [
+    ("official", "", "paraphrase-MiniLM-L3-v2"),  # the authors' grounding model by default
+    ("official", "all-MiniLM-L6-v2", "all-MiniLM-L6-v2"),  # EMBEDDING_MODEL still wins
+    ("project", "", None),  # None: utils.metrics takes the package default, all-MiniLM-L6-v2
+    ("bare-dpo-prompt", "", None),
+])
+def test_evaluation_grounds_with_the_contracts_model(ml100k, tmp_path, monkeypatch, contract, given, grounded_with):
+    import utils.metrics
+    from eval.evaluate import run as evaluate
+
+    class Grounded(Exception):
+        pass
+
+    def stop(records, predictions, catalog, ks, embedding_model, title):
+        raise Grounded(embedding_model)
+
+    monkeypatch.setattr(utils.metrics, "evaluate_predictions", stop)
+    recipe = {} if contract == "project" else {"contract": contract}
+    (tmp_path / "run_config_sft.json").write_text(json.dumps({"args": {"resolved_recipe": recipe}}))
+    from utils.data import load_split
+
+    record = load_split(ml100k, "test")[0]
+    (tmp_path / "test_result.json").write_text(json.dumps([{**record, "predict": ['"Heat (1995)"']}]))
+    with pytest.raises(Grounded) as grounded:
+        evaluate(str(tmp_path / "test_result.json"), data_dir=str(ml100k), embedding_model=given)
+    assert grounded.value.args[0] == grounded_with
+
+
+def test_the_bare_dpo_prompt_ablation_changes_the_dpo_prompt_only():
+    from utils.prompt import BARE_DPO_PROMPT
+
+    assert BARE_DPO_PROMPT.dpo_prompt(R1) == DPO_PROMPT_R1 and BARE_DPO_PROMPT.dpo_prompt(R2) == DPO_PROMPT_R2
+    for record in (R1, R2):
+        for stage_text in ("sft_text", "generation_prompt", "chosen"):
+            assert getattr(BARE_DPO_PROMPT, stage_text)(record) == getattr(PROJECT, stage_text)(record)
+    assert BARE_DPO_PROMPT.rejected("Heat (1995)") == PROJECT.rejected("Heat (1995)")
+    assert BARE_DPO_PROMPT.eval_title('"Heat (1995)" and more') == "Heat (1995)"
+    for flag in ("one_line", "drops_predicted_target", "caps_warmup", "recipe_changes", "embedding_model"):
+        assert getattr(BARE_DPO_PROMPT, flag) == getattr(PROJECT, flag)
+    assert BARE_DPO_PROMPT.settings() == {"contract": "bare-dpo-prompt"}
+
+
 def test_official_generation_runs_past_the_answer_line(tiny_model):
     """The project stops at the first newline; the official contract runs on (to EOS or the limit): the same greedy
     tokens, so the project's answer is the first line of the official one."""
@@ -325,7 +368,9 @@ def test_official_contract_end_to_end(ml100k, tmp_path):
     rejected items by constrained beam search, as the golden run does; greedy self-play is tested above."""
     from test_pipeline import sh
 
-    logs = [sh(tmp_path, script, *args, RECIPE_ARGS=OFFICIAL_TOY, TEST_SAMPLE_SIZE="8", EVAL_SFT_STEP="0")
+    # Grounded with the default model by name: the authors' (the official default) would download its 63 MB wheel.
+    logs = [sh(tmp_path, script, *args, RECIPE_ARGS=OFFICIAL_TOY, TEST_SAMPLE_SIZE="8", EVAL_SFT_STEP="0",
+               EMBEDDING_MODEL="all-MiniLM-L6-v2")
             for script, *args in (("shell/SFT.sh",), ("shell/SPRec.sh", "1"))]
     log = "".join(p.stdout + p.stderr for p in logs)
     for warning in ("FutureWarning", "DeprecationWarning", "not a prefix"):
@@ -337,6 +382,8 @@ def test_official_contract_end_to_end(ml100k, tmp_path):
         assert args["resolved_recipe"][section]["lr_scheduler_type"] == "linear"
         assert args["best_checkpoint_step"] % save_steps == 0 and not list(model.glob("checkpoint-*"))
     assert (sft / "eval_top5.json").is_file() and (it / "DPO/eval_top5.json").is_file()
+    grounded_with = json.loads((it / "DPO/eval_top5.json").read_text())["embedding_model"]
+    assert grounded_with.startswith("all-MiniLM-L6-v2 sha256:"), grounded_with
     assert json.loads((sft / "run_config_sft.json").read_text())["args"]["warmup_steps_effective"] == 50  # uncapped
     inference = json.loads((it / "DPO/run_config_inference.json").read_text())
     assert inference["settings"]["contract"] == "official"

@@ -164,7 +164,7 @@ def test_the_short_name_resolves_to_the_built_folder_with_a_content_id(stand_in,
 def test_the_default_and_other_names_are_untouched(stand_in):
     _, calls, _ = stand_in
     default = grounding.default_embedding_model()
-    for value in ("", None, default):
+    for value in ("", None, default, "all-MiniLM-L6-v2"):
         assert grounding.resolve_embedding_model(value) == default
         assert grounding.embedding_model_id(value).startswith("all-MiniLM-L6-v2 sha256:")
     assert grounding.embedding_model_id("stub") == "stub"

@@ -29,14 +29,16 @@ def default_embedding_model() -> str:
 
 
 def resolve_embedding_model(model_path) -> str:
-    """The model an EMBEDDING_MODEL value names: empty is the default; a short name of utils/embedder.py
-    (paraphrase-MiniLM-L3-v2, case-sensitive) is its folder, built on first use, unless a path of that name exists;
-    anything else is used as given."""
+    """The model an EMBEDDING_MODEL value names: empty or all-MiniLM-L6-v2 is the default; a short name of
+    utils/embedder.py (paraphrase-MiniLM-L3-v2, case-sensitive) is its folder, built on first use; a path of that
+    name, if one exists, wins; anything else is used as given."""
     model_path = str(model_path or default_embedding_model())
     from utils.embedder import EMBEDDERS, SHORT_NAMES, build
 
     if Path(model_path).exists():
         return model_path
+    if model_path == "all-MiniLM-L6-v2":  # by name, e.g. to ground an official-contract run with the default
+        return default_embedding_model()
     if model_path in SHORT_NAMES:
         return build(SHORT_NAMES[model_path])
     near = {name.lower(): name for name in SHORT_NAMES} | {name: spec["folder"] for name, spec in EMBEDDERS.items()}

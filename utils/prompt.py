@@ -7,6 +7,8 @@ they start from (`model_contract`) and call its methods; they never ask which co
             the end of the answer line; the title is `parse_title`.
   official  (`OFFICIAL`, recipe field `contract: official`) every text exactly as the authors' code builds it
             (RegionCh/SPRec, Dec 2024, with trl 0.9.2): see `OfficialContract`.
+  bare-dpo-prompt  the project's contract with one of the authors' differences, their bare DPO prompt: an ablation
+            that measures what that difference alone does (`BareDpoPromptContract`).
 """
 import contextlib
 import re
@@ -70,6 +72,7 @@ class Contract:
     one_line = True  # generation stops at the first newline (or EOS) and keeps that one line
     drops_predicted_target = True  # self-play makes no pair from a prediction that grounds to the target
     caps_warmup = True  # warm-up at most 10% of a stage's optimizer steps (utils.trl_config.schedule_args)
+    embedding_model = ""  # evaluation's grounding model when EMBEDDING_MODEL is empty ("": all-MiniLM-L6-v2)
     recipe_changes: dict = {}  # recipe fields the contract sets, over the recipe file, under RECIPE_ARGS
 
     def settings(self) -> dict:
@@ -148,7 +151,8 @@ class OfficialContract(Contract):
     DPO       prompt = instruction + input glued, no template; chosen = the record's `output`; trl 0.9.2 put BOS before
               the prompt and EOS after each answer.
     eval      an empty answer is embedded as "NAN"; else the text from the first quote to the next quote or the end,
-              unstripped; else the first line.
+              unstripped; else the first line; grounded with the authors' paraphrase-MiniLM-L3-v2 unless
+              EMBEDDING_MODEL names another.
     schedule  transformers' linear decay and the whole warm-up the recipe asks for; the best checkpoint by validation
               loss among those saved every 500 steps is the result (load_best_model_at_end).
     """
@@ -157,6 +161,7 @@ class OfficialContract(Contract):
     one_line = False
     drops_predicted_target = False
     caps_warmup = False
+    embedding_model = "paraphrase-MiniLM-L3-v2"  # the authors' (utils/embedder.py) unless EMBEDDING_MODEL is set
     _BEST_CHECKPOINT = {"load_best_model_at_end": True, "save_strategy": "steps", "save_steps": 500,
                         "save_total_limit": 1}
     recipe_changes = {"sft": {"lr_scheduler_type": "linear", **_BEST_CHECKPOINT},
@@ -247,15 +252,26 @@ class OfficialContract(Contract):
             log.removeFilter(not_the_merge_notice)
 
 
-PROJECT, OFFICIAL = Contract(), OfficialContract()
-CONTRACTS = {c.name: c for c in (PROJECT, OFFICIAL)}
+class BareDpoPromptContract(Contract):
+    """A single-difference ablation (README, differences from the official code): the project's contract with the
+    authors' DPO prompt only (`instruction + input`, no template, no "### Response:" cue, their BOS); every other
+    text, the answers included, is the project's."""
+
+    name = "bare-dpo-prompt"
+    dpo_prompt = OfficialContract.dpo_prompt
+    dpo_prompt_prefix = OfficialContract.dpo_prompt_prefix
+    dpo_tokenizing = OfficialContract.dpo_tokenizing
+
+
+PROJECT, OFFICIAL, BARE_DPO_PROMPT = Contract(), OfficialContract(), BareDpoPromptContract()
+CONTRACTS = {c.name: c for c in (PROJECT, OFFICIAL, BARE_DPO_PROMPT)}
 
 
 def contract_named(name: str, where: str = "contract") -> Contract:
     from utils.io import UserError
 
     if name not in CONTRACTS:
-        raise UserError(f"{where} must be {' or '.join(CONTRACTS)}, got {name!r}")
+        raise UserError(f"{where} must be one of {', '.join(CONTRACTS)}, got {name!r}")
     return CONTRACTS[name]
 
 
