@@ -143,114 +143,31 @@ def write_category(out_dir, items: dict, interactions, domain: Domain, genres: l
                     or top_genres is not None or not keep_unused_items)
     if genres is None and top_genres is None:
         top_genres = 0
-
-    # items: clean names, merge same names into the first key, drop untitled ones
-    name_index, raw_genres, names, dropped_untitled, merged = {}, [], [], 0, 0
-    first_of_name = {}
-    for k in sorted(items, key=_key_order):
-        title, item_genres = items[k]
-        name = clean_title(title)
-        if not name:
-            dropped_untitled += 1
-            continue
-        j = first_of_name.get(name)
-        if j is None:
-            j = first_of_name[name] = len(names)
-            names.append(name)
-            raw_genres.append(list(dict.fromkeys(g for g in item_genres if isinstance(g, str))))
-        else:
-            merged += 1
-        name_index[k] = j
-
-    # interactions: known items, time window, chronological per user (ties in file order), first occurrence kept
+    name_index, names, raw_genres, item_counts = _catalog_names(items)
     log = Interactions.of(interactions)
-    item_to_name = np.array([name_index.get(k, -1) for k in log.item_keys] or [-1], dtype=np.int64)
-    user_rank = np.empty(max(len(log.user_keys), 1), dtype=np.int64)
-    user_rank[sorted(range(len(log.user_keys)), key=lambda u: _key_order(log.user_keys[u]))] = \
-        np.arange(len(log.user_keys))
-    users_by_rank = sorted(log.user_keys, key=_key_order)
-    nm = item_to_name[np.frombuffer(log.items, dtype=np.int64)] if len(log) else np.zeros(0, np.int64)
-    ts = np.frombuffer(log.times, dtype=np.float64) if len(log) else np.zeros(0)
-    ur = user_rank[np.frombuffer(log.users, dtype=np.int64)] if len(log) else np.zeros(0, np.int64)
-    known = nm >= 0
-    unknown = int((~known).sum())
-    in_window = known.copy()
-    if start is not None:
-        in_window &= ts >= start
-    if end is not None:
-        in_window &= ts < end
-    outside_window = int(known.sum() - in_window.sum())
-    pos = np.flatnonzero(in_window)
-    pos = pos[np.lexsort((pos, ts[pos], ur[pos]))]
-    ur, nm = ur[pos], nm[pos]
-    _, first = np.unique(ur * max(len(names), 1) + nm, return_index=True)
-    first.sort()
-    repeats = len(ur) - len(first)
-    ur, nm = ur[first], nm[first]
-    pairs_before_kcore, users_before_kcore = len(ur), len(np.unique(ur))
-    if kcore:
-        ur, nm = _kcore(ur, nm, kcore)
-
-    # users: at least three distinct items (one history item before the valid target)
-    bounds = np.flatnonzero(np.r_[True, ur[1:] != ur[:-1], True]) if len(ur) else np.zeros(1, np.int64)
-    seqs, skipped_users, used = [], 0, np.zeros(len(names), dtype=bool)
-    names_arr = np.array(names, dtype=object)
-    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        if b - a < 3:
-            skipped_users += 1
-            continue
-        seqs.append((users_by_rank[ur[a]], names_arr[nm[a:b]].tolist()))
-        used[nm[a:b]] = True
-    n_inter = sum(len(s) for _, s in seqs)
-
-    rng = random.Random(seed)
-    valid = [make_record(domain, u, s[max(0, len(s) - 2 - history_len):-2], s[-2])
-             for u, s in (seqs[i] for i in _sample_users(len(seqs), valid_size, seed, "valid"))]
-    test = [make_record(domain, u, s[max(0, len(s) - 1 - history_len):-1], s[-1])
-            for u, s in (seqs[i] for i in _sample_users(len(seqs), test_size, seed, "test"))]
-    offsets = np.cumsum([0] + [len(s) - 3 for _, s in seqs])  # user i owns windows offsets[i] .. offsets[i+1]-1
-    n_windows = int(offsets[-1])
-    chosen = range(n_windows)
-    if train_size and train_size < n_windows:
-        chosen = sorted(rng.sample(range(n_windows), train_size))
-    train = []
-    for w in chosen:
-        i = bisect.bisect_right(offsets, w) - 1
-        (u, s), t = seqs[i], 1 + w - int(offsets[i])
-        train.append(make_record(domain, u, s[max(0, t - history_len):t], s[t]))
-
-    # catalog and genre vocabulary
+    seqs, used, counts = _user_sequences(log, name_index, names, start, end, kcore)
+    valid, test, train, n_windows = _split_records(seqs, domain, history_len, train_size, valid_size, test_size, seed)
     n_items_all = len(names)
     if not keep_unused_items:
         keep_idx = np.flatnonzero(used).tolist()
         names, raw_genres = [names[j] for j in keep_idx], [raw_genres[j] for j in keep_idx]
-    allowed = None if genres is None else set(genres)
-    if top_genres is None:
-        vocab = list(genres)
-    else:
-        freq = Counter(g for gs in raw_genres for g in gs if allowed is None or g in allowed)
-        ranked = sorted(freq, key=lambda g: (-freq[g], g))
-        chosen_genres = set(ranked[:top_genres] if top_genres else ranked)
-        vocab = [g for g in genres if g in chosen_genres] if genres is not None else \
-            [g for g in ranked if g in chosen_genres]
-    in_vocab = set(vocab)
-    genres_of = {n: [g for g in gs if g in in_vocab] for n, gs in zip(names, raw_genres)}
-    item_id = {n: i for i, n in enumerate(names)}
+    vocab, genres_of = _genre_vocabulary(names, raw_genres, genres, top_genres)
 
     stats = {
-        "source": source, "users": len(seqs), "users_skipped_under_3_items": skipped_users, "items": len(names),
-        "items_merged_same_name": merged, "items_dropped_untitled": dropped_untitled,
-        "interactions": n_inter, "interactions_unknown_item": unknown, "train_windows_total": n_windows,
+        "source": source, "users": len(seqs), "users_skipped_under_3_items": counts["skipped_users"],
+        "items": len(names), **item_counts,
+        "interactions": sum(len(s) for _, s in seqs), "interactions_unknown_item": counts["unknown"],
+        "train_windows_total": n_windows,
         "records": {"train": len(train), "valid": len(valid), "test": len(test)},
         "genres": len(vocab), "items_with_genres": sum(bool(genres_of[n]) for n in names),
         "history_len": history_len, "seed": seed,
     }
     if extended:
         stats.update({
-            "interactions_read": len(log), "interactions_outside_window": outside_window,
-            "interactions_repeated_item": repeats,
-            "kcore": kcore, "users_removed_by_kcore": users_before_kcore - len(np.unique(ur)),
-            "interactions_removed_by_kcore": pairs_before_kcore - len(ur),
+            "interactions_read": len(log), "interactions_outside_window": counts["outside_window"],
+            "interactions_repeated_item": counts["repeats"],
+            "kcore": kcore, "users_removed_by_kcore": counts["users_removed_by_kcore"],
+            "interactions_removed_by_kcore": counts["pairs_removed_by_kcore"],
             "items_dropped_no_interactions": n_items_all - len(names),
             "window": {"start": _iso(start), "end": _iso(end)}, "valid_size": valid_size, "test_size": test_size,
             "train_size": train_size, "top_genres": top_genres,
@@ -268,9 +185,115 @@ def write_category(out_dir, items: dict, interactions, domain: Domain, genres: l
     write_json(tmp / "valid.json", valid, indent=None)
     write_json(tmp / "test.json", test, indent=None)
     write_json(tmp / "id2name.json", {str(i): n for i, n in enumerate(names)})
-    write_json(tmp / "name2id.json", item_id)
+    write_json(tmp / "name2id.json", {n: i for i, n in enumerate(names)})
     write_json(tmp / "name2genre.json", genres_of)
     write_json(tmp / "genre_dict.json", {g: 0 for g in vocab})
     write_json(tmp / "stats.json", stats)
     finish_stage(out_dir)
     return stats
+
+
+def _catalog_names(items: dict):
+    """Clean names, items sharing a name merged into the first key, untitled ones dropped: (raw key -> name index,
+    names, each name's genres, the counts for stats)."""
+    name_index, raw_genres, names, dropped_untitled, merged = {}, [], [], 0, 0
+    first_of_name = {}
+    for k in sorted(items, key=_key_order):
+        title, item_genres = items[k]
+        name = clean_title(title)
+        if not name:
+            dropped_untitled += 1
+            continue
+        j = first_of_name.get(name)
+        if j is None:
+            j = first_of_name[name] = len(names)
+            names.append(name)
+            raw_genres.append(list(dict.fromkeys(g for g in item_genres if isinstance(g, str))))
+        else:
+            merged += 1
+        name_index[k] = j
+    return name_index, names, raw_genres, {"items_merged_same_name": merged, "items_dropped_untitled": dropped_untitled}
+
+
+def _user_sequences(log, name_index: dict, names: list, start, end, kcore: int):
+    """Each kept user's distinct items in time order: known items, inside the time window, chronological per user (ties
+    in file order), the first occurrence of an item kept, the k-core if asked, users with at least three items (one
+    history item before the valid target). Returns ([(user, [names])] in user-key order, which names are used,
+    counts)."""
+    item_to_name = np.array([name_index.get(k, -1) for k in log.item_keys] or [-1], dtype=np.int64)
+    user_rank = np.empty(max(len(log.user_keys), 1), dtype=np.int64)
+    user_rank[sorted(range(len(log.user_keys)), key=lambda u: _key_order(log.user_keys[u]))] = \
+        np.arange(len(log.user_keys))
+    users_by_rank = sorted(log.user_keys, key=_key_order)
+    nm = item_to_name[np.frombuffer(log.items, dtype=np.int64)] if len(log) else np.zeros(0, np.int64)
+    ts = np.frombuffer(log.times, dtype=np.float64) if len(log) else np.zeros(0)
+    ur = user_rank[np.frombuffer(log.users, dtype=np.int64)] if len(log) else np.zeros(0, np.int64)
+    known = nm >= 0
+    in_window = known.copy()
+    if start is not None:
+        in_window &= ts >= start
+    if end is not None:
+        in_window &= ts < end
+    counts = {"unknown": int((~known).sum()), "outside_window": int(known.sum() - in_window.sum())}
+    pos = np.flatnonzero(in_window)
+    pos = pos[np.lexsort((pos, ts[pos], ur[pos]))]
+    ur, nm = ur[pos], nm[pos]
+    _, first = np.unique(ur * max(len(names), 1) + nm, return_index=True)
+    first.sort()
+    counts["repeats"] = len(ur) - len(first)
+    ur, nm = ur[first], nm[first]
+    pairs_before_kcore, users_before_kcore = len(ur), len(np.unique(ur))
+    if kcore:
+        ur, nm = _kcore(ur, nm, kcore)
+    counts["users_removed_by_kcore"] = users_before_kcore - len(np.unique(ur))
+    counts["pairs_removed_by_kcore"] = pairs_before_kcore - len(ur)
+
+    bounds = np.flatnonzero(np.r_[True, ur[1:] != ur[:-1], True]) if len(ur) else np.zeros(1, np.int64)
+    seqs, skipped_users, used = [], 0, np.zeros(len(names), dtype=bool)
+    names_arr = np.array(names, dtype=object)
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        if b - a < 3:
+            skipped_users += 1
+            continue
+        seqs.append((users_by_rank[ur[a]], names_arr[nm[a:b]].tolist()))
+        used[nm[a:b]] = True
+    counts["skipped_users"] = skipped_users
+    return seqs, used, counts
+
+
+def _split_records(seqs, domain: Domain, history_len: int, train_size: int, valid_size: int, test_size: int,
+                   seed: int):
+    """The leave-one-out records: valid = each (sampled) user's second-to-last item, test = the last; train = a seeded
+    sample of `train_size` of all earlier sliding windows (all when fewer). Returns (valid, test, train, windows)."""
+    rng = random.Random(seed)
+    valid = [make_record(domain, u, s[max(0, len(s) - 2 - history_len):-2], s[-2])
+             for u, s in (seqs[i] for i in _sample_users(len(seqs), valid_size, seed, "valid"))]
+    test = [make_record(domain, u, s[max(0, len(s) - 1 - history_len):-1], s[-1])
+            for u, s in (seqs[i] for i in _sample_users(len(seqs), test_size, seed, "test"))]
+    offsets = np.cumsum([0] + [len(s) - 3 for _, s in seqs])  # user i owns windows offsets[i] .. offsets[i+1]-1
+    n_windows = int(offsets[-1])
+    chosen = range(n_windows)
+    if train_size and train_size < n_windows:
+        chosen = sorted(rng.sample(range(n_windows), train_size))
+    train = []
+    for w in chosen:
+        i = bisect.bisect_right(offsets, w) - 1
+        (u, s), t = seqs[i], 1 + w - int(offsets[i])
+        train.append(make_record(domain, u, s[max(0, t - history_len):t], s[t]))
+    return valid, test, train, n_windows
+
+
+def _genre_vocabulary(names: list, raw_genres: list, genres: list | None, top_genres: int | None):
+    """The genre vocabulary (`genres`, or its `top_genres` most frequent among the catalog's items) and each name's
+    genres in it."""
+    allowed = None if genres is None else set(genres)
+    if top_genres is None:
+        vocab = list(genres)
+    else:
+        freq = Counter(g for gs in raw_genres for g in gs if allowed is None or g in allowed)
+        ranked = sorted(freq, key=lambda g: (-freq[g], g))
+        chosen_genres = set(ranked[:top_genres] if top_genres else ranked)
+        vocab = [g for g in genres if g in chosen_genres] if genres is not None else \
+            [g for g in ranked if g in chosen_genres]
+    in_vocab = set(vocab)
+    return vocab, {n: [g for g in gs if g in in_vocab] for n, gs in zip(names, raw_genres)}
