@@ -58,3 +58,28 @@ def test_the_run_seed_draws_the_initial_weights(tiny_model):
     assert all(torch.equal(a, b) for a, b in zip(stored.state_dict().values(), same.state_dict().values()))
     assert not torch.equal(stored.model.embed_tokens.weight, other.model.embed_tokens.weight)
     assert other.lm_head.weight is other.model.embed_tokens.weight  # still tied
+
+
+def test_the_official_contracts_small_model_reads_its_three_templates_alike(ml100k, tmp_path):
+    """Under contract: official the small model's tokenizer is trained on the authors' three templates, with an indent
+    as a token of its own: every evaluation-prompt line is tokenized as in the indented SFT text (a real model's
+    vocabulary does the same), and the model lives in its own folder; the project's folder is untouched."""
+    from utils.data import load_split
+    from utils.prompt import OFFICIAL, PROJECT
+    from utils.tiny_model import build, tiny_model_dir
+
+    out = tmp_path / "official"
+    build(category="ML100K", out=str(out), vocab_size=1024, hidden=64, layers=2, heads=2, corpus_records=300,
+          recipe_args="contract=official")
+    assert json.loads((out / TINY_MARKER).read_text())["sft_texts"] == "official"
+    tok = load_tokenizer(out)
+    indent = tok.convert_ids_to_tokens(tok(" " * 16).input_ids)
+    assert indent == ["\u0120" * 16]  # one token (byte-level: a space is \u0120)
+    for record in load_split(ml100k, "test")[:20]:
+        sft = tok.tokenize(OFFICIAL.sft_text(record))
+        for line in OFFICIAL.generation_prompt(record).split("\n"):
+            if line.strip():
+                ids = tok.tokenize(line.rstrip())
+                assert any(sft[i:i + len(ids)] == ids for i in range(len(sft))), line
+    assert tiny_model_dir("ML100K", OFFICIAL).parent.name == "tiny-official"
+    assert tiny_model_dir("ML100K", PROJECT).parent.name == "tiny"

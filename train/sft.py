@@ -101,8 +101,13 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     check_output_dir(output_dir)
     # The recipe follows the model: the start model's kind, or on a rerun of a finished stage its own model's.
     done = is_done(output_dir)
-    start = None if done else (check_model_dir(resume_from, "--resume_from") if resume_from
-                               else resolve_base_model(base_model, category))
+    if done:
+        start = None
+    elif resume_from:
+        start = check_model_dir(resume_from, "--resume_from")
+    else:  # the small model (no base_model) is the one built for the recipe's contract (utils/tiny_model.py)
+        small_contract = None if base_model else contract_of(for_stage(section, recipe, recipe_args, True)[1])
+        start = resolve_base_model(base_model, category, small_contract)
     small_model = is_small_model(output_dir if done else start)
     full = small_model if full_finetune == "auto" else str(full_finetune).lower() in ("1", "true", "yes")
     new_adapter = not full and section == "sft" and not (start and is_adapter(start))

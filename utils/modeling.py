@@ -18,10 +18,12 @@ from utils.tiny_model import TINY_MARKER, tiny_model_dir
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
-def resolve_base_model(base_model: str | None, category: str) -> str:
+def resolve_base_model(base_model: str | None, category: str, contract=None) -> str:
     """`base_model` as given (local path, hub id, or the short name of an embedded pretrained model such as
-    'smollm2'); empty means the project-built small model of the category."""
+    'smollm2'); empty means the project-built small model of the category, the one whose tokenizer was trained on the
+    SFT texts of `contract` (the project's when None; utils/tiny_model.py)."""
     from utils.pretrained import PRETRAINED, pretrained_dir
+    from utils.prompt import PROJECT
 
     if base_model in PRETRAINED:
         d = pretrained_dir(base_model)
@@ -31,10 +33,12 @@ def resolve_base_model(base_model: str | None, category: str) -> str:
         return str(d)
     if base_model:
         return check_model_path(base_model, "--base_model")
-    d = tiny_model_dir(category)
+    contract = contract or PROJECT
+    d = tiny_model_dir(category, contract)
     if not (d / TINY_MARKER).is_file():
+        flag = f' --recipe_args "contract={contract.name}"' if contract.small_model_texts else ""
         raise UserError(f"no embedded small model at {d}: build it with "
-                        f"python -m utils.tiny_model --category {category}")
+                        f"python -m utils.tiny_model --category {category}{flag}")
     return str(d)
 
 

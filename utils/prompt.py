@@ -73,6 +73,10 @@ class Contract:
     drops_predicted_target = True  # self-play makes no pair from a prediction that grounds to the target
     caps_warmup = True  # warm-up at most 10% of a stage's optimizer steps (utils.trl_config.schedule_args)
     embedding_model = ""  # evaluation's grounding model when EMBEDDING_MODEL is empty ("": all-MiniLM-L6-v2)
+    # The embedded small model's tokenizer is trained on this contract's texts (small_model_corpus,
+    # utils/tiny_model.py), as a real model's vocabulary covers its prompts: "" is models/tiny/<category>, a name
+    # is models/tiny-<name>/<category>.
+    small_model_texts = ""
     recipe_changes: dict = {}  # recipe fields the contract sets, over the recipe file, under RECIPE_ARGS
 
     def settings(self) -> dict:
@@ -94,6 +98,11 @@ class Contract:
     def completion_only_loss(self, small_model: bool) -> bool:
         """A pretrained base learns the answer only; the small model learns the whole text (it starts from nothing)."""
         return not small_model
+
+    def small_model_corpus(self, record: dict) -> list[str]:
+        """The texts of a record the small model's tokenizer is trained on: here the SFT text, which holds every
+        prompt the other stages render."""
+        return [self.sft_text(record)]
 
     # ---- sampling and evaluation
     def generation_prompt(self, record: dict) -> str:
@@ -162,6 +171,7 @@ class OfficialContract(Contract):
     drops_predicted_target = False
     caps_warmup = False
     embedding_model = "paraphrase-MiniLM-L3-v2"  # the authors' (utils/embedder.py) unless EMBEDDING_MODEL is set
+    small_model_texts = "official"  # the project's vocabulary would split each 16-space indent into 16 tokens
     _BEST_CHECKPOINT = {"load_best_model_at_end": True, "save_strategy": "steps", "save_steps": 500,
                         "save_total_limit": 1}
     recipe_changes = {"sft": {"lr_scheduler_type": "linear", **_BEST_CHECKPOINT},
@@ -188,6 +198,10 @@ class OfficialContract(Contract):
 
     def completion_only_loss(self, small_model: bool) -> bool:
         return False
+
+    def small_model_corpus(self, record: dict) -> list[str]:
+        """Three templates: the SFT text, the sampling/evaluation prompt and the DPO prompt all name tokens."""
+        return [self.sft_text(record), self.generation_prompt(record), self.dpo_prompt(record)]
 
     # ---- sampling and evaluation
     def generation_prompt(self, record: dict) -> str:

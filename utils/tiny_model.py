@@ -3,13 +3,18 @@ category's text and a small, randomly initialised Llama, saved with safetensors)
 It is trained fully (LoRA on random weights does not learn).
 
 usage: python -m utils.tiny_model --category ML100K [--out models/tiny/ML100K] [--hidden 128] [--layers 4]
+       [--recipe FILE] [--recipe_args "contract=official"]
+The tokenizer is trained on the texts of the recipe's contract (utils/prompt.py, Contract.small_model_corpus), so each
+contract's small model has a vocabulary fitted to what it reads, as a real model's covers its prompts; a contract with
+other texts than the project's has its own folder (models/tiny-official/<category>), and its indents are tokens of
+their own. Does nothing when the model is built.
 """
 from pathlib import Path
 
 from utils.cli import run_cli
 from utils.data import REPO_ROOT, category_dir, check_category_name, load_catalog, load_split
 from utils.io import write_json
-from utils.prompt import PROJECT, render_completion
+from utils.prompt import PROJECT, contract_of, render_completion
 from utils.stage import finish_stage, is_done, start_stage
 
 PAD, EOS = "<|pad|>", "<|eos|>"
@@ -18,20 +23,24 @@ PAD, EOS = "<|pad|>", "<|eos|>"
 TINY_MARKER = "sprec_tiny.json"
 
 
-def tiny_model_dir(category: str) -> Path:
-    return REPO_ROOT / "models" / "tiny" / check_category_name(category)
+def tiny_model_dir(category: str, contract=PROJECT) -> Path:
+    """models/tiny/<category>, or models/tiny-<texts>/<category> for a contract whose SFT texts are others."""
+    folder = "tiny" + (f"-{contract.small_model_texts}" if contract.small_model_texts else "")
+    return REPO_ROOT / "models" / folder / check_category_name(category)
 
 
-def train_tokenizer(texts, vocab_size: int):
+def train_tokenizer(texts, vocab_size: int, space_runs_apart: bool = False):
     """Byte-level BPE whose merges may span spaces (whole titles become few tokens) but never a quote or a
     newline: a title is tokenized the same in the history and in the answer, and a prompt (which ends in a
-    newline) always ends on a token boundary, so prompt + completion tokenizes as prompt, then completion."""
+    newline) always ends on a token boundary, so prompt + completion tokenizes as prompt, then completion.
+    `space_runs_apart`: runs of two or more spaces are tokens of their own (the official contract's indents), so an
+    indented line holds the same tokens as the line without its indent, as in a real model's vocabulary."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex('["\n]'), behavior="isolated"),
+        pre_tokenizers.Split(Regex('["\n]| {2,}' if space_runs_apart else '["\n]'), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tok.decoder = decoders.ByteLevel()
@@ -43,21 +52,26 @@ def train_tokenizer(texts, vocab_size: int):
 
 
 def build(category: str = "ML100K", out: str = "", vocab_size: int = 4096, hidden: int = 128, layers: int = 4,
-          heads: int = 4, seed: int = 0, corpus_records: int = 5000, force: bool = False):
-    """Train the tokenizer and save a freshly initialised Llama of the given size into `out`."""
+          heads: int = 4, seed: int = 0, corpus_records: int = 5000, force: bool = False, recipe: str = "",
+          recipe_args: str = ""):
+    """Train the tokenizer on the texts of the recipe's contract (the project's by default) and save a freshly
+    initialised Llama of the given size into `out` (default: the contract's folder, tiny_model_dir)."""
+    from utils.recipe import for_stage
+
+    contract = contract_of(for_stage("sft", recipe, recipe_args, small_model=True)[1])
+    out_dir = Path(out) if out else tiny_model_dir(category, contract)
+    if is_done(out_dir) and not force:
+        return
+    print(f"building the embedded small model {out_dir} (contract {contract.name})", flush=True)
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    out_dir = Path(out) if out else tiny_model_dir(category)
-    if is_done(out_dir) and not force:
-        print(f"{out_dir}: already built (pass --force to rebuild)")
-        return
     data_dir = category_dir(category)
     catalog = load_catalog(data_dir)
     train = load_split(data_dir, "train")[:corpus_records]
-    texts = [PROJECT.sft_text(r) for r in train]  # what SFT trains on
+    texts = [t for r in train for t in contract.small_model_corpus(r)]  # what the model reads (SFT trains on)
     texts += [render_completion(n) for n in catalog.names]  # every title, even those never in the sample
-    tokenizer = train_tokenizer(texts, vocab_size)
+    tokenizer = train_tokenizer(texts, vocab_size, space_runs_apart=bool(contract.small_model_texts))
 
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=4 * hidden,
@@ -76,6 +90,8 @@ def build(category: str = "ML100K", out: str = "", vocab_size: int = 4096, hidde
     info = {"category": category, "parameters": n_params, "vocab_size": len(tokenizer), "hidden": hidden,
             "layers": layers, "heads": heads, "seed": seed, "train": "full fine-tuning, loss on the whole text",
             "mean_tokens_per_record": round(sum(lengths) / len(lengths), 1)}
+    if contract.small_model_texts:  # the project's file stays as it was (it is copied into every trained model)
+        info["sft_texts"] = contract.small_model_texts
     write_json(tmp / TINY_MARKER, info)
     finish_stage(out_dir)
     print(f"built {out_dir}: {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer)}, "
