@@ -203,13 +203,19 @@ def test_smollm2_through_the_scripts_on_two_cpu_processes(smollm2, tmp_path):
     # tests above): DDP on two gloo processes, LoRA on named modules, a two-term DPO loss from the shell (it crashed at
     # trl's first step when fire's tuple was split as text), and LoRA SFT with activation checkpointing (not the DPO
     # step: trl 1.16 toggles it there through transformers' deprecated names, a FutureWarning from trl's code; see
-    # README, Scaling out).
+    # README, Scaling out); all of it in the authors' contract (contract=official: SmolLM2 through SFT.sh and one
+    # SPRec.sh iteration; the project's contract on SmolLM2 is the in-process tests above), grounded with the default
+    # model by name (the official default would download its 63 MB wheel).
     # (EVAL_SFT_STEP=0: evaluating the intermediate SFT-step adapter is the SFT adapter's evaluation again, a minute
     # of this suite's time on two processes; the small model's pipeline tests evaluate it)
     log = run_pipeline(tmp_path, BASE_MODEL="smollm2", CPU_PROCESSES="2", EVAL_SFT_STEP="0",
-                       RECIPE_ARGS=TOY_RECIPE + " lora.target_modules=q_proj,v_proj dpo.loss_type=[sigmoid,sft]",
+                       EMBEDDING_MODEL="all-MiniLM-L6-v2",
+                       RECIPE_ARGS=TOY_RECIPE + " lora.target_modules=q_proj,v_proj dpo.loss_type=[sigmoid,sft] "
+                                                "contract=official",
                        sft_env={"GRADIENT_CHECKPOINTING": "1"})
     check_pipeline(tmp_path, Path(smollm2), 2, evaluated_sft_step=False)
+    inference = json.loads((tmp_path / "SPRec/ML100K/it0/DPO/run_config_inference.json").read_text())
+    assert inference["settings"]["contract"] == "official"
     config = json.loads((tmp_path / "SFT/ML100K/adapter_config.json").read_text())
     assert sorted(config["target_modules"]) == ["q_proj", "v_proj"]
     dpo = json.loads((tmp_path / "SPRec/ML100K/it0/DPO/run_config_dpo.json").read_text())["args"]
