@@ -2,7 +2,7 @@
 
 usage: python -m eval.evaluate --result_json models/SFT/ML100K/test_result.json --category ML100K [--topk 1,5]
        [--data_dir DIR] [--output_dir DIR] [--embedding_model PATH] [--decoding greedy|constrained]
-       [--contract project|official|bare-dpo-prompt]
+       [--contract project|official|bare-dpo-prompt|official-schedule]
 Writes eval_top{K}.json (overwritten, never appended) beside the result file or in --output_dir, and
 eval_users.jsonl: one line per evaluated test user (its top-K items, their popularity deciles, the target's rank;
 utils.metrics.user_rows), from which eval/stats.py recomputes everything without the dataset or the embedding model.

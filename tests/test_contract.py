@@ -258,7 +258,7 @@ def test_the_contract_is_a_recipe_field(tmp_path):
     assert contract_of(resolve(own, "", ("sft",))) is OFFICIAL
     assert "contract" not in resolve(own, "contract=project", ("sft",))
     with pytest.raises(UserError, match="RECIPE_ARGS contract must be one of project, official, bare-dpo-prompt, "
-                                        "got 'authors'"):
+                                        "official-schedule, got 'authors'"):
         resolve(small, "contract=authors")
 
 
@@ -306,6 +306,7 @@ def test_a_model_is_continued_only_in_its_contract(tmp_path):
     ("official", "all-MiniLM-L6-v2", "all-MiniLM-L6-v2"),  # EMBEDDING_MODEL still wins
     ("project", "", None),  # None: utils.metrics takes the package default, all-MiniLM-L6-v2
     ("bare-dpo-prompt", "", None),
+    ("official-schedule", "", None),
 ])
 def test_evaluation_grounds_with_the_contracts_model(ml100k, tmp_path, monkeypatch, contract, given, grounded_with):
     import utils.metrics
@@ -341,6 +342,22 @@ def test_the_bare_dpo_prompt_ablation_changes_the_dpo_prompt_only():
     for flag in ("one_line", "drops_predicted_target", "caps_warmup", "recipe_changes", "embedding_model"):
         assert getattr(BARE_DPO_PROMPT, flag) == getattr(PROJECT, flag)
     assert BARE_DPO_PROMPT.settings() == {"contract": "bare-dpo-prompt"}
+
+
+def test_the_schedule_ablation_changes_the_schedule_only(tmp_path):
+    from utils.prompt import OFFICIAL_SCHEDULE
+    from utils.recipe import RECIPES, resolve
+
+    recipe = resolve(RECIPES / "small.yaml", "contract=official-schedule", ("sft", "sft_step", "dpo"))
+    official = resolve(RECIPES / "small.yaml", "contract=official", ("sft", "sft_step", "dpo"))
+    sections = ("sft", "sft_step", "dpo")
+    assert [recipe[s] for s in sections] == [official[s] for s in sections]
+    assert not OFFICIAL_SCHEDULE.caps_warmup and contract_of(recipe) is OFFICIAL_SCHEDULE
+    for record in (R1, R2):
+        for text in ("sft_text", "generation_prompt", "dpo_prompt", "chosen"):
+            assert getattr(OFFICIAL_SCHEDULE, text)(record) == getattr(PROJECT, text)(record)
+    for flag in ("one_line", "drops_predicted_target", "embedding_model", "small_model_texts"):
+        assert getattr(OFFICIAL_SCHEDULE, flag) == getattr(PROJECT, flag)
 
 
 def test_official_generation_runs_past_the_answer_line(tiny_model):

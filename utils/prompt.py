@@ -7,8 +7,8 @@ they start from (`model_contract`) and call its methods; they never ask which co
             the end of the answer line; the title is `parse_title`.
   official  (`OFFICIAL`, recipe field `contract: official`) every text exactly as the authors' code builds it
             (RegionCh/SPRec, Dec 2024, with trl 0.9.2): see `OfficialContract`.
-  bare-dpo-prompt  the project's contract with one of the authors' differences, their bare DPO prompt: an ablation
-            that measures what that difference alone does (`BareDpoPromptContract`).
+  bare-dpo-prompt, official-schedule  the project's contract with one of the authors' differences (their bare DPO
+            prompt; their schedule and checkpoint choice): ablations that measure what one difference alone does.
 """
 import contextlib
 import re
@@ -277,8 +277,18 @@ class BareDpoPromptContract(Contract):
     dpo_tokenizing = OfficialContract.dpo_tokenizing
 
 
-PROJECT, OFFICIAL, BARE_DPO_PROMPT = Contract(), OfficialContract(), BareDpoPromptContract()
-CONTRACTS = {c.name: c for c in (PROJECT, OFFICIAL, BARE_DPO_PROMPT)}
+class OfficialScheduleContract(Contract):
+    """A single-difference ablation: the project's texts with the authors' schedule and checkpoint choice (linear
+    decay, the whole warm-up the recipe asks for, the best of the checkpoints saved every 500 steps)."""
+
+    name = "official-schedule"
+    caps_warmup = OfficialContract.caps_warmup
+    recipe_changes = OfficialContract.recipe_changes
+
+
+PROJECT, OFFICIAL = Contract(), OfficialContract()
+BARE_DPO_PROMPT, OFFICIAL_SCHEDULE = BareDpoPromptContract(), OfficialScheduleContract()
+CONTRACTS = {c.name: c for c in (PROJECT, OFFICIAL, BARE_DPO_PROMPT, OFFICIAL_SCHEDULE)}
 
 
 def contract_named(name: str, where: str = "contract") -> Contract:
