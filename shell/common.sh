@@ -191,7 +191,7 @@ ensure_base_model() {
   # accelerate's rendezvous waits for machine 0's launch, which comes after the build.
   (( MACHINE_RANK == 0 )) || return 0
   if [[ -z "${BASE_MODEL:-}" ]]; then
-    # The small model's tokenizer is fitted to the SFT texts of the recipe's contract; built once per contract.
+    # The small model's tokenizer is fitted to the texts of the recipe's contract; built once per contract.
     python -m utils.tiny_model --category "$category" --recipe "${RECIPE:-}" --recipe_args "${RECIPE_ARGS:-}"
   elif [[ "$BASE_MODEL" =~ ^[a-z0-9]+$ && ! -e "$BASE_MODEL" ]]; then
     python -m utils.pretrained --name "$BASE_MODEL"

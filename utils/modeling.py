@@ -21,7 +21,7 @@ warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprec
 def resolve_base_model(base_model: str | None, category: str, contract=None) -> str:
     """`base_model` as given (local path, hub id, or the short name of an embedded pretrained model such as
     'smollm2'); empty means the project-built small model of the category, the one whose tokenizer was trained on the
-    SFT texts of `contract` (the project's when None; utils/tiny_model.py)."""
+    texts of `contract` (the project's when None; utils/tiny_model.py)."""
     from utils.pretrained import PRETRAINED, pretrained_dir
     from utils.prompt import PROJECT
 
