@@ -24,7 +24,7 @@ TINY_MARKER = "sprec_tiny.json"
 
 
 def tiny_model_dir(category: str, contract=PROJECT) -> Path:
-    """models/tiny/<category>, or models/tiny-<texts>/<category> for a contract whose SFT texts are others."""
+    """models/tiny/<category>, or models/tiny-<texts>/<category> for a contract with texts other than the project's."""
     folder = "tiny" + (f"-{contract.small_model_texts}" if contract.small_model_texts else "")
     return REPO_ROOT / "models" / folder / check_category_name(category)
 
