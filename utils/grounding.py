@@ -20,6 +20,7 @@ from utils.device import default_device
 from utils.io import UserError, first_line
 
 _EMBEDDERS = {}
+DEFAULT_NAME = "all-MiniLM-L6-v2"  # the default model's name, in EMBEDDING_MODEL and in the ids eval files record
 
 
 def default_embedding_model() -> str:
@@ -37,7 +38,7 @@ def resolve_embedding_model(model_path) -> str:
 
     if Path(model_path).exists():
         return model_path
-    if model_path == "all-MiniLM-L6-v2":  # by name, e.g. to ground an official-contract run with the default
+    if model_path == DEFAULT_NAME:  # by name, e.g. to ground an official-contract run with the default
         return default_embedding_model()
     if model_path in SHORT_NAMES:
         return build(SHORT_NAMES[model_path])
@@ -67,7 +68,7 @@ def embedding_model_id(model_path) -> str:
                      and not any(part.startswith(".") for part in x.relative_to(folder).parts)]
             for f in sorted(files):
                 digest.update(f.relative_to(folder).as_posix().encode() + b"\0" + f.read_bytes())
-            name = "all-MiniLM-L6-v2" if model_path == default_embedding_model() else (
+            name = DEFAULT_NAME if model_path == default_embedding_model() else (
                 folder.parent.name if folder.name == "model" else folder.name)
             _IDS[model_path] = f"{name} sha256:{digest.hexdigest()[:16]}"
     return _IDS[model_path]
