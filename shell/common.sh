@@ -12,13 +12,15 @@ die() { echo "error: $*" >&2; exit 2; }
 # its core count), ATen's and oneDNN's AVX2 kernels (every x86-64 CPU since about 2015 has them) and MKL's COMPATIBLE
 # branch (MKL's AVX2 branch differs between Intel and AMD): the same eval files on any such machine, at a measured
 # speed cost (README, "Numbers that travel"). KERNELS=native: the machine's own cores and fastest kernels; faster,
-# and the digits are the machine's.
+# and the digits are the machine's. KERNELS=bf16: native, plus bf16 autocast and bf16 frozen weights (trained weights
+# stay fp32) on a CPU with bf16 instructions (AVX512-BF16, AMX; utils/device.py refuses others): faster again for a
+# pretrained base, and the digits are the machine's.
 # Every stage records both and will not resume a run made with other threads or kernels.
 KERNELS=${KERNELS:-portable}
 case "$KERNELS" in
   portable) export ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=AVX2; CPU_THREADS=${CPU_THREADS:-2} ;;
-  native) unset ATEN_CPU_CAPABILITY MKL_CBWR ONEDNN_MAX_CPU_ISA; CPU_THREADS=${CPU_THREADS:-$(nproc)} ;;
-  *) die "KERNELS must be portable or native, got '$KERNELS'" ;;
+  native|bf16) unset ATEN_CPU_CAPABILITY MKL_CBWR ONEDNN_MAX_CPU_ISA; CPU_THREADS=${CPU_THREADS:-$(nproc)} ;;
+  *) die "KERNELS must be portable, native or bf16, got '$KERNELS'" ;;
 esac
 [[ "$CPU_THREADS" =~ ^[1-9][0-9]*$ ]] || die "CPU_THREADS must be a positive integer, got '$CPU_THREADS'"
 export KERNELS OMP_NUM_THREADS=$CPU_THREADS

@@ -60,3 +60,19 @@ def test_a_stage_made_with_other_kernels_or_threads_is_not_reused(tmp_path, monk
     path.write_text(json.dumps(config))
     with pytest.raises(UserError, match="before threads and kernels were recorded"):
         run_stage(out, {"lr": 0.1})
+
+
+def test_a_stage_made_in_bf16_is_not_resumed_in_fp32(tmp_path, monkeypatch):
+    """KERNELS=bf16 (bf16 autocast on the CPU) is recorded as a result-changing setting: a stage finished with it stops
+    a rerun without it, by name; fp32 runs record nothing new, so their older run configs still compare equal."""
+    import torch
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    out = tmp_path / "SFT" / "ML100K"
+    monkeypatch.setenv("KERNELS", "bf16")
+    assert run_stage(out, {"lr": 0.1}) == "ran"
+    assert read_json(out / "run_config_sft.json")["settings"]["numerics"]["autocast"] == "bf16"
+    monkeypatch.setenv("KERNELS", "native")
+    with pytest.raises(UserError, match="numerics.autocast 'bf16' -> None"):
+        run_stage(out, {"lr": 0.1})

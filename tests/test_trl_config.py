@@ -66,3 +66,63 @@ def test_the_per_device_batch_is_an_upper_bound(global_batch, per_device, proces
 def test_a_global_batch_that_cannot_be_split_is_one_line(global_batch, per_device, processes, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
         batch_plan(global_batch, per_device, processes)
+
+
+def test_the_cpu_trains_in_fp32_unless_bf16_kernels_are_asked_for(monkeypatch):
+    """KERNELS=bf16 is bf16 autocast on a CPU that does bf16 in hardware, and a one-line refusal on one that does not
+    (emulated bf16 is slower than fp32); any other KERNELS trains in fp32, as before."""
+    import torch
+
+    from utils.device import half_precision
+    from utils.trl_config import device_args
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    for kernels in ("portable", "native"):
+        monkeypatch.setenv("KERNELS", kernels)
+        assert half_precision() is None
+        assert device_args() == {"bf16": False, "fp16": False, "use_cpu": True, "activation_checkpointing": False,
+                                 "ddp_find_unused_parameters": False}
+    monkeypatch.setenv("KERNELS", "bf16")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert half_precision() == "bf16"
+    assert device_args()["bf16"] is True and device_args()["use_cpu"] is True
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    with pytest.raises(UserError, match=r"KERNELS=bf16 needs a CPU with bf16 instructions .* use KERNELS=native"):
+        half_precision()
+
+
+def test_the_head_scores_the_labelled_positions_alone_with_the_same_log_probs(monkeypatch):
+    """score_labelled_positions_only switches trl's fused head to its compact path on the CPU: the loss, the per-token
+    log-probabilities and the gradients equal the full path's (every position projected), within float rounding."""
+    import torch
+    import trl.trainer.utils as trl_utils
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from utils.trl_config import score_labelled_positions_only
+
+    monkeypatch.setattr(trl_utils, "_use_triton", trl_utils._use_triton)  # restored after the test
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=2, num_key_value_heads=2))
+    trl_utils.add_fused_lm_head(model)
+    ids = torch.randint(0, 300, (3, 12))
+    labels = ids.clone()
+    labels[:, :9] = -100  # a prompt, then a 3-token answer
+    labels[2, 9:] = -100  # a row with no label at all
+
+    def scored():
+        model.zero_grad()
+        out = model(input_ids=ids, labels=labels, fused_lm_head=True)
+        out.loss.backward()
+        return out.loss.detach(), out.log_probs.detach(), [p.grad.clone() for p in model.parameters()]
+
+    full = scored()
+    score_labelled_positions_only()
+    score_labelled_positions_only()  # a second call changes nothing
+    assert trl_utils._use_triton(torch.device("cpu")) and trl_utils._use_triton.compact_on_cpu
+    compact = scored()
+    torch.testing.assert_close(compact[0], full[0])
+    torch.testing.assert_close(compact[1], full[1])
+    assert (compact[1][labels[:, 1:] == -100] == 0).all()
+    for a, b in zip(compact[2], full[2]):
+        torch.testing.assert_close(a, b)

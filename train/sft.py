@@ -28,6 +28,7 @@ from utils.trl_config import (
     describe_plan,
     drop_checkpoints,
     lora_config,
+    score_labelled_positions_only,
     sft_dataset,
     trainer_kwargs,
 )
@@ -150,6 +151,8 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     model, peft_config = start_model(start, full, small_model, bool(resume_from),
                                      recipe["lora"] if new_adapter else None, seed, trust_remote_code, load_in_4bit)
     stage.begin()
+    if not small_model:  # a pretrained base: the head on the completion alone, on the CPU too (utils/trl_config.py)
+        score_labelled_positions_only()
     trainer_class = SFTTrainer
     if weighting:  # trl's trainer with each record's loss multiplied by its weight
         from utils.custom_losses import WeightedSFTTrainer as trainer_class

@@ -40,10 +40,20 @@ def process_state():
 
 
 def half_precision() -> str | None:
-    """The 16-bit type of this device's autocast and frozen weights: bf16, or fp16 on cards without bf16 (V100, T4);
-    None on the CPU (fp32 throughout)."""
+    """The 16-bit type of this device's autocast and frozen weights: bf16, or fp16 on cards without bf16 (V100, T4).
+    On the CPU, fp32 throughout (None), unless KERNELS=bf16 (shell/common.sh) asks for bf16 autocast and bf16 frozen
+    weights, which this CPU must do in hardware (AVX512-BF16 or AMX): emulated, bf16 is slower than fp32."""
     if not has_gpu():
-        return None
+        if os.environ.get("KERNELS") != "bf16":
+            return None
+        import torch
+
+        if not torch.backends.mkldnn.is_available() or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            from utils.io import UserError
+
+            raise UserError("KERNELS=bf16 needs a CPU with bf16 instructions (AVX512-BF16 or AMX), and this one has "
+                            "neither: use KERNELS=native (fp32, the machine's fastest kernels)")
+        return "bf16"
     import torch
 
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"

@@ -35,11 +35,14 @@ def numerics(device: str | None = None) -> dict:
         return cached
     import torch
 
+    from utils.device import half_precision
+
     device = device or default_device()
     found = {"device": device} if device != "cpu" else {
         "device": "cpu", "threads": torch.get_num_threads(), "aten_kernels": torch.backends.cpu.get_cpu_capability(),
         "mkl_kernels": os.environ.get("MKL_CBWR") or "native",
-        "onednn_kernels": os.environ.get("ONEDNN_MAX_CPU_ISA") or "native"}
+        "onednn_kernels": os.environ.get("ONEDNN_MAX_CPU_ISA") or "native",
+        **({"autocast": "bf16"} if half_precision() else {})}  # KERNELS=bf16; fp32 runs record as they always did
     write_cache(cache, found)
     return found
 
@@ -52,7 +55,7 @@ def _cache_path(device: str | None) -> Path:
 
     key = {"device": device, "torch": version("torch"), "cpu": cpu_facts(),
            "gpu_driver": Path("/dev/nvidiactl").exists(),
-           **{n: os.environ.get(n) for n in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", *KERNEL_VARIABLES)}}
+           **{n: os.environ.get(n) for n in ("KERNELS", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", *KERNEL_VARIABLES)}}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     from utils.io import user_cache
 

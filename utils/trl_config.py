@@ -99,20 +99,48 @@ def record_weights(records, catalog, genre_weight) -> list[float]:
 def device_args(activation_checkpointing: bool = False) -> dict:
     """Trainer arguments that depend on the device. On a GPU: bf16 autocast, or on cards without bf16 (V100, T4)
     fp16 autocast with loss scaling; the trained weights themselves stay fp32 (utils.modeling.default_dtype). On the
-    CPU: fp32 (trl turns bf16 on by default, which fails without a GPU). Activation checkpointing (trl's default is
+    CPU: fp32 (trl turns bf16 on by default, which fails without a GPU), or bf16 autocast with KERNELS=bf16 on a CPU
+    that does bf16 in hardware (utils.device.half_precision). Activation checkpointing (trl's default is
     on) only when asked for: it saves activation memory for a ~30% slower step, worth it for long sequences or big
     models on small cards. Every trained parameter takes part in every forward pass, so DDP need not search for unused
     ones (transformers' default searches, costs a graph traversal per step, and warns)."""
     import datasets
 
-    from utils.device import half_precision
+    from utils.device import half_precision, has_gpu
 
     datasets.disable_progress_bars()  # per-map progress bars drown the training log
     common = {"activation_checkpointing": activation_checkpointing, "ddp_find_unused_parameters": False}
     half = half_precision()
-    if half:
-        return {"bf16": half == "bf16", "fp16": half == "fp16", **common}
-    return {"bf16": False, "use_cpu": True, **common}
+    cpu = {} if has_gpu() else {"use_cpu": True}
+    return {"bf16": half == "bf16", "fp16": half == "fp16", **cpu, **common}
+
+
+def score_labelled_positions_only() -> None:
+    """Let trl's fused LM head (SFT and DPO) score only the positions that carry a label on the CPU too.
+
+    On a Triton device (CUDA, XPU) trl projects just the labelled positions through the head; everywhere else it
+    projects every position, because on Neuron a changing number of rows recompiles the graph (trl.trainer.utils,
+    `add_fused_lm_head`). A CPU compiles nothing, and with a pretrained base the loss reads only the completion, about
+    15 of a record's 165 positions: projecting all of them through SmolLM2's 49,152-row head (with trl's entropy and
+    top-1 metrics) was 39% of a LoRA SFT step on 2 cores. The log-probabilities are trl's own compact path's, the
+    same rows of the same tiles (bench/pretrained_cpu.py). trl asks this predicate at every forward, so setting it once
+    per process is enough; calling again changes nothing.
+
+    The stages ask for it with a pretrained base only. The embedded small model keeps trl's full path: the sums over
+    fewer rows move its weights' last bits (the golden run's weight hashes moved, its losses and eval files did not),
+    its published digits were made with the full path, and with its loss on the whole text the saving is the padding
+    alone."""
+    import trl.trainer.utils as trl_utils
+
+    triton = trl_utils._use_triton
+    if getattr(triton, "compact_on_cpu", False):
+        return
+
+    def compact(device) -> bool:
+        return device.type == "cpu" or triton(device)
+
+    compact.compact_on_cpu = True
+    trl_utils._use_triton = compact
 
 
 def trainer_kwargs(section: str, fields: dict, n_examples: int, n_eval: int, stage, tracking: dict, seed: int,
