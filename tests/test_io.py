@@ -63,8 +63,8 @@ def test_cli_arguments_in_the_documented_form_pass(argv):
 
 
 ENTRY_POINTS = ["train.sft", "train.dpo", "train.self_play", "eval.inference", "eval.evaluate", "eval.mostpop",
-                "eval.report", "eval.stats", "eval.readme_tables", "utils.tiny_model", "utils.pretrained",
-                "bench.random_model"]
+                "eval.report", "eval.stats", "eval.readme_tables", "eval.learning_curve", "utils.tiny_model",
+                "utils.pretrained", "bench.random_model"]
 
 
 @pytest.mark.parametrize("module", ENTRY_POINTS)
