@@ -1,14 +1,15 @@
 """A learning curve: how far SFT gets on growing budgets of train records (shell/learning_curve.sh trains and evaluates
 the stages; this module cuts their data and reads their results).
 
-usage: python -m eval.learning_curve --run_root runs/curve --category ML100K            # the table and the figure
+usage: python -m eval.learning_curve --run_root runs/curve --category ML100K [--figs_dir figs/curve]   # table, figure
        python -m eval.learning_curve --run_root runs/curve --category ML100K --slices 512,1024,2048,4096 --seed 42
 The budgets are cumulative: the stage for budget b continues the previous stage's model on records it has not seen,
 so stage b has seen b records in all. `--slices` writes each stage's records: one seeded draw of the largest budget
 from the train split, shuffled, cut at the budgets (<run_root>/slices/<Category>/records-<b>.jsonl); a rerun with the
 same draw leaves them as they are and refuses a different one. Without `--slices`, the table reads each stage's
 eval files, per-user file and run config (<run_root>/SFT-<b>/<Category>) and MostPop's on the same test users
-(<run_root>/MostPop/<Category>), and writes <run_root>/<Category>_curve.md and <Category>_curve.png: per budget
+(<run_root>/MostPop/<Category>), and writes <run_root>/<Category>_curve.md and <Category>_curve.png (in --figs_dir
+when given): per budget
 ValidRatio, HR@5, NDCG@5, how many distinct titles the model wrote, the most common answer and its share, and the
 train loss and time.
 """
@@ -154,16 +155,18 @@ def figure(rows, pop, path: Path, category: str) -> None:
     fig.savefig(path, dpi=110)
 
 
-def run(run_root: str, category: str = "ML100K", slices: str = "", seed: int = 42, data_dir: str = ""):
+def run(run_root: str, category: str = "ML100K", slices: str = "", seed: int = 42, data_dir: str = "",
+        figs_dir: str = ""):
     if slices:
         write_slices(run_root, category, parse_budgets(slices), seed, data_dir)
         return
     rows, pop = curve_table(run_root, category)
     out = Path(run_root) / f"{category}_curve.md"
     write_text(out, markdown(rows, pop, category))
-    figure(rows, pop, out.with_suffix(".png"), category)
+    png = Path(figs_dir or run_root) / f"{category}_curve.png"
+    figure(rows, pop, png, category)
     print(markdown(rows, pop, category))
-    print(f"[curve] wrote {out} and {out.with_suffix('.png')}")
+    print(f"[curve] wrote {out} and {png}")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 # The demo's whole comparison (SFT, SPRec and the baselines of shell/baselines.sh, BASELINES) once per seed, each in
 # runs/seed<S>/, then one report with mean ± std over the seeds and the paired statistics (eval/stats.py: per-seed
 # intervals, mean ± std of the paired differences and their t-interval). Resumable like every stage. The recipe is
-# the small model's own unless RECIPE names another, e.g. the demo's sizes:
+# the model's own unless RECIPE names another, e.g. the demo's sizes:
 #   RECIPE=recipes/demo.yaml ITERATIONS=1 BASELINES="DPO DPO+SFT MostPop" EVAL_SFT_STEP=0 bash shell/seeds.sh
+# or SmolLM2 with the CPU recipe for a pretrained base (recipes/pretrained-cpu.yaml):
+#   KERNELS=bf16 BASE_MODEL=smollm2 SEEDS="42 43" BASELINES="DPO DPO+SFT MostPop" EVAL_SFT_STEP=0 bash shell/seeds.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=shell/common.sh
@@ -12,13 +14,14 @@ source shell/common.sh
 parse_gpu_ids 0 "$@"
 
 # ---- edit here (or set in the environment) ----
+BASE_MODEL=${BASE_MODEL:-""}     # empty = the small model; smollm2 (or a path, a hub id) = a pretrained base, LoRA
 SEEDS=${SEEDS:-"42 43 44 45 46"}
 ITERATIONS=${ITERATIONS:-2}
 RUNS_ROOT=${RUNS_ROOT:-"runs"}
 FIGS_DIR=${FIGS_DIR:-"figs/seeds"}
 # ------------------------------------------------
 
-export CATEGORIES=ML100K BASE_MODEL=""
+export CATEGORIES=ML100K BASE_MODEL
 stage_done data/ML100K || python -m data.prepare ml-100k
 roots=()
 for seed in $SEEDS; do
