@@ -20,7 +20,7 @@ from pathlib import Path
 
 from utils.cli import comma_list, run_cli
 from utils.data import category_dir, load_split, sample_records
-from utils.io import UserError, read_json, write_jsonl, write_text
+from utils.io import UserError, read_json, read_jsonl, write_text
 
 
 def parse_budgets(budgets) -> list[int]:
@@ -50,11 +50,10 @@ def write_slices(run_root, category: str, budgets: list[int], seed: int, data_di
     for b, records in budget_slices(load_split(data, "train"), budgets, seed).items():
         path = out / f"records-{b}.jsonl"
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        if path.is_file():
-            if path.read_text(encoding="utf-8") != text:
-                raise UserError(f"{path} holds other records (another seed, data or budgets): use a new --run_root")
-            continue
-        write_jsonl(path, records)
+        if not path.is_file():
+            write_text(path, text)
+        elif path.read_text(encoding="utf-8") != text:
+            raise UserError(f"{path} holds other records (another seed, data or budgets): use a new --run_root")
     print(f"[curve] records for budgets {','.join(map(str, budgets))} (seed {seed}) in {out}")
 
 
@@ -72,7 +71,7 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def stage_row(model_dir: Path) -> dict:
     """One budget's figures from its stage's directory."""
     top5 = read_json(model_dir / "eval_top5.json")
-    users = [json.loads(line) for line in (model_dir / "eval_users.jsonl").read_text(encoding="utf-8").splitlines()]
+    users = [u for _, u in read_jsonl(model_dir / "eval_users.jsonl")]
     texts = Counter((u["text"] or "").strip() for u in users)  # the answer line, without its newline
     common, count = texts.most_common(1)[0]
     sft = read_json(model_dir / "run_config_sft.json")["args"]
@@ -161,11 +160,11 @@ def run(run_root: str, category: str = "ML100K", slices: str = "", seed: int = 4
         write_slices(run_root, category, parse_budgets(slices), seed, data_dir)
         return
     rows, pop = curve_table(run_root, category)
-    out = Path(run_root) / f"{category}_curve.md"
-    write_text(out, markdown(rows, pop, category))
+    out, table = Path(run_root) / f"{category}_curve.md", markdown(rows, pop, category)
+    write_text(out, table)
     png = Path(figs_dir or run_root) / f"{category}_curve.png"
     figure(rows, pop, png, category)
-    print(markdown(rows, pop, category))
+    print(table)
     print(f"[curve] wrote {out} and {png}")
 
 

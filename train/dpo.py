@@ -135,7 +135,7 @@ def run(model_dir: str, data_dir: str, output_dir: str, recipe: str = "", recipe
     stage.begin()
     kwargs = dict(model=model, ref_model=None, args=config, train_dataset=train_ds, eval_dataset=valid_ds,
                   processing_class=tokenizer)
-    if is_adapter(model_dir):  # a pretrained base: the head on the answers alone, on the CPU too (utils/trl_config.py)
+    if not small_model:  # a pretrained base: the head on the answers alone, on the CPU too (utils/trl_config.py)
         score_labelled_positions_only()
     setup_start = time.perf_counter()  # trl tokenizes (and precomputing, scores the reference) while it sets up
     with contract.dpo_tokenizing():
