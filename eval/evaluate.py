@@ -24,6 +24,7 @@ Generations that are all empty still evaluate (docs/metrics.md grounds the empty
 every record on the same items) with one warning line: a collapsed model is a result to report, not a crash.
 """
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from utils.cli import run_cli
@@ -47,26 +48,39 @@ def ranked_rows(record, path, index, catalog, k: int) -> list[int]:
     return rows
 
 
-def run(result_json: str, category: str = "ML100K", data_dir: str = "", topk="1,5", output_dir: str = "",
-        embedding_model: str = "", model: str = "", decoding: str = "greedy", report_to: str = "none",
-        contract: str = ""):
+@dataclass
+class Args:
+    """The evaluation's options (the command line's --name value; tests and eval/inference.py build it directly)."""
+    result_json: str
+    category: str = "ML100K"
+    data_dir: str = ""
+    topk: str = "1,5"  # from the shell "1,5" arrives as the tuple (1, 5): utils.metrics.parse_ks takes both
+    output_dir: str = ""
+    embedding_model: str = ""
+    model: str = ""
+    decoding: str = "greedy"
+    report_to: str = "none"
+    contract: str = ""
+
+
+def main(a: Args) -> None:
     from eval.mostpop import popularity_deciles
     from utils.metrics import evaluate_predictions, evaluate_rankings
     from utils.tracking import check_tracker, log_eval_metrics
 
-    parse_ks(topk)  # a bad --topk, --decoding or --report_to fails before any work
-    check_decoding(decoding)
-    check_tracker(report_to)
-    result_path = Path(result_json)
-    contract = contract_named(contract, "--contract") if contract else model_contract(result_path.parent)
-    out = Path(output_dir) if output_dir else result_path.parent
+    parse_ks(a.topk)  # a bad --topk, --decoding or --report_to fails before any work
+    check_decoding(a.decoding)
+    check_tracker(a.report_to)
+    result_path = Path(a.result_json)
+    contract = contract_named(a.contract, "--contract") if a.contract else model_contract(result_path.parent)
+    out = Path(a.output_dir) if a.output_dir else result_path.parent
     check_output_dir(out)
-    data_dir = Path(data_dir) if data_dir else category_dir(category)
+    data_dir = Path(a.data_dir) if a.data_dir else category_dir(a.category)
     catalog = load_catalog(data_dir)
-    ks = parse_ks(topk, len(catalog))
+    ks = parse_ks(a.topk, len(catalog))
     deciles = popularity_deciles(data_dir, catalog)
     records = read_records(result_path)
-    if decoding == "constrained":
+    if a.decoding == "constrained":
         rankings = [ranked_rows(r, result_path, i, catalog, ks[-1]) for i, r in enumerate(records)]
         results, ranking = evaluate_rankings(records, rankings, catalog, ks)
     else:
@@ -75,16 +89,16 @@ def run(result_json: str, category: str = "ML100K", data_dir: str = "", topk="1,
             print(f"warning: every prediction in {result_path} is empty (the model generated no title); the metrics "
                   f"are still written: ValidRatio 0 and every record grounds to the same items", file=sys.stderr)
         results, ranking = evaluate_predictions(records, predictions, catalog, ks,
-                                                embedding_model or contract.embedding_model or None,
+                                                a.embedding_model or contract.embedding_model or None,
                                                 contract.eval_title)
-    paths = write_eval_files(results, ranking, deciles, out, model or str(result_path.parent),
-                             category or data_dir.name, records, decoding)
+    paths = write_eval_files(results, ranking, deciles, out, a.model or str(result_path.parent),
+                             a.category or data_dir.name, records, a.decoding)
     for k, path in zip(results, paths):
         m = results[k]
         print(f"[evaluate] {path}: " + ", ".join(f"{k}={m[k]:.4f}" for k in METRIC_KEYS if m.get(k) is not None))
     print(f"[evaluate] {paths[-1]}: {len(ranking.keep)} users")
-    log_eval_metrics(report_to, out, results, decoding)  # with REPORT_TO=wandb/tensorboard, beside the losses
+    log_eval_metrics(a.report_to, out, results, a.decoding)  # with REPORT_TO=wandb/tensorboard, beside the losses
 
 
 if __name__ == "__main__":
-    run_cli(run)
+    run_cli(main)

@@ -17,68 +17,112 @@ the predictions made with the same settings (and the eval files made with the sa
 differing values when the settings changed (e.g. another TEST_SAMPLE_SIZE or SEED, or the beam count K).
 """
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from utils.cli import run_cli
 from utils.data import category_dir, load_catalog, load_split, sample_records
 from utils.io import read_json, write_json
-from utils.prompt import model_contract, render_completion
+from utils.prompt import Contract, model_contract, render_completion
 from utils.stage import check_same_settings, write_run_config
 
 
-def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sample_size: int | None = None,
-        seed: int = 0, token_budget: int = 32768, trust_remote_code: bool = False, force: bool = False,
-        split: str = "test", evaluate: bool = False, topk="1,5", embedding_model: str = "",
-        decoding: str = "greedy", report_to: str = "none"):
-    args = dict(locals())
-    from utils.device import launched_as_main, process_state, release_memory
+@dataclass
+class Args:
+    """The stage's options (the command line's --name value; tests build it directly)."""
+    model_dir: str
+    category: str = "ML100K"
+    data_dir: str = ""
+    test_sample_size: int | None = None
+    seed: int = 0
+    token_budget: int = 32768
+    trust_remote_code: bool = False
+    force: bool = False
+    split: str = "test"
+    evaluate: bool = False
+    topk: str = "1,5"  # from the shell "1,5" arrives as the tuple (1, 5): utils.metrics.parse_ks takes both
+    embedding_model: str = ""
+    decoding: str = "greedy"
+    report_to: str = "none"
+
+
+@dataclass
+class Checked:
+    """What check() resolved: the model's contract and grounding model, the records, where the predictions go, their
+    run config (its name and settings), and whether predictions made with these settings are already there."""
+    model_dir: Path
+    contract: Contract
+    embedding_model: str
+    records: list
+    data_dir: Path
+    out_path: Path
+    stage: str
+    args: dict
+    reuse: bool
+
+
+def check(a: Args) -> Checked:
+    """Every check on the user's input before torch is imported; a rerun with other settings stops here with the
+    differences (--force predicts again)."""
     from utils.metrics import check_decoding, parse_ks, result_name
-    from utils.modeling import check_model_dir, load_model, load_tokenizer
+    from utils.modeling import check_model_dir
     from utils.tracking import check_tracker
 
-    is_main = launched_as_main()  # without accelerate: a finished evaluation skips without torch
-    check_model_dir(model_dir, "--model_dir")
-    check_tracker(report_to)
-    model_dir = Path(model_dir)
-    check_decoding(decoding)
-    if evaluate or decoding == "constrained":
-        parse_ks(topk)  # a bad --topk fails now, not after generation
+    args = asdict(a)
+    check_model_dir(a.model_dir, "--model_dir")
+    check_tracker(a.report_to)
+    check_decoding(a.decoding)
+    if a.evaluate or a.decoding == "constrained":
+        parse_ks(a.topk)  # a bad --topk fails now, not after generation
+    model_dir = Path(a.model_dir)
     contract = model_contract(model_dir)
-    embedding_model = embedding_model or contract.embedding_model  # the official contract grounds with the authors'
     args.update(contract.settings())  # nothing for the project's contract: older run configs still compare equal
-    stage = "inference" if decoding == "greedy" else f"inference_{decoding}"
-    if decoding == "constrained":  # the beam count changes the predictions (a wider beam can find a better top-1)
-        args["beams"] = parse_ks(topk)[-1]
-    out_path = model_dir / result_name(split, decoding)
-    data_dir = Path(data_dir) if data_dir else category_dir(category)
-    records = sample_records(load_split(data_dir, split), test_sample_size, seed)
-    if out_path.is_file() and not force:
+    stage = "inference" if a.decoding == "greedy" else f"inference_{a.decoding}"
+    if a.decoding == "constrained":  # the beam count changes the predictions (a wider beam can find a better top-1)
+        args["beams"] = parse_ks(a.topk)[-1]
+    out_path = model_dir / result_name(a.split, a.decoding)
+    data_dir = Path(a.data_dir) if a.data_dir else category_dir(a.category)
+    records = sample_records(load_split(data_dir, a.split), a.test_sample_size, a.seed)
+    reuse = False
+    if out_path.is_file() and not a.force:
         check_same_settings(model_dir, stage, args, f"the predictions {out_path}",
                             "delete it (or pass --force) to predict again")
         previous = read_json(out_path)
-        if isinstance(previous, list) and len(previous) == len(records):
-            if is_main:
-                print(f"{out_path} exists with {len(records)} predictions; skipping generation (--force to redo)")
-                if evaluate and evaluated(model_dir, topk, embedding_model, decoding):
-                    print(f"[eval] {model_dir} already evaluated with these settings; skipping")
-                elif evaluate:
-                    evaluate_results(out_path, category, data_dir, topk, embedding_model, decoding, report_to,
-                                     contract.name)
-            return
+        reuse = isinstance(previous, list) and len(previous) == len(records)
+    embedding_model = a.embedding_model or contract.embedding_model  # the official contract grounds with the authors'
+    return Checked(model_dir, contract, embedding_model, records, data_dir, out_path, stage, args, reuse)
+
+
+def main(a: Args) -> None:
+    from utils.device import launched_as_main
+
+    checked = check(a)
+    model_dir, contract, records, out_path = checked.model_dir, checked.contract, checked.records, checked.out_path
+    if checked.reuse:  # without accelerate's state: a finished evaluation skips without torch
+        if launched_as_main():
+            print(f"{out_path} exists with {len(records)} predictions; skipping generation (--force to redo)")
+            if a.evaluate and evaluated(model_dir, a.topk, checked.embedding_model, a.decoding):
+                print(f"[eval] {model_dir} already evaluated with these settings; skipping")
+            elif a.evaluate:
+                evaluate_results(a, checked)
+        return
+    from utils.device import process_state, release_memory
+    from utils.modeling import load_model, load_tokenizer
+
     state = process_state()
-    catalog = load_catalog(data_dir)
-    tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, padding_side="left")
-    model = load_model(model_dir, merge=True, trust_remote_code=trust_remote_code, device=state.device)
+    catalog = load_catalog(checked.data_dir)
+    tokenizer = load_tokenizer(model_dir, trust_remote_code=a.trust_remote_code, padding_side="left")
+    model = load_model(model_dir, merge=True, trust_remote_code=a.trust_remote_code, device=state.device)
     prompts = [contract.generation_prompt(r) for r in records]
     if state.is_main_process:
-        print(f"[inference] {model_dir}: {len(prompts)} {split} prompts on {state.num_processes} process(es), "
-              f"{state.device}, {decoding} decoding. First prompt:\n{prompts[0]}", flush=True)
+        print(f"[inference] {model_dir}: {len(prompts)} {a.split} prompts on {state.num_processes} process(es), "
+              f"{state.device}, {a.decoding} decoding. First prompt:\n{prompts[0]}", flush=True)
     t0 = time.time()
-    if decoding == "constrained":
+    if a.decoding == "constrained":
         from utils.constrained import beam_search_sharded
 
-        beams = beam_search_sharded(model, tokenizer, prompts, catalog.names, k=args["beams"],
-                                    token_budget=token_budget, desc=f"{split} inference (constrained)")
+        beams = beam_search_sharded(model, tokenizer, prompts, catalog.names, k=checked.args["beams"],
+                                    token_budget=a.token_budget, desc=f"{a.split} inference (constrained)")
         predicted = [{"predict": [render_completion(catalog.names[i]) for i, _ in b],
                       "logprobs": [round(s, 6) for _, s in b]} for b in beams]
     else:
@@ -86,18 +130,19 @@ def run(model_dir: str, category: str = "ML100K", data_dir: str = "", test_sampl
 
         texts = generate_sharded(model, tokenizer, prompts,
                                  max_new_tokens=contract.max_new_tokens(tokenizer, catalog.names, "evaluation"),
-                                 one_line=contract.one_line, token_budget=token_budget, seed=seed,
-                                 desc=f"{split} inference")
-        predicted = [{"predict": [contract.answer(a) for a in t]} for t in texts]
+                                 one_line=contract.one_line, token_budget=a.token_budget, seed=a.seed,
+                                 desc=f"{a.split} inference")
+        predicted = [{"predict": [contract.answer(t) for t in answers]} for answers in texts]
     if state.is_main_process:
         write_json(out_path, [{**r, **p} for r, p in zip(records, predicted)])
-        write_run_config(model_dir, stage, args, {"records": len(records), "world_size": state.num_processes,
-                                                  "generation_seconds": round(time.time() - t0, 2)})
+        write_run_config(model_dir, checked.stage, checked.args,
+                         {"records": len(records), "world_size": state.num_processes,
+                          "generation_seconds": round(time.time() - t0, 2)})
         print(f"[inference] wrote {out_path} ({time.time() - t0:.1f} s generation)", flush=True)
     del model
     release_memory()
-    if evaluate and state.is_main_process:
-        evaluate_results(out_path, category, data_dir, topk, embedding_model, decoding, report_to, contract.name)
+    if a.evaluate and state.is_main_process:
+        evaluate_results(a, checked)
     state.wait_for_everyone()
 
 
@@ -113,13 +158,14 @@ def evaluated(model_dir, topk, embedding_model, decoding="greedy") -> bool:
             and all(f.is_file() and read_json(f).get("embedding_model") == want for f in files))
 
 
-def evaluate_results(result_path, category, data_dir, topk, embedding_model, decoding="greedy", report_to="none",
-                     contract=""):
-    from eval.evaluate import run as evaluate_run
+def evaluate_results(a: Args, checked: Checked) -> None:
+    """eval/evaluate.py on the predictions, in this process."""
+    from eval import evaluate
 
-    evaluate_run(str(result_path), category=category, data_dir=str(data_dir), topk=topk,
-                 embedding_model=embedding_model, decoding=decoding, report_to=report_to, contract=contract)
+    evaluate.main(evaluate.Args(str(checked.out_path), category=a.category, data_dir=str(checked.data_dir),
+                                topk=a.topk, embedding_model=checked.embedding_model, decoding=a.decoding,
+                                report_to=a.report_to, contract=checked.contract.name))
 
 
 if __name__ == "__main__":
-    run_cli(run)
+    run_cli(main)

@@ -5,6 +5,7 @@ Popularity is the number of times an item is the target of a train record; ties 
 target's rank is its position in that one popularity order. ValidRatio does not apply (no text is generated).
 Writes eval_top{K}.json and eval_users.jsonl (utils.metrics.write_eval_files), like eval/evaluate.py.
 """
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,30 +44,40 @@ def popularity_deciles(data_dir, catalog) -> np.ndarray:
     return item_deciles(popularity(load_split(data_dir, "train"), catalog))
 
 
-def run(output_dir: str, category: str = "ML100K", data_dir: str = "", topk="1,5",
-        test_sample_size: int | None = None, seed: int = 42):
-    ks = parse_ks(topk)
-    check_output_dir(output_dir)
-    data = Path(data_dir) if data_dir else category_dir(category)
+@dataclass
+class Args:
+    """The baseline's options (the command line's --name value; tests build it directly)."""
+    output_dir: str
+    category: str = "ML100K"
+    data_dir: str = ""
+    topk: str = "1,5"  # from the shell "1,5" arrives as the tuple (1, 5): utils.metrics.parse_ks takes both
+    test_sample_size: int | None = None
+    seed: int = 42
+
+
+def main(a: Args) -> None:
+    ks = parse_ks(a.topk)
+    check_output_dir(a.output_dir)
+    data = Path(a.data_dir) if a.data_dir else category_dir(a.category)
     catalog = load_catalog(data)
     ks = parse_ks(ks, len(catalog))
     pop = popularity(load_split(data, "train"), catalog)
     order = np.lexsort((np.arange(len(catalog)), -pop))
     rank_of = np.empty(len(catalog), dtype=np.int64)
     rank_of[order] = np.arange(len(catalog))
-    test = sample_records(load_split(data, "test"), test_sample_size, seed)
+    test = sample_records(load_split(data, "test"), a.test_sample_size, a.seed)
     keep, targets, n_skipped = evaluated_records(test, catalog)
     topk_rows = np.tile(order[:max(ks)], (len(keep), 1))
     histories = history_rows([test[i] for i in keep], catalog)
     results = {k: {**topk_metrics(rank_of[targets], topk_rows, k, catalog, histories), "n_skipped": n_skipped,
                    "embedding_model": None} for k in ks}
     ranking = Ranking(keep, targets, rank_of[targets], topk_rows, None, None, n_skipped)
-    paths = write_eval_files(results, ranking, item_deciles(pop), output_dir, "MostPop", category or data.name, test,
-                             decoding=None)
+    paths = write_eval_files(results, ranking, item_deciles(pop), a.output_dir, "MostPop", a.category or data.name,
+                             test, decoding=None)
     for k, path in zip(results, paths):
         print(f"[mostpop] wrote {path}: HR={results[k]['HR']:.4f}")
     print(f"[mostpop] wrote {paths[-1]}: {len(keep)} users")
 
 
 if __name__ == "__main__":
-    run_cli(run)
+    run_cli(main)

@@ -38,8 +38,8 @@ def rebuilt_records(users_file: Path, eval_file: Path, test: list) -> tuple[list
 
 def run(run_root: str, out_root: str, embedding_model: str, category: str = "ML100K", data_dir: str = "",
         topk="1,5"):
+    from eval import evaluate
     from eval.collect import model_dirs
-    from eval.evaluate import run as evaluate
     from utils.prompt import model_contract  # titles are read as the model's contract reads them
 
     root, out_root = Path(run_root), Path(out_root)
@@ -69,8 +69,9 @@ def run(run_root: str, out_root: str, embedding_model: str, category: str = "ML1
         with tempfile.TemporaryDirectory() as tmp:
             result = Path(tmp) / "test_result.json"
             write_json(result, records)
-            evaluate(str(result), category=category, data_dir=str(data), topk=topk, output_dir=str(out),
-                     embedding_model=embedding_model, model=model, contract=model_contract(d).name)
+            evaluate.main(evaluate.Args(str(result), category=category, data_dir=str(data), topk=topk,
+                                        output_dir=str(out), embedding_model=embedding_model, model=model,
+                                        contract=model_contract(d).name))
 
 
 if __name__ == "__main__":

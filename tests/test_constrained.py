@@ -171,9 +171,9 @@ def test_inference_constrained_writes_k_catalog_items(tiny_model, ml100k, tmp_pa
     shutil.copytree(tiny_model, model_dir)
     catalog = load_catalog(ml100k)
     with pytest.raises(UserError, match="--decoding must be one of greedy, constrained"):
-        inference.run(str(model_dir), category="ML100K", decoding="beam")
-    inference.run(str(model_dir), category="ML100K", test_sample_size=4, seed=1, decoding="constrained",
-                  evaluate=True, topk="1,3")
+        inference.main(inference.Args(str(model_dir), category="ML100K", decoding="beam"))
+    inference.main(inference.Args(str(model_dir), category="ML100K", test_sample_size=4, seed=1, decoding="constrained",
+                                  evaluate=True, topk="1,3"))
     records = json.loads((model_dir / "test_result_constrained.json").read_text())
     assert len(records) == 4 and not (model_dir / "test_result.json").exists()
     for r in records:
@@ -187,19 +187,20 @@ def test_inference_constrained_writes_k_catalog_items(tiny_model, ml100k, tmp_pa
     config = json.loads((model_dir / "run_config_inference_constrained.json").read_text())
     assert config["settings"]["decoding"] == "constrained" and config["settings"]["beams"] == 3
     with pytest.raises(UserError, match="beams 3 -> 5"):  # another K is another beam search
-        inference.run(str(model_dir), category="ML100K", test_sample_size=4, seed=1, decoding="constrained",
-                      topk="1,5")
-    from eval.evaluate import run as evaluate_run
+        inference.main(inference.Args(str(model_dir), category="ML100K", test_sample_size=4, seed=1,
+                                      decoding="constrained", topk="1,5"))
+    from eval import evaluate
 
     with pytest.raises(UserError, match="--decoding constrained"):  # never grounded as one text by mistake
-        evaluate_run(str(model_dir / "test_result_constrained.json"), category="ML100K", embedding_model="stub")
+        evaluate.main(evaluate.Args(str(model_dir / "test_result_constrained.json"), category="ML100K",
+                                    embedding_model="stub"))
 
 
 def test_constrained_evaluation_takes_the_ranking_as_the_top_k(ml100k, tmp_path):
     """HR/NDCG from the target's place in the ranking itself; bad rankings fail with one line."""
     import math
 
-    from eval.evaluate import run as evaluate_run
+    from eval import evaluate
     from utils.data import load_catalog
 
     catalog = load_catalog(ml100k)
@@ -213,7 +214,7 @@ def test_constrained_evaluation_takes_the_ranking_as_the_top_k(ml100k, tmp_path)
         r["predict"], r["logprobs"] = [render_completion(t) for t in ranking[:5]], [-1.0] * 5
     path = tmp_path / "test_result_constrained.json"
     path.write_text(json.dumps(records))
-    evaluate_run(str(path), category="ML100K", topk="1,5", decoding="constrained")
+    evaluate.main(evaluate.Args(str(path), category="ML100K", topk="1,5", decoding="constrained"))
     at1, at5 = (json.loads((tmp_path / f"eval_top{k}_constrained.json").read_text()) for k in (1, 5))
     assert at1["HR"] == 0.25 and at5["HR"] == 1.0 and at1["ValidRatio"] == at5["ValidRatio"] == 1.0
     assert at5["NDCG"] == pytest.approx(sum(1 / math.log2(j + 2) for j in range(4)) / 4)
@@ -222,7 +223,7 @@ def test_constrained_evaluation_takes_the_ranking_as_the_top_k(ml100k, tmp_path)
                          "catalog item"), (lambda p: p[:4] + p[:1], "the same item twice")):
         path.write_text(json.dumps([{**records[0], "predict": bad(records[0]["predict"])}]))
         with pytest.raises(UserError, match=message):
-            evaluate_run(str(path), category="ML100K", topk="1,5", decoding="constrained")
+            evaluate.main(evaluate.Args(str(path), category="ML100K", topk="1,5", decoding="constrained"))
 
 
 def test_self_play_draws_real_items_by_constrained_decoding(tiny_model, tmp_path):
@@ -230,8 +231,9 @@ def test_self_play_draws_real_items_by_constrained_decoding(tiny_model, tmp_path
     from utils.data import category_dir, load_catalog
 
     catalog = load_catalog(category_dir("ML100K"))
-    self_play.run(str(tmp_path / "data"), model_dir=str(tiny_model), category="ML100K", decoding="constrained",
-                  beams=3, recipe_args="self_play.train_sample_size=6 self_play.valid_sample_size=2")
+    self_play.main(self_play.Args(str(tmp_path / "data"), model_dir=str(tiny_model), category="ML100K",
+                                  decoding="constrained", beams=3,
+                                  recipe_args="self_play.train_sample_size=6 self_play.valid_sample_size=2"))
     pairs = [json.loads(x) for x in (tmp_path / "data/dpo_train.jsonl").read_text().splitlines()]
     assert len(pairs) == 6 and all(p["chosen"] != p["rejected"] for p in pairs)
     assert all(catalog.index(p["rejected_raw"]) is not None for p in pairs)
@@ -240,4 +242,5 @@ def test_self_play_draws_real_items_by_constrained_decoding(tiny_model, tmp_path
     settings = json.loads((tmp_path / "data/run_config_self_play.json").read_text())["settings"]
     assert settings["decoding"] == "constrained" and settings["beams"] == 3
     with pytest.raises(UserError, match="deterministic beam search"):
-        self_play.run(str(tmp_path / "other"), model_dir=str(tiny_model), decoding="constrained", temperature=1.0)
+        self_play.main(self_play.Args(str(tmp_path / "other"), model_dir=str(tiny_model), decoding="constrained",
+                                      temperature=1.0))

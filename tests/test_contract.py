@@ -310,7 +310,7 @@ def test_a_model_is_continued_only_in_its_contract(tmp_path):
 ])
 def test_evaluation_grounds_with_the_contracts_model(ml100k, tmp_path, monkeypatch, contract, given, grounded_with):
     import utils.metrics
-    from eval.evaluate import run as evaluate
+    from eval import evaluate
 
     class Grounded(Exception):
         pass
@@ -326,7 +326,7 @@ def test_evaluation_grounds_with_the_contracts_model(ml100k, tmp_path, monkeypat
     record = load_split(ml100k, "test")[0]
     (tmp_path / "test_result.json").write_text(json.dumps([{**record, "predict": ['"Heat (1995)"']}]))
     with pytest.raises(Grounded) as grounded:
-        evaluate(str(tmp_path / "test_result.json"), data_dir=str(ml100k), embedding_model=given)
+        evaluate.main(evaluate.Args(str(tmp_path / "test_result.json"), data_dir=str(ml100k), embedding_model=given))
     assert grounded.value.args[0] == grounded_with
 
 

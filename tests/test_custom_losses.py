@@ -140,9 +140,9 @@ def test_a_short_sdpo_step_through_train_dpo(ml100k, tiny_model, tmp_path):
     pairs = pairs_for(ml100k, 10, 3)
     for name, rows in (("dpo_train.jsonl", pairs[:8]), ("dpo_valid.jsonl", pairs[8:])):
         (data / name).write_text("".join(json.dumps(p) + "\n" for p in rows))
-    dpo.run(model_dir=str(tiny_model), data_dir=str(data), output_dir=str(tmp_path / "DPO"),
-            recipe_args="dpo.loss_type=sdpo dpo.global_batch_size=4 dpo.per_device_train_batch_size=4 "
-                        "dpo.evals_per_run=1")
+    dpo.main(dpo.Args(model_dir=str(tiny_model), data_dir=str(data), output_dir=str(tmp_path / "DPO"),
+                      recipe_args="dpo.loss_type=sdpo dpo.global_batch_size=4 dpo.per_device_train_batch_size=4 "
+                      "dpo.evals_per_run=1"))
     config = json.loads((tmp_path / "DPO/run_config_dpo.json").read_text())["args"]
     assert config["steps"] == 2 and config["pairs"] == 8 and config["negatives_per_pair"] == 3
     assert math.isfinite(config["train_loss"])
@@ -155,18 +155,18 @@ def test_pairs_with_several_negatives_need_a_multi_negative_loss(ml100k, tiny_mo
     (data / "dpo_train.jsonl").write_text(rows)
     (data / "dpo_valid.jsonl").write_text(rows)
     with pytest.raises(UserError, match="the pairs have 3 rejected items each; dpo.loss_type sigmoid uses one"):
-        dpo.run(model_dir=str(tiny_model), data_dir=str(data), output_dir=str(tmp_path / "DPO"))
+        dpo.main(dpo.Args(model_dir=str(tiny_model), data_dir=str(data), output_dir=str(tmp_path / "DPO")))
     with pytest.raises(UserError, match="cannot be combined"):
-        dpo.run(model_dir=str(tiny_model), data_dir=str(data), output_dir=str(tmp_path / "DPO"),
-                recipe_args="dpo.loss_type=[sdpo,sft]")
+        dpo.main(dpo.Args(model_dir=str(tiny_model), data_dir=str(data), output_dir=str(tmp_path / "DPO"),
+                          recipe_args="dpo.loss_type=[sdpo,sft]"))
     with pytest.raises(UserError, match="dpo.precompute_ref_log_probs works with trl's own losses"):  # not k of them
-        dpo.run(model_dir=str(tiny_model), data_dir=str(data), output_dir=str(tmp_path / "DPO"),
-                recipe_args="dpo.loss_type=sdpo dpo.precompute_ref_log_probs=true")
+        dpo.main(dpo.Args(model_dir=str(tiny_model), data_dir=str(data), output_dir=str(tmp_path / "DPO"),
+                          recipe_args="dpo.loss_type=sdpo dpo.precompute_ref_log_probs=true"))
     (data / "dpo_valid.jsonl").write_text(rows.splitlines()[0] + "\n" + json.dumps(
         {"prompt": "p", "chosen": "c", "rejected": "r"}) + "\n")
     with pytest.raises(UserError, match="line 2 has 1 rejected items, line 1 has 3"):
-        dpo.run(model_dir=str(tiny_model), data_dir=str(data), output_dir=str(tmp_path / "DPO"),
-                recipe_args="dpo.loss_type=sdpo")
+        dpo.main(dpo.Args(model_dir=str(tiny_model), data_dir=str(data), output_dir=str(tmp_path / "DPO"),
+                          recipe_args="dpo.loss_type=sdpo"))
     assert not (tmp_path / "DPO").exists()
 
 
@@ -182,9 +182,9 @@ def test_a_precomputed_reference_trains_the_same_dpo_step(ml100k, tiny_model, tm
     for name, rows in (("dpo_train.jsonl", pairs[:8]), ("dpo_valid.jsonl", pairs[8:])):
         (data / name).write_text("".join(json.dumps(p) + "\n" for p in rows))
     for precompute in (False, True):
-        dpo.run(model_dir=str(tiny_model), data_dir=str(data), output_dir=str(tmp_path / f"DPO{precompute}"),
-                recipe_args="dpo.global_batch_size=4 dpo.per_device_train_batch_size=4 dpo.evals_per_run=0 "
-                            f"dpo.precompute_ref_log_probs={str(precompute).lower()}")
+        dpo.main(dpo.Args(model_dir=str(tiny_model), data_dir=str(data), output_dir=str(tmp_path / f"DPO{precompute}"),
+                          recipe_args="dpo.global_batch_size=4 dpo.per_device_train_batch_size=4 dpo.evals_per_run=0 "
+                          f"dpo.precompute_ref_log_probs={str(precompute).lower()}"))
     losses = [json.loads((tmp_path / f"DPO{p}/run_config_dpo.json").read_text())["args"]["train_loss"]
               for p in (False, True)]
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)

@@ -1,5 +1,6 @@
 """utils/io.py: list-valued arguments survive the trip from the shell through fire; strict command lines; settings
 added later."""
+import dataclasses
 import os
 import re
 import subprocess
@@ -60,6 +61,31 @@ def test_cli_arguments_in_the_documented_form_pass(argv):
     from utils.cli import check_cli_args
 
     check_cli_args(_cli, argv)
+
+
+@dataclasses.dataclass
+class _Args:
+    out: str
+    k: int = 1
+    flag: bool = False
+
+
+def test_a_stage_takes_its_options_from_its_args_dataclass(monkeypatch):
+    """`run_cli(main)` with `main(a: Args)`: the options are the dataclass's fields, strict as ever, and main gets
+    the dataclass built from the command line."""
+    from utils.cli import check_cli_args, cli_help, run_cli
+
+    seen = []
+
+    def main(a: _Args):
+        seen.append(a)
+
+    with pytest.raises(UserError, match="unknown option --b:"):
+        check_cli_args(main, ["--out", "x", "--b", "1"])
+    assert "  --out VALUE (required)" in cli_help(main) and "  --k (default: 1)" in cli_help(main)
+    monkeypatch.setattr(sys, "argv", ["module", "--k", "3", "--out", "x", "--flag"])
+    run_cli(main)
+    assert seen == [_Args("x", 3, True)]
 
 
 ENTRY_POINTS = ["train.sft", "train.dpo", "train.self_play", "eval.inference", "eval.evaluate", "eval.mostpop",

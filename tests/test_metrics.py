@@ -234,8 +234,8 @@ def test_cli_run_official_shape_overwrites(catalog, tmp_path):
     result_json.write_text(json.dumps([_record(h, t, p) for h, t, p in CASES], indent=4))
     contents = []
     for _ in range(2):
-        evaluate.run(str(result_json), category="Tiny", data_dir=str(catalog.directory), topk="1,5",
-                     embedding_model="stub", model="tiny-model")
+        evaluate.main(evaluate.Args(str(result_json), category="Tiny", data_dir=str(catalog.directory), topk="1,5",
+                                    embedding_model="stub", model="tiny-model"))
         contents.append({k: (run_dir / f"eval_top{k}.json").read_text() for k in (1, 5)})
     assert contents[0] == contents[1]  # rerun overwrites, never appends
     for k in (1, 5):
@@ -264,7 +264,7 @@ def test_mostpop_writes_the_per_user_file(catalog, tmp_path):
     evaluated record; a target's rank is its place in that list, null beyond the top 5."""
     records = [_record(h, t) for h, t, _ in CASES] + [_record(["Alpha"], "Foxtrot")]
     (catalog.directory / "test.json").write_text(json.dumps(records))
-    mostpop.run(str(tmp_path / "mp"), category="Tiny", data_dir=str(catalog.directory), topk="1,5")
+    mostpop.main(mostpop.Args(str(tmp_path / "mp"), category="Tiny", data_dir=str(catalog.directory), topk="1,5"))
     lines = [json.loads(x) for x in (tmp_path / "mp" / "eval_users.jsonl").read_text().splitlines()]
     top = [catalog.index(n) for n in ("Alpha", "Charlie", "Delta", "Bravo", "Echo")]
     assert [x["user"] for x in lines] == [0, 1, 2, 3, 5, 6]

@@ -30,8 +30,8 @@ def test_every_stage_uses_byte_identical_prompts(ml100k, tmp_path, monkeypatch):
     sft_prompts = sft_dataset(records)["prompt"]
     eval_prompts = [render_prompt(r) for r in records]  # what eval/inference.py sends to the model
     monkeypatch.setattr(self_play.random.Random, "sample", lambda self, pop, k: list(pop)[:k])
-    self_play.run(str(tmp_path / "pairs"), category="ML100K", negatives="random", spare_ratio=0,
-                  recipe_args="self_play.train_sample_size=3 self_play.valid_sample_size=0")
+    self_play.main(self_play.Args(str(tmp_path / "pairs"), category="ML100K", negatives="random", spare_ratio=0,
+                                  recipe_args="self_play.train_sample_size=3 self_play.valid_sample_size=0"))
     pairs = [json.loads(line) for line in (tmp_path / "pairs" / "dpo_train.jsonl").read_text().splitlines()]
     dpo_prompts = [p["prompt"] for p in pairs]
     train = load_split(ml100k, "train")

@@ -79,8 +79,9 @@ def test_self_play_pairs(ml100k, tmp_path, monkeypatch):
     monkeypatch.setattr("utils.grounding.embed_texts",
                         lambda texts, model: np.stack([items[near_miss.get(t, 0)] * (t in near_miss) for t in texts]))
     for name in ("a", "b"):
-        self_play.run(str(tmp_path / name), model_dir=str(tmp_path), category="ML100K", iteration=1, seed=3,
-                      recipe_args="self_play.train_sample_size=40 self_play.valid_sample_size=10", spare_ratio=1.0)
+        self_play.main(self_play.Args(str(tmp_path / name), model_dir=str(tmp_path), category="ML100K", iteration=1,
+                                      seed=3, spare_ratio=1.0,
+                                      recipe_args="self_play.train_sample_size=40 self_play.valid_sample_size=10"))
     summary = json.loads((tmp_path / "a/summary.json").read_text())
     assert summary["drawn"] == 100 and summary["kept_train"] == 40 and summary["kept_valid"] == 10
     assert summary["dropped_equal"] >= 18 + 8 and summary["dropped_empty"] >= 10  # j % 5 (not % 11), j % 11
@@ -101,8 +102,8 @@ def test_offline_negative_rows(ml100k, tmp_path, monkeypatch):
 
     catalog = load_catalog(ml100k)
     by_user = self_play.user_items(ml100k)
-    self_play.run(str(tmp_path / "random"), category="ML100K", negatives="random", num_negatives=3,
-                  recipe_args="self_play.train_sample_size=12 self_play.valid_sample_size=4")
+    self_play.main(self_play.Args(str(tmp_path / "random"), category="ML100K", negatives="random", num_negatives=3,
+                                  recipe_args="self_play.train_sample_size=12 self_play.valid_sample_size=4"))
     rows = [json.loads(x) for x in (tmp_path / "random/dpo_train.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and all(len(p["extra_rejected"]) == 2 for p in rows)
     summary = json.loads((tmp_path / "random/summary.json").read_text())
@@ -118,8 +119,8 @@ def test_offline_negative_rows(ml100k, tmp_path, monkeypatch):
     emb = rng.normal(size=(len(catalog), 8)).astype(np.float32)
     monkeypatch.setattr("utils.grounding.item_embeddings", lambda catalog, model: emb)
     monkeypatch.setattr("utils.grounding.default_embedding_model", lambda: "stand-in")
-    self_play.run(str(tmp_path / "semantic"), category="ML100K", negatives="semantic",
-                  recipe_args="self_play.train_sample_size=6 self_play.valid_sample_size=2")
+    self_play.main(self_play.Args(str(tmp_path / "semantic"), category="ML100K", negatives="semantic",
+                                  recipe_args="self_play.train_sample_size=6 self_play.valid_sample_size=2"))
     rows = [json.loads(x) for x in (tmp_path / "semantic/dpo_train.jsonl").read_text().splitlines()]
     unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     for p in rows:

@@ -190,8 +190,8 @@ def test_per_user_files_give_the_statistics_of_regrounding(tmp_path, monkeypatch
     and p-value is the same from the per-user files, with no dataset and no grounding, as from re-grounding."""
     data, root, dirs = line_run(tmp_path, monkeypatch)
     for d in dirs.values():
-        evaluate.run(str(d / "test_result.json"), category="Line", data_dir=str(data), topk="1,5",
-                     embedding_model="stub")
+        evaluate.main(evaluate.Args(str(d / "test_result.json"), category="Line", data_dir=str(data), topk="1,5",
+                                    embedding_model="stub"))
     files = {label: d / "eval_users.jsonl" for label, d in dirs.items()}
     first = json.loads(files["SPRec"].read_text().splitlines()[0])
     assert first == {"user": "0", "target": 0, "target_decile": 0, "rank": 0, "topk": [0, 1, 2, 3, 4],
@@ -223,7 +223,8 @@ def test_exposure_figure_from_per_user_files(tmp_path, monkeypatch):
 
     data, root, dirs = line_run(tmp_path, monkeypatch)
     for d in dirs.values():
-        evaluate.run(str(d / "test_result.json"), category="Line", data_dir=str(data), embedding_model="stub")
+        evaluate.main(evaluate.Args(str(d / "test_result.json"), category="Line", data_dir=str(data),
+                                    embedding_model="stub"))
     files = exposure_shares([root], "Line", str(tmp_path / "no data"), k=5)
     for d in dirs.values():
         (d / "eval_users.jsonl").unlink()

@@ -13,11 +13,13 @@ before training (the reference is fixed during the step) instead of inside each 
 utils/custom_losses.py). Pairs with k > 1 need one of those.
 """
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from utils.cli import comma_list, run_cli
 from utils.device import peak_memory_mb
 from utils.io import UserError, read_jsonl
+from utils.prompt import Contract
 from utils.stage import Stage
 from utils.tracking import tracking_args
 from utils.trl_config import (
@@ -76,66 +78,107 @@ def read_split_pairs(data_dir, loss_types: list[str], precompute: bool) -> tuple
     return train_pairs, valid_pairs, k, multi[0] if multi else ""
 
 
-def run(model_dir: str, data_dir: str, output_dir: str, recipe: str = "", recipe_args: str = "", seed: int = 42,
-        report_to: str = "none", activation_checkpointing: bool = False, load_in_4bit: bool = False,
-        trust_remote_code: bool = False):
-    args = dict(locals())
+@dataclass
+class Args:
+    """The step's options (the command line's --name value; tests build it directly)."""
+    model_dir: str
+    data_dir: str
+    output_dir: str
+    recipe: str = ""
+    recipe_args: str = ""
+    seed: int = 42
+    report_to: str = "none"
+    activation_checkpointing: bool = False
+    load_in_4bit: bool = False
+    trust_remote_code: bool = False
+
+
+@dataclass
+class Checked:
+    """What check() resolved: the stage, the recipe and its contract, the pairs and the loss that fits them."""
+    stage: Stage
+    model_dir: str  # the start model (and the reference), absolute
+    small_model: bool
+    recipe: dict
+    recipe_note: str  # the recipe's name and why it was chosen, for the start line
+    contract: Contract
+    loss_types: list[str]
+    train_pairs: list[dict]
+    valid_pairs: list[dict]
+    negatives: int  # rejected items per pair
+    multi: str  # the multi-negative loss (sdpo, dmpo) or ""
+    tracking: dict
+
+
+def check(a: Args) -> Checked | None:
+    """Every check on the user's input, before the heavy imports and before anything is written; None when the step
+    is finished with these settings (other settings stop here with the differences)."""
     from utils.io import check_output_dir
     from utils.modeling import check_model_dir, is_adapter, is_small_model
     from utils.prompt import check_model_contract, contract_of
     from utils.recipe import for_stage, why
     from utils.stage import is_done
 
-    # Every check on the user's input comes before the heavy imports and before anything is written. The recipe
-    # follows the model: the start model's kind, or on a rerun of a finished step its own model's.
-    done = is_done(output_dir)
-    model_dir = model_dir if done else check_model_dir(model_dir, "--model_dir")
-    small_model = is_small_model(output_dir if done else model_dir)
-    chosen_because = why(recipe, small_model)
-    args["recipe"], recipe = for_stage("dpo", recipe, recipe_args, small_model)
+    args = asdict(a)
+    # The recipe follows the model: the start model's kind, or on a rerun of a finished step its own model's.
+    done = is_done(a.output_dir)
+    model_dir = a.model_dir if done else check_model_dir(a.model_dir, "--model_dir")
+    small_model = is_small_model(a.output_dir if done else model_dir)
+    args["recipe"], recipe = for_stage("dpo", a.recipe, a.recipe_args, small_model)
     args["resolved_recipe"] = recipe
     fields = recipe["dpo"]
     contract = contract_of(recipe)
     loss_types = comma_list(fields["loss_type"], "dpo.loss_type")  # e.g. [sigmoid, sft] or "sigmoid,sft"
-    stage = Stage("dpo", output_dir, args, what="the DPO step")
+    stage = Stage("dpo", a.output_dir, args, what="the DPO step")
     if stage.skip():
-        return
+        return None
     check_model_contract(model_dir, contract, "--model_dir")
-    out, state = stage.out, stage.state
-    if load_in_4bit:
+    if a.load_in_4bit:
         from utils.modeling import quantization_config
 
         quantization_config(full=not is_adapter(model_dir))  # QLoRA needs LoRA, a GPU and bitsandbytes
-    check_output_dir(out)
-    tracking = tracking_args(report_to, out)  # a missing tracker package: one line, now
-    train_pairs, valid_pairs, k, multi = read_split_pairs(data_dir, loss_types,
+    check_output_dir(stage.out)
+    tracking = tracking_args(a.report_to, stage.out)  # a missing tracker package: one line, now
+    train_pairs, valid_pairs, k, multi = read_split_pairs(a.data_dir, loss_types,
                                                           fields.get("precompute_ref_log_probs", False))
+    note = f"recipe {args['recipe']} ({why(a.recipe, small_model)})"
+    return Checked(stage, model_dir, small_model, recipe, note, contract, loss_types, train_pairs, valid_pairs, k,
+                   multi, tracking)
+
+
+def main(a: Args) -> None:
+    checked = check(a)
+    if checked is None:
+        return
+    stage, model_dir, recipe, contract = checked.stage, checked.model_dir, checked.recipe, checked.contract
+    multi = checked.multi
     from trl import DPOConfig, DPOTrainer
 
-    from utils.modeling import load_model, load_tokenizer, save_trained
+    from utils.modeling import is_adapter, load_model, load_tokenizer, save_trained
 
-    tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, padding_side="right")
+    tokenizer = load_tokenizer(model_dir, trust_remote_code=a.trust_remote_code, padding_side="right")
     prefix = contract.dpo_prompt_prefix(tokenizer)  # the official contract's BOS, where trl would not add it
-    train_ds = preference_dataset(train_pairs, multi_negative=bool(multi), prompt_prefix=prefix)
-    valid_ds = preference_dataset(valid_pairs, multi_negative=bool(multi), prompt_prefix=prefix)
+    train_ds, valid_ds = (preference_dataset(pairs, multi_negative=bool(multi), prompt_prefix=prefix)
+                          for pairs in (checked.train_pairs, checked.valid_pairs))
 
     # trl's config before the model: a field trl rejects is one line before anything loads
-    plan, kwargs = trainer_kwargs("dpo", fields, len(train_ds), len(valid_ds), stage, tracking, seed,
-                                  activation_checkpointing, contract)
+    plan, kwargs = trainer_kwargs("dpo", recipe["dpo"], len(train_ds), len(valid_ds), stage, checked.tracking,
+                                  a.seed, a.activation_checkpointing, contract)
     # trl's config knows only its own loss names; a multi-negative loss replaces trl's loss altogether
-    config = DPOConfig(**{**kwargs, "loss_type": ["sigmoid"] if multi else loss_types})
+    config = DPOConfig(**{**kwargs, "loss_type": ["sigmoid"] if multi else checked.loss_types})
     ex = train_ds[0]
     stage.say(f"start {model_dir} ({'LoRA adapter' if is_adapter(model_dir) else 'full model'}; reference = the "
-              f"same start), {len(train_ds)} pairs with {k} rejected item(s) each, loss {loss_types}, beta "
-              f"{config.beta}, lr {config.learning_rate}, {describe_plan(plan)}; recipe {args['recipe']} "
-              f"({chosen_because}). First pair:\n"
+              f"same start), {len(train_ds)} pairs with {checked.negatives} rejected item(s) each, loss "
+              f"{checked.loss_types}, beta {config.beta}, lr {config.learning_rate}, {describe_plan(plan)}; "
+              f"{checked.recipe_note}. First pair:\n"
               f"{ex['prompt']}chosen: {ex['chosen']!r} rejected: {ex['rejected']!r}")
 
-    model = load_model(model_dir, trainable=True, trust_remote_code=trust_remote_code, load_in_4bit=load_in_4bit)
+    model = load_model(model_dir, trainable=True, trust_remote_code=a.trust_remote_code,
+                       load_in_4bit=a.load_in_4bit)
     stage.begin()
     kwargs = dict(model=model, ref_model=None, args=config, train_dataset=train_ds, eval_dataset=valid_ds,
                   processing_class=tokenizer)
-    if not small_model:  # a pretrained base: the head on the answers alone, on the CPU too (utils/trl_config.py)
+    if not checked.small_model:  # a pretrained base: the head on the answers alone, on the CPU too (trl_config.py)
         score_labelled_positions_only()
     setup_start = time.perf_counter()  # trl tokenizes (and precomputing, scores the reference) while it sets up
     with contract.dpo_tokenizing():
@@ -149,15 +192,15 @@ def run(model_dir: str, data_dir: str, output_dir: str, recipe: str = "", recipe
     result = trainer.train()
     save_trained(trainer, tokenizer, stage.partial, model_dir)  # every process: gathering is a collective
     best = drop_checkpoints(trainer, stage)
-    stage.finish({"start_model": model_dir, "pairs": len(train_ds), "negatives_per_pair": k, **best,
-                  "sequences_per_pair": k + 1, "world_size": state.num_processes, **plan,
-                  "peak_memory_mb": round(peak_memory_mb(), 1),
+    stage.finish({"start_model": model_dir, "pairs": len(train_ds), "negatives_per_pair": checked.negatives,
+                  **best, "sequences_per_pair": checked.negatives + 1, "world_size": stage.state.num_processes,
+                  **plan, "peak_memory_mb": round(peak_memory_mb(), 1),
                   "train_loss": result.training_loss, "steps": result.global_step,
                   "warmup_steps_effective": config.warmup_steps,
                   "train_seconds": round(result.metrics["train_runtime"], 2),
                   "setup_seconds": round(setup_seconds, 2)},
-                 f"wrote {out} (train loss {result.training_loss:.4f}, {result.global_step} steps)")
+                 f"wrote {stage.out} (train loss {result.training_loss:.4f}, {result.global_step} steps)")
 
 
 if __name__ == "__main__":
-    run_cli(run)
+    run_cli(main)

@@ -23,12 +23,13 @@ import math
 import random
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from utils.cli import run_cli
 from utils.data import category_dir, load_catalog, load_split
 from utils.io import UserError, check_output_dir, write_json, write_jsonl
-from utils.prompt import PROJECT, record_history, record_target, render_completion
+from utils.prompt import PROJECT, Contract, record_history, record_target, render_completion
 from utils.stage import Stage
 
 
@@ -209,88 +210,129 @@ def model_predictions(model_dir, prompts, catalog, state, decoding, num_negative
     return [[contract.answer(t) for t in answers] for answers in texts]
 
 
-def run(output_dir: str, model_dir: str = "", category: str = "ML100K", data_dir: str = "", iteration: int = 0,
-        seed: int = 42, recipe: str = "", recipe_args: str = "", spare_ratio: float = 0.1, negatives: str = "self",
-        rejected: str = "raw", temperature: float = 0.0, num_negatives: int = 1, token_budget: int = 32768,
-        embedding_model: str = "", trust_remote_code: bool = False,
-        decoding: str = "greedy", beams: int = 5, exclude: str = "user"):
-    # 1. Settings: the arguments that change the result, and the recipe, which follows the model (utils/recipe.py).
-    args = dict(locals())
-    check_options(negatives, rejected, exclude, num_negatives, decoding, temperature, beams)
-    if decoding != "constrained":  # the beam count changes nothing else
+@dataclass
+class Args:
+    """The stage's options (the command line's --name value; tests build it directly)."""
+    output_dir: str
+    model_dir: str = ""
+    category: str = "ML100K"
+    data_dir: str = ""
+    iteration: int = 0
+    seed: int = 42
+    recipe: str = ""
+    recipe_args: str = ""
+    spare_ratio: float = 0.1
+    negatives: str = "self"
+    rejected: str = "raw"
+    temperature: float = 0.0
+    num_negatives: int = 1
+    token_budget: int = 32768
+    embedding_model: str = ""
+    trust_remote_code: bool = False
+    decoding: str = "greedy"
+    beams: int = 5
+    exclude: str = "user"
+
+
+@dataclass
+class Checked:
+    """What check() resolved: the stage, the model that samples (absolute; "" for offline negatives), the recipe's
+    sizes and its contract."""
+    stage: Stage
+    model_dir: str
+    train_sample_size: int
+    valid_sample_size: int
+    recipe_note: str  # the recipe's name and why it was chosen, for the start line
+    contract: Contract
+
+
+def check(a: Args) -> Checked | None:
+    """The options' combinations, the recipe (which follows the model, utils/recipe.py) and the model, before anything
+    is read or loaded; None when the data is finished with these settings (other settings stop with the differences).
+    The arguments that change the result make the run config: options that change nothing in this mode stay out."""
+    check_options(a.negatives, a.rejected, a.exclude, a.num_negatives, a.decoding, a.temperature, a.beams)
+    args = asdict(a)
+    if a.decoding != "constrained":  # the beam count changes nothing else
         del args["beams"]
-    if negatives == "self":  # which items offline negatives avoid: nothing to do with self-play's own
+    if a.negatives == "self":  # which items offline negatives avoid: nothing to do with self-play's own
         del args["exclude"]
-    if negatives == "semantic" or rejected == "grounded":  # the grounding model picks the items: by name and content
+    if a.negatives == "semantic" or a.rejected == "grounded":  # the grounding model picks the items: name and content
         from utils.grounding import embedding_model_id
 
-        args["grounding_model"] = embedding_model_id(embedding_model)
+        args["grounding_model"] = embedding_model_id(a.embedding_model)
     from utils.modeling import check_model_dir, is_small_model
     from utils.prompt import check_model_contract, contract_of
     from utils.recipe import for_stage, why
 
-    small_model = bool(model_dir) and is_small_model(model_dir)
-    chosen_because = why(recipe, small_model)
-    args["recipe"], recipe = for_stage("self_play", recipe, recipe_args, small_model)
+    small_model = bool(a.model_dir) and is_small_model(a.model_dir)
+    args["recipe"], recipe = for_stage("self_play", a.recipe, a.recipe_args, small_model)
     args["resolved_recipe"] = recipe
     contract = contract_of(recipe)
-    train_sample_size, valid_sample_size = (recipe["self_play"][k] for k in ("train_sample_size", "valid_sample_size"))
-
-    # 2. A finished stage made with these settings is reused; other settings stop here.
-    stage = Stage("self_play", output_dir, args, what="the self-play data", tag="self-play")
+    stage = Stage("self_play", a.output_dir, args, what="the self-play data", tag="self-play")
     if stage.skip():
-        return
-    if negatives == "self":  # the model samples the negatives: check it before drawing anything
+        return None
+    model_dir = a.model_dir
+    if a.negatives == "self":  # the model samples the negatives: check it before drawing anything
         if not model_dir:
             raise UserError("--model_dir is required with --negatives self (the model whose predictions are sampled)")
         model_dir = check_model_dir(model_dir, "--model_dir")
         check_model_contract(model_dir, contract, "--model_dir")
     check_output_dir(stage.out)
+    sizes = (recipe["self_play"][k] for k in ("train_sample_size", "valid_sample_size"))
+    return Checked(stage, model_dir, *sizes, f"recipe {args['recipe']}, {why(a.recipe, small_model)}", contract)
 
-    # 3. The iteration's records, then its pairs: offline negatives, or the current model's own predictions.
-    data = Path(data_dir) if data_dir else category_dir(category)
-    catalog, drawn, rng = draw(data, seed, iteration, train_sample_size + valid_sample_size, spare_ratio)
+
+def main(a: Args) -> None:
+    checked = check(a)
+    if checked is None:
+        return
+    stage, contract, n_train, n_valid = (checked.stage, checked.contract, checked.train_sample_size,
+                                         checked.valid_sample_size)
+
+    # The iteration's records, then its pairs: offline negatives, or the current model's own predictions.
+    data = Path(a.data_dir) if a.data_dir else category_dir(a.category)
+    catalog, drawn, rng = draw(data, a.seed, a.iteration, n_train + n_valid, a.spare_ratio)
     prompts = [contract.dpo_prompt(r) for r in drawn]  # the pairs' prompts; the model samples from its own prompt
-    how = f"{negatives} negatives" + (f", {decoding} decoding" if negatives == "self" else "")
-    stage.say(f"iteration {iteration}: {len(drawn)} prompts drawn ({how}; recipe {args['recipe']}, {chosen_because}). "
+    how = f"{a.negatives} negatives" + (f", {a.decoding} decoding" if a.negatives == "self" else "")
+    stage.say(f"iteration {a.iteration}: {len(drawn)} prompts drawn ({how}; {checked.recipe_note}). "
               f"First prompt:\n{prompts[0]}")
     t0 = time.time()
-    if negatives != "self":  # nothing is generated: the main process alone makes them
+    if a.negatives != "self":  # nothing is generated: the main process alone makes them
         if not stage.is_main:
             return stage.stand_by()
-        counts = {"drawn": len(drawn), "negatives_per_pair": num_negatives}
-        pairs = offline_pairs(drawn, prompts, catalog, data, negatives, num_negatives, rng, embedding_model, counts,
-                              exclude, contract)
+        counts = {"drawn": len(drawn), "negatives_per_pair": a.num_negatives}
+        pairs = offline_pairs(drawn, prompts, catalog, data, a.negatives, a.num_negatives, rng, a.embedding_model,
+                              counts, a.exclude, contract)
         per_record = 1
     else:
-        outputs = model_predictions(model_dir, [contract.generation_prompt(r) for r in drawn], catalog, stage.state,
-                                    decoding, num_negatives, beams, temperature, seed, iteration, token_budget,
-                                    trust_remote_code, contract)
+        outputs = model_predictions(checked.model_dir, [contract.generation_prompt(r) for r in drawn], catalog,
+                                    stage.state, a.decoding, a.num_negatives, a.beams, a.temperature, a.seed,
+                                    a.iteration, a.token_budget, a.trust_remote_code, contract)
         generation_seconds = round(time.time() - t0, 1)  # model load included; the rest of `seconds` is grounding
         if not stage.is_main:
             return stage.stand_by()
-        pairs, counts = self_play_pairs(drawn, prompts, outputs, catalog, rejected, embedding_model, num_negatives,
-                                        contract)
+        pairs, counts = self_play_pairs(drawn, prompts, outputs, catalog, a.rejected, a.embedding_model,
+                                        a.num_negatives, contract)
         counts["generation_seconds"] = generation_seconds
-        per_record = num_negatives  # k samples (or beams) of a prompt are k separate pairs
+        per_record = a.num_negatives  # k samples (or beams) of a prompt are k separate pairs
 
-    # 4. The first pairs fill train, the next valid; the spare draws make up for dropped ones. The SFT step's
-    # positives are the first N drawn records, whatever the model predicted for them (as the authors' code).
-    dpo_train = pairs[:train_sample_size * per_record]
-    dpo_valid = pairs[len(dpo_train):len(dpo_train) + valid_sample_size * per_record]
+    # The first pairs fill train, the next valid; the spare draws make up for dropped ones. The SFT step's positives
+    # are the first N drawn records, whatever the model predicted for them (as the authors' code).
+    dpo_train = pairs[:n_train * per_record]
+    dpo_valid = pairs[len(dpo_train):len(dpo_train) + n_valid * per_record]
     counts.update(kept_train=len(dpo_train), kept_valid=len(dpo_valid), seconds=round(time.time() - t0, 1))
-    if len(dpo_train) < train_sample_size * per_record:
-        print(f"[self-play] warning: only {len(dpo_train)} train pairs for {train_sample_size} wanted "
+    if len(dpo_train) < n_train * per_record:
+        print(f"[self-play] warning: only {len(dpo_train)} train pairs for {n_train} wanted "
               f"(raise --spare_ratio)", file=sys.stderr)
     if not dpo_train:
-        raise UserError(f"iteration {iteration}: no usable pair (every prediction named no title, or the target)")
+        raise UserError(f"iteration {a.iteration}: no usable pair (every prediction named no title, or the target)")
     tmp = stage.begin()
     write_jsonl(tmp / "dpo_train.jsonl", dpo_train)
     write_jsonl(tmp / "dpo_valid.jsonl", dpo_valid or dpo_train[:1])
-    write_jsonl(tmp / "sft_train.jsonl", drawn[:train_sample_size])
+    write_jsonl(tmp / "sft_train.jsonl", drawn[:n_train])
     write_json(tmp / "summary.json", counts)
     stage.finish({"world_size": stage.state.num_processes}, f"wrote {stage.out}: {counts}")
 
 
 if __name__ == "__main__":
-    run_cli(run)
+    run_cli(main)

@@ -15,12 +15,14 @@ an existing adapter or model.
 favours targets of genres the training targets under-represent relative to the histories (weights from the
 category's whole train split, utils.trl_config.genre_weights; the loss through utils.custom_losses.WeightedSFTTrainer).
 """
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from utils.cli import run_cli
 from utils.data import category_dir, load_split, read_records, sample_records
 from utils.device import peak_memory_mb
 from utils.io import UserError, check_output_dir
+from utils.prompt import Contract
 from utils.stage import Stage, is_done
 from utils.tracking import tracking_args
 from utils.trl_config import (
@@ -85,73 +87,115 @@ def start_model(start: str, full: bool, small_model: bool, continued: bool, lora
     return model, peft_config
 
 
-def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_from: str = "",
-        data_dir: str = "", train_file: str = "", section: str = "sft", recipe: str = "", recipe_args: str = "",
-        full_finetune: str = "auto", seed: int = 42, report_to: str = "none", activation_checkpointing: bool = False,
-        load_in_4bit: bool = False, trust_remote_code: bool = False, genre_weighting: bool = False):
-    args = dict(locals())
+@dataclass
+class Args:
+    """The stage's options (the command line's --name value; tests build it directly)."""
+    output_dir: str
+    category: str = "ML100K"
+    base_model: str = ""
+    resume_from: str = ""
+    data_dir: str = ""
+    train_file: str = ""
+    section: str = "sft"
+    recipe: str = ""
+    recipe_args: str = ""
+    full_finetune: str = "auto"
+    seed: int = 42
+    report_to: str = "none"
+    activation_checkpointing: bool = False
+    load_in_4bit: bool = False
+    trust_remote_code: bool = False
+    genre_weighting: bool = False
+
+
+@dataclass
+class Checked:
+    """What check() resolved: the stage, the model it starts from and how it trains it, the recipe and its contract."""
+    stage: Stage
+    start: str
+    small_model: bool
+    full: bool
+    new_adapter: bool
+    recipe: dict
+    recipe_note: str  # the recipe's name, section and why it was chosen, for the start line
+    contract: Contract
+    data: Path
+    tracking: dict
+
+
+def check(a: Args) -> Checked | None:
+    """Every check on the user's input, before the heavy imports and before anything is written; None when the stage
+    is finished with these settings (other settings stop here with the differences)."""
     from utils.modeling import check_model_dir, is_adapter, is_small_model, resolve_base_model
     from utils.prompt import check_model_contract, contract_of
     from utils.recipe import for_stage, why
 
-    # Every check on the user's input comes before the heavy imports and before anything is written.
-    if section not in ("sft", "sft_step"):
-        raise UserError(f"--section {section}: train.sft reads the recipe section sft (from the base model) or "
+    args = asdict(a)
+    if a.section not in ("sft", "sft_step"):
+        raise UserError(f"--section {a.section}: train.sft reads the recipe section sft (from the base model) or "
                         f"sft_step (an iteration's SFT step)")
-    data = Path(data_dir) if data_dir else category_dir(category)
-    check_output_dir(output_dir)
+    data = Path(a.data_dir) if a.data_dir else category_dir(a.category)
+    check_output_dir(a.output_dir)
     # The recipe follows the model: the start model's kind, or on a rerun of a finished stage its own model's.
-    done = is_done(output_dir)
+    done = is_done(a.output_dir)
     if done:
         start = None
-    elif resume_from:
-        start = check_model_dir(resume_from, "--resume_from")
+    elif a.resume_from:
+        start = check_model_dir(a.resume_from, "--resume_from")
     else:  # the small model (no base_model) is the one built for the recipe's contract (utils/tiny_model.py)
-        small_contract = None if base_model else contract_of(for_stage(section, recipe, recipe_args, True)[1])
-        start = resolve_base_model(base_model, category, small_contract)
-    small_model = is_small_model(output_dir if done else start)
-    full = small_model if full_finetune == "auto" else str(full_finetune).lower() in ("1", "true", "yes")
-    new_adapter = not full and section == "sft" and not (start and is_adapter(start))
-    recipe_arg = recipe
-    args["recipe"], recipe = for_stage(section, recipe, recipe_args, small_model, lora=new_adapter)
+        small_contract = None if a.base_model else contract_of(for_stage(a.section, a.recipe, a.recipe_args, True)[1])
+        start = resolve_base_model(a.base_model, a.category, small_contract)
+    small_model = is_small_model(a.output_dir if done else start)
+    full = small_model if a.full_finetune == "auto" else str(a.full_finetune).lower() in ("1", "true", "yes")
+    new_adapter = not full and a.section == "sft" and not (start and is_adapter(start))
+    args["recipe"], recipe = for_stage(a.section, a.recipe, a.recipe_args, small_model, lora=new_adapter)
     args["resolved_recipe"] = recipe
     contract = contract_of(recipe)
-    stage = Stage("sft", output_dir, args, what="the SFT stage")
+    stage = Stage("sft", a.output_dir, args, what="the SFT stage")
     if stage.skip():
-        return
-    if resume_from:
+        return None
+    if a.resume_from:
         check_model_contract(start, contract, "--resume_from")
-    out, state = stage.out, stage.state
-    tracking = tracking_args(report_to, out)  # a missing tracker package: one line, now
-    if load_in_4bit:
+    tracking = tracking_args(a.report_to, stage.out)  # a missing tracker package: one line, now
+    if a.load_in_4bit:
         from utils.modeling import quantization_config
 
         quantization_config(full)  # QLoRA needs LoRA, a GPU and bitsandbytes: say so before anything is loaded
-    splits, weights, weighting = training_records(section, recipe, data, train_file, seed, genre_weighting)
+    note = f"recipe {args['recipe']} ({a.section}; {why(a.recipe, small_model)}; contract {contract.name})"
+    return Checked(stage, start, small_model, full, new_adapter, recipe, note, contract, data, tracking)
+
+
+def main(a: Args) -> None:
+    checked = check(a)
+    if checked is None:
+        return
+    stage, start, recipe, contract = checked.stage, checked.start, checked.recipe, checked.contract
+    splits, weights, weighting = training_records(a.section, recipe, checked.data, a.train_file, a.seed,
+                                                  a.genre_weighting)
     from trl import SFTConfig, SFTTrainer
 
-    from utils.modeling import load_tokenizer, save_trained
+    from utils.modeling import is_adapter, load_tokenizer, save_trained
 
-    tokenizer = load_tokenizer(start, trust_remote_code=trust_remote_code, padding_side="right")
+    tokenizer = load_tokenizer(start, trust_remote_code=a.trust_remote_code, padding_side="right")
     train_ds, valid_ds = (sft_dataset(splits[split], contract, tokenizer, weights and weights[split])
                           for split in ("train", "valid"))
     # trl's config before the model: a field trl rejects is one line before anything loads
-    plan, kwargs = trainer_kwargs(section, recipe[section], len(train_ds), len(valid_ds), stage, tracking, seed,
-                                  activation_checkpointing, contract)
-    completion_only = contract.completion_only_loss(small_model)
+    plan, kwargs = trainer_kwargs(a.section, recipe[a.section], len(train_ds), len(valid_ds), stage, checked.tracking,
+                                  a.seed, a.activation_checkpointing, contract)
+    completion_only = contract.completion_only_loss(checked.small_model)
     config = SFTConfig(**kwargs, completion_only_loss=completion_only)
-    stage.say(f"start {start} ({'adapter, continued' if is_adapter(start) else 'full' if full else 'LoRA'}; "
-              f"loss on {'the completion' if completion_only else 'the whole text'}), {len(train_ds)} train / "
-              f"{len(valid_ds)} valid records, {describe_plan(plan)}; recipe {args['recipe']} ({section}; "
-              f"{why(recipe_arg, small_model)}; contract {contract.name}). "
-              f"First example:\n{contract.sft_text(splits['train'][0])}")
+    how = "adapter, continued" if is_adapter(start) else "full" if checked.full else "LoRA"
+    stage.say(f"start {start} ({how}; loss on {'the completion' if completion_only else 'the whole text'}), "
+              f"{len(train_ds)} train / {len(valid_ds)} valid records, {describe_plan(plan)}; "
+              f"{checked.recipe_note}. First example:\n{contract.sft_text(splits['train'][0])}")
     if weighting:
         stage.say(f"genre re-weighted: record weights {weighting['record_weight_min']} to "
                   f"{weighting['record_weight_max']}, mean {weighting['record_weight_mean']}")
-    model, peft_config = start_model(start, full, small_model, bool(resume_from),
-                                     recipe["lora"] if new_adapter else None, seed, trust_remote_code, load_in_4bit)
+    model, peft_config = start_model(start, checked.full, checked.small_model, bool(a.resume_from),
+                                     recipe["lora"] if checked.new_adapter else None, a.seed, a.trust_remote_code,
+                                     a.load_in_4bit)
     stage.begin()
-    if not small_model:  # a pretrained base: the head on the completion alone, on the CPU too (utils/trl_config.py)
+    if not checked.small_model:  # a pretrained base: the head on the completion alone, on the CPU too (trl_config.py)
         score_labelled_positions_only()
     trainer_class = SFTTrainer
     if weighting:  # trl's trainer with each record's loss multiplied by its weight
@@ -161,16 +205,16 @@ def run(output_dir: str, category: str = "ML100K", base_model: str = "", resume_
     result = trainer.train()
     save_trained(trainer, tokenizer, stage.partial, start)  # every process: gathering sharded weights is a collective
     best = drop_checkpoints(trainer, stage)
-    stage.finish({"start_model": start, "full_finetune": full,
+    stage.finish({"start_model": start, "full_finetune": checked.full,
                   "loss": "completion only" if completion_only else "whole text", **best,
-                  "train_records": len(train_ds), "world_size": state.num_processes, **plan,
+                  "train_records": len(train_ds), "world_size": stage.state.num_processes, **plan,
                   **(weighting or {}),
                   "peak_memory_mb": round(peak_memory_mb(), 1),
                   "train_loss": result.training_loss, "steps": result.global_step,
                   "warmup_steps_effective": config.warmup_steps,
                   "train_seconds": round(result.metrics["train_runtime"], 2)},
-                 f"wrote {out} (train loss {result.training_loss:.4f}, {result.global_step} steps)")
+                 f"wrote {stage.out} (train loss {result.training_loss:.4f}, {result.global_step} steps)")
 
 
 if __name__ == "__main__":
-    run_cli(run)
+    run_cli(main)

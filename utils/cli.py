@@ -1,4 +1,10 @@
-"""The command line of every entry point: strict `--name value` arguments, our own --help, one-line errors."""
+"""The command line of every entry point: strict `--name value` arguments, our own --help, one-line errors.
+
+An entry point is a function of its options (`run_cli(build)`), or a stage's `main(args: Args)`, whose options are the
+fields of its `Args` dataclass (`run_cli(main)`): the command line builds the dataclass, tests build it directly.
+"""
+import dataclasses
+import inspect
 import sys
 
 from utils.io import UserError, fail
@@ -13,12 +19,23 @@ def comma_list(value, flag: str) -> list[str]:
     return items
 
 
+def args_class(fn):
+    """The dataclass of a `main(args: Args)` entry point, or None for a function of its options."""
+    params = list(inspect.signature(fn).parameters.values())
+    if len(params) == 1 and dataclasses.is_dataclass(params[0].annotation):
+        return params[0].annotation
+    return None
+
+
+def cli_options(fn) -> dict:
+    """{name: inspect.Parameter} of the options the command line takes: `fn`'s parameters or its Args' fields."""
+    return dict(inspect.signature(args_class(fn) or fn).parameters)
+
+
 def check_cli_args(fn, argv: list[str]) -> None:
     """Only `--name value` (or `--name=value`, or a bare `--name` for a boolean) for names `fn` takes: fire would give a
     stray value to the next parameter (`--topk 1 5` makes 5 a path) and pass an unknown flag on as text."""
-    import inspect
-
-    params = inspect.signature(fn).parameters
+    params = cli_options(fn)
     flags = sorted(f"--{name}" for name in params)
     usage = f"expected --name value for each of {', '.join(flags)} (see --help)"
     i = 0
@@ -40,11 +57,9 @@ def check_cli_args(fn, argv: list[str]) -> None:
 def cli_help(fn) -> str:
     """An entry point's --help: its module's docstring (the usage line first), then every option in the one form
     the CLI accepts (--name value) with its default."""
-    import inspect
-
     doc = (fn.__globals__.get("__doc__") or "").strip()
     options = [f"  --{name} {'VALUE (required)' if p.default is p.empty else f'(default: {p.default!r})'}"
-               for name, p in inspect.signature(fn).parameters.items()]
+               for name, p in cli_options(fn).items()]
     return f"{doc}\n\noptions, each as --name value (a boolean may be a bare --name):\n" + "\n".join(options)
 
 
@@ -58,8 +73,15 @@ def run_cli(fn):
     if any(a in ("--help", "-h") for a in argv):
         print(cli_help(fn))
         sys.exit(0)
+    cls = args_class(fn)
+    entry = fn
+    if cls is not None:  # fire parses the options as the dataclass's own signature, then main gets the dataclass
+        def entry(*values, **options):
+            return fn(cls(*values, **options))
+
+        entry.__signature__ = inspect.signature(cls)
     try:
         check_cli_args(fn, argv)
-        fire.Fire(fn)
+        fire.Fire(entry)
     except UserError as e:
         fail(str(e))
