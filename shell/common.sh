@@ -160,6 +160,25 @@ take_lock() {
 
 stage_done() { [[ -f "$1/DONE" ]]; }
 
+# copy_trained_model SRC DEST: a finished model directory without its evaluations (a run evaluates its own test users),
+# moved into place in one rename; a DEST already made from SRC (the same training run config) is kept, another stops.
+copy_trained_model() {
+  local src="$1" dest="$2" f
+  stage_done "$src" || die "$src is not a finished model directory (no DONE marker)"
+  if stage_done "$dest"; then
+    cmp -s "$src/run_config_sft.json" "$dest/run_config_sft.json" \
+      || die "$dest holds another model than $src (their run_config_sft.json differ): give another output root"
+    return 0
+  fi
+  rm -rf "$dest.partial" && mkdir -p "$dest.partial"
+  for f in "$src"/*; do
+    case "$(basename "$f")" in eval_*|test_result*|run_config_inference*) continue ;; esac
+    [[ -f "$f" ]] && cp "$f" "$dest.partial/"
+  done
+  mv "$dest.partial" "$dest"
+  echo "copied the finished model $src to $dest (without its evaluations)"
+}
+
 # Evaluate a finished model directory on the GPUs already resolved (GPU_IDS, VISIBLE_GPUS): greedy predictions (or
 # DECODING=constrained beams), then eval_top{1,5}.json; a rerun reuses what was made with the same settings
 # (eval/inference.py). shell/eval.sh is this function from the command line.

@@ -7,6 +7,8 @@
 #   RECIPE=recipes/demo.yaml ITERATIONS=1 BASELINES="DPO DPO+SFT MostPop" EVAL_SFT_STEP=0 bash shell/seeds.sh
 # or SmolLM2 with the CPU recipe for a pretrained base (recipes/pretrained-cpu.yaml):
 #   KERNELS=bf16 BASE_MODEL=smollm2 SEEDS="42 43" BASELINES="DPO DPO+SFT MostPop" EVAL_SFT_STEP=0 bash shell/seeds.sh
+# SFT_MODEL=DIR starts every seed from one finished SFT model (copied into each seed's root, evaluated there) instead
+# of training one per seed: the seeds then vary the self-play, the SFT steps and the DPO steps, not the SFT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=shell/common.sh
@@ -19,6 +21,7 @@ SEEDS=${SEEDS:-"42 43 44 45 46"}
 ITERATIONS=${ITERATIONS:-2}
 RUNS_ROOT=${RUNS_ROOT:-"runs"}
 FIGS_DIR=${FIGS_DIR:-"figs/seeds"}
+SFT_MODEL=${SFT_MODEL:-""}       # empty = each seed trains its own SFT model; a finished SFT directory = all start from it
 # ------------------------------------------------
 
 export CATEGORIES=ML100K BASE_MODEL
@@ -27,7 +30,12 @@ roots=()
 for seed in $SEEDS; do
   banner "seed $seed"
   export SEED=$seed OUTPUT_ROOT="$RUNS_ROOT/seed$seed"
-  bash shell/SFT.sh "${GPU_IDS[@]}"
+  if [[ -n "$SFT_MODEL" ]]; then
+    copy_trained_model "$SFT_MODEL" "$OUTPUT_ROOT/SFT/ML100K"
+    evaluate "$OUTPUT_ROOT/SFT/ML100K" ML100K
+  else
+    bash shell/SFT.sh "${GPU_IDS[@]}"
+  fi
   bash shell/SPRec.sh "${GPU_IDS[@]}" "$ITERATIONS"
   bash shell/baselines.sh "${GPU_IDS[@]}" "$ITERATIONS"
   roots+=("$OUTPUT_ROOT")

@@ -158,3 +158,23 @@ def test_the_stderr_of_a_multi_process_launch_reads_like_one_process(tmp_path):
     assert p.stderr.decode() == ("step 1/2\rstep 2/2\r\n"
                                  "error: global batch 3 does not split evenly over 2 process(es)\n" + crash)
     assert errors.read_text() == "error: global batch 3 does not split evenly over 2 process(es)\n"
+
+
+def test_a_finished_sft_model_is_copied_without_its_evaluations(fake_bin, tmp_path):
+    """seeds.sh SFT_MODEL=DIR: each seed's root gets the model and its training record, not another run's eval files
+    (the seed evaluates its own users); a second copy keeps it, a different model in the way stops."""
+    src, dest = tmp_path / "src", tmp_path / "seed42/SFT/ML100K"
+    src.mkdir()
+    for name in ("DONE", "adapter_model.safetensors", "run_config_sft.json", "eval_top5.json", "eval_users.jsonl",
+                 "test_result.json", "run_config_inference.json"):
+        (src / name).write_text(name)
+    p = common(fake_bin, f"copy_trained_model {src} {dest}")
+    assert p.returncode == 0, p.stderr
+    assert sorted(f.name for f in dest.iterdir()) == ["DONE", "adapter_model.safetensors", "run_config_sft.json"]
+    assert common(fake_bin, f"copy_trained_model {src} {dest}").returncode == 0
+    (src / "run_config_sft.json").write_text("another run")
+    p = common(fake_bin, f"copy_trained_model {src} {dest}")
+    assert p.returncode == 2 and "holds another model" in p.stderr
+    (src / "DONE").unlink()
+    p = common(fake_bin, f"copy_trained_model {src} {tmp_path / 'other'}")
+    assert p.returncode == 2 and "not a finished model directory" in p.stderr and not (tmp_path / "other").exists()
