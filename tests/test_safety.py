@@ -36,8 +36,13 @@ def test_trust_remote_code_only_from_an_explicit_flag():
         for node in ast.walk(tree):
             if isinstance(node, ast.keyword) and node.arg == "trust_remote_code":
                 if not (isinstance(node.value, ast.Name) and node.value.id == "trust_remote_code"
+                        or isinstance(node.value, ast.Attribute) and node.value.attr == "trust_remote_code"
                         or isinstance(node.value, ast.Constant) and node.value.value is False):
                     bad.append(f"{path}:{node.value.lineno}: trust_remote_code={ast.unparse(node.value)}")
+            if (isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "trust_remote_code"
+                    and not (isinstance(node.value, ast.Constant) and node.value.value is False)):
+                bad.append(f"{path}:{node.lineno}: a stage's Args field trust_remote_code defaults to "
+                           f"{ast.unparse(node.value) if node.value else 'nothing'}")  # the Args dataclasses
             if isinstance(node, ast.arguments):  # a parameter named trust_remote_code defaults to False
                 args = node.posonlyargs + node.args
                 pairs = list(zip(args[len(args) - len(node.defaults):], node.defaults))
