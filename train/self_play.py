@@ -236,8 +236,8 @@ class Args:
 
 @dataclass
 class Checked:
-    """What check() resolved: the stage, the model that samples (absolute; "" for offline negatives), the recipe's
-    sizes and its contract."""
+    """What check() resolved: the stage, the model that samples (absolute with --negatives self; offline negatives
+    use none), the recipe's sizes and its contract."""
     stage: Stage
     model_dir: str
     train_sample_size: int
