@@ -9,6 +9,9 @@ tables are checked by `python -m eval.readme_tables --check`; the learning curve
 eval.learning_curve --run_root results/smollm2-curve`. Statistics files not listed here (results/roster-b138d04,
 results/smollm2) come from runs made before per-user lists were committed and cannot be recomputed.
 """
+import contextlib
+import io
+import os
 import tempfile
 from pathlib import Path
 
@@ -35,12 +38,8 @@ STATS_FILES = {  # committed statistics file: the run roots it is computed over 
 }
 
 
-def recompute(path: str, roots: list[str], out: Path) -> None:
+def recompute(roots: list[str], out: Path) -> None:
     """eval/stats.py over `roots` (relative to the repository) into `out`, quietly."""
-    import contextlib
-    import io
-    import os
-
     from eval import stats
 
     here = os.getcwd()
@@ -57,7 +56,7 @@ def run(write: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i, (path, roots) in enumerate(STATS_FILES.items()):
             out = Path(tmp) / f"{i}.md"
-            recompute(path, roots, out)
+            recompute(roots, out)
             committed = ROOT / path
             same = committed.is_file() and committed.read_bytes() == out.read_bytes()
             if write and not same:
