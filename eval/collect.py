@@ -4,6 +4,7 @@ The directory layout is utils/methods.py's.
 """
 import math
 import re
+from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -83,6 +84,12 @@ def collect(run_root, category, decoding: str = "greedy") -> dict:
         if evals:
             rows[key] = evals
     return rows
+
+
+def answer_counts(users) -> Counter:
+    """How often each answer occurs among a model's per-user records (eval_users.jsonl): the generated line without
+    its newline; records without a text (MostPop) are not counted."""
+    return Counter(u["text"].strip() for u in users if isinstance(u.get("text"), str))
 
 
 def _value(evals: dict, metric: str, k: int) -> float:

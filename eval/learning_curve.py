@@ -15,9 +15,9 @@ train loss and time.
 """
 import json
 import random
-from collections import Counter
 from pathlib import Path
 
+from eval.collect import answer_counts
 from utils.cli import comma_list, run_cli
 from utils.data import category_dir, load_split, sample_records
 from utils.io import UserError, read_json, read_jsonl, write_text
@@ -72,7 +72,7 @@ def stage_row(model_dir: Path) -> dict:
     """One budget's figures from its stage's directory."""
     top5 = read_json(model_dir / "eval_top5.json")
     users = [u for _, u in read_jsonl(model_dir / "eval_users.jsonl")]
-    texts = Counter((u["text"] or "").strip() for u in users)  # the answer line, without its newline
+    texts = answer_counts(users)
     common, count = texts.most_common(1)[0]
     sft = read_json(model_dir / "run_config_sft.json")["args"]
     hits, valid = sum(u["rank"] is not None for u in users), sum(bool(u["valid"]) for u in users)

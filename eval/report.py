@@ -8,6 +8,8 @@ every root. The table is printed and written to <run_root>/<Category>_results.md
 (`--figs_dir ""` draws none): <Category>_metrics_per_iteration.png and <Category>_exposure.png. The exposure figure
 reads each model's eval_users.jsonl, or re-grounds its test_result.json when it has none (cached item embeddings;
 the model loads only for non-catalog titles).
+Below the table: what each trained stage cost and each iteration's seconds (run configs), and what each model answers
+(distinct answers, the most common one and its share, from the per-user lists): of the first run root.
 Whatever is missing (a baseline, MostPop, later iterations, predictions) is skipped and said so.
 The table and figures are those of greedy decoding (the official protocol). Models also evaluated with catalog-
 constrained decoding (eval_top{K}_constrained.json, from shell/eval.sh with DECODING=constrained) get a second table
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from eval.collect import (
     TABLE_METRICS,
+    answer_counts,
     collect,
     mean_std,
     merge,
@@ -27,7 +30,7 @@ from eval.collect import (
     row_label,
 )
 from utils.cli import run_cli
-from utils.io import UserError, read_json, write_text
+from utils.io import UserError, read_json, read_jsonl, write_text
 from utils.methods import ITERATIVE, METHODS, iteration_dirs, method_dir
 from utils.metrics import parse_ks
 
@@ -126,6 +129,26 @@ def iteration_times(run_root, category) -> str | None:
     return "\n".join(["| Iteration | stage processes | seconds |", "|:---|---:|---:|", *lines])
 
 
+def answers_table(run_root, category) -> str | None:
+    """Markdown table of what each model writes for the test users (its greedy answer line, from eval_users.jsonl):
+    how many distinct answers, the most common one and its share. A model that gives most users one title is a
+    popularity prior whatever its top-K lists look like after grounding. None when no model has per-user lists."""
+    lines = []
+    for key, d in model_dirs(run_root, category).items():
+        path = d / "eval_users.jsonl"
+        counts = answer_counts(u for _, u in read_jsonl(path)) if path.is_file() else None
+        if not counts:
+            continue
+        users = sum(counts.values())
+        common, count = counts.most_common(1)[0]
+        common = common.replace("|", "\\|").replace("`", "'")
+        lines.append(f"| {row_label(key)} | {users} | {len(counts)} | `{common}` | {count / users:.2f} |")
+    if not lines:
+        return None
+    return "\n".join(["| Model | users | distinct answers | most common answer | its share |",
+                      "|:---|---:|---:|:---|---:|", *lines])
+
+
 def build_report(roots, category, ks=(1, 5)) -> tuple[str, dict, list[dict], list[str]]:
     """Markdown text, merged rows, per-root collections and notes for a category over one or more run roots."""
     collected = [collect(r, category) for r in roots]
@@ -148,6 +171,10 @@ def build_report(roots, category, ks=(1, 5)) -> tuple[str, dict, list[dict], lis
     times = iteration_times(roots[0], category)
     if times:
         parts += ["", f"### Time per iteration{where if budget else ''}", "", times]
+    answers = answers_table(roots[0], category)
+    if answers:
+        of = "" if len(roots) == 1 else f" (of {roots[0]})"
+        parts += ["", f"### What each model answers{of}", "", answers]
     parts += constrained_section(roots, category, ks, rows)
     return "\n".join(parts) + "\n", rows, collected, notes
 

@@ -126,6 +126,31 @@ def test_training_budget_from_the_run_configs(tmp_path):
     assert times == {"DPO it0": ["2", "17"]}
 
 
+def test_what_each_model_answers_from_the_per_user_lists(tmp_path):
+    root = full_root(tmp_path / "models")
+
+    def users(d, texts):
+        (d / "eval_users.jsonl").write_text("".join(json.dumps({"user": str(i), "text": t}) + "\n"
+                                                    for i, t in enumerate(texts)))
+
+    users(root / "SFT/Toy", ['"Fargo (1996)"\n', '"Fargo (1996)"', '"Heat | `Cut` (1995)"\n', '"Heat (1995)"\n'])
+    users(root / "DPO/Toy/it1/DPO", ['"Heat | `Cut` (1995)"\n'])
+    users(root / "MostPop/Toy", [None, None])  # no answers: no row
+    text, *_ = report.build_report([root], "Toy")
+    assert "### What each model answers\n" in text
+    section = text[text.index("### What each model answers"):]
+    # the answer line without its newline: SFT's first two are one answer
+    assert table_rows(section)[2] == ["SFT", "4", "3", '`"Fargo (1996)"`', "0.50"]
+    # a '|' is escaped and backticks become quotes, so the cell stays one cell of code
+    assert "| DPO it1 | 1 | 1 | `\"Heat \\| 'Cut' (1995)\"` | 1.00 |" in section.splitlines()
+    assert "(of " in report.build_report([root, full_root(tmp_path / "seed2")], "Toy")[0].split(
+        "### What each model answers")[1].splitlines()[0]
+    # without per-user lists, no section
+    for d in ("SFT/Toy", "DPO/Toy/it1/DPO"):
+        (root / d / "eval_users.jsonl").unlink()
+    assert "### What each model answers" not in report.build_report([root], "Toy")[0]
+
+
 def test_rounding_to_four_decimals(tmp_path):
     root = tmp_path / "r"
     write_model(root / "SFT" / "Toy", 0.1, HR=0.123456, NDCG=2 / 3)
