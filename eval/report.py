@@ -136,7 +136,13 @@ def answers_table(run_root, category) -> str | None:
     lines = []
     for key, d in model_dirs(run_root, category).items():
         path = d / "eval_users.jsonl"
-        counts = answer_counts(u for _, u in read_jsonl(path)) if path.is_file() else None
+        if not path.is_file():
+            continue
+        records = read_jsonl(path)
+        for line, u in records:
+            if not isinstance(u, dict):
+                raise UserError(f"{path}, line {line}: not a JSON object (a per-user record of eval/evaluate.py)")
+        counts = answer_counts(u for _, u in records)
         if not counts:
             continue
         users = sum(counts.values())

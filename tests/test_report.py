@@ -145,6 +145,10 @@ def test_what_each_model_answers_from_the_per_user_lists(tmp_path):
     assert "| DPO it1 | 1 | 1 | `\"Heat \\| 'Cut' (1995)\"` | 1.00 |" in section.splitlines()
     assert "(of " in report.build_report([root, full_root(tmp_path / "seed2")], "Toy")[0].split(
         "### What each model answers")[1].splitlines()[0]
+    # a line that is not a record: the file and line named
+    (root / "SFT/Toy/eval_users.jsonl").write_text('{"user": "0", "text": "A"}\n[1, 2]\n')
+    with pytest.raises(UserError, match=r"SFT/Toy/eval_users.jsonl, line 2: not a JSON object"):
+        report.build_report([root], "Toy")
     # without per-user lists, no section
     for d in ("SFT/Toy", "DPO/Toy/it1/DPO"):
         (root / d / "eval_users.jsonl").unlink()
