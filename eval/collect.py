@@ -86,10 +86,10 @@ def collect(run_root, category, decoding: str = "greedy") -> dict:
     return rows
 
 
-def answer_counts(users) -> Counter:
-    """How often each answer occurs among a model's per-user records (eval_users.jsonl): the generated line without
-    its newline; records without a text (MostPop) are not counted."""
-    return Counter(u["text"].strip() for u in users if isinstance(u.get("text"), str))
+def answer_counts(texts) -> Counter:
+    """How often each answer occurs among a model's per-user texts (eval_users.jsonl's "text"): the generated line
+    without its newline; a missing text (MostPop's None) is not counted."""
+    return Counter(t.strip() for t in texts if isinstance(t, str))
 
 
 def _value(evals: dict, metric: str, k: int) -> float:

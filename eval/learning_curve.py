@@ -72,7 +72,7 @@ def stage_row(model_dir: Path) -> dict:
     """One budget's figures from its stage's directory."""
     top5 = read_json(model_dir / "eval_top5.json")
     users = [u for _, u in read_jsonl(model_dir / "eval_users.jsonl")]
-    texts = answer_counts(users)
+    texts = answer_counts(u["text"] for u in users)
     common, count = texts.most_common(1)[0]
     sft = read_json(model_dir / "run_config_sft.json")["args"]
     hits, valid = sum(u["rank"] is not None for u in users), sum(bool(u["valid"]) for u in users)

@@ -30,9 +30,9 @@ from eval.collect import (
     row_label,
 )
 from utils.cli import run_cli
-from utils.io import UserError, read_json, read_jsonl, write_text
+from utils.io import UserError, read_json, write_text
 from utils.methods import ITERATIVE, METHODS, iteration_dirs, method_dir
-from utils.metrics import parse_ks
+from utils.metrics import parse_ks, read_eval_users, users_name
 
 
 def format_cell(values, n_roots: int) -> str:
@@ -135,14 +135,8 @@ def answers_table(run_root, category) -> str | None:
     popularity prior whatever its top-K lists look like after grounding. None when no model has per-user lists."""
     lines = []
     for key, d in model_dirs(run_root, category).items():
-        path = d / "eval_users.jsonl"
-        if not path.is_file():
-            continue
-        records = read_jsonl(path)
-        for line, u in records:
-            if not isinstance(u, dict):
-                raise UserError(f"{path}, line {line}: not a JSON object (a per-user record of eval/evaluate.py)")
-        counts = answer_counts(u for _, u in records)
+        path = d / users_name()
+        counts = answer_counts(read_eval_users(path, 1)["texts"]) if path.is_file() else None
         if not counts:
             continue
         users = sum(counts.values())

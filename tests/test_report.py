@@ -130,8 +130,9 @@ def test_what_each_model_answers_from_the_per_user_lists(tmp_path):
     root = full_root(tmp_path / "models")
 
     def users(d, texts):
-        (d / "eval_users.jsonl").write_text("".join(json.dumps({"user": str(i), "text": t}) + "\n"
-                                                    for i, t in enumerate(texts)))
+        (d / "eval_users.jsonl").write_text("".join(json.dumps({"user": str(i), "target": 0, "target_decile": 0,
+                                                                "rank": None, "topk": [1], "deciles": [0], "text": t})
+                                                    + "\n" for i, t in enumerate(texts)))
 
     users(root / "SFT/Toy", ['"Fargo (1996)"\n', '"Fargo (1996)"', '"Heat | `Cut` (1995)"\n', '"Heat (1995)"\n'])
     users(root / "DPO/Toy/it1/DPO", ['"Heat | `Cut` (1995)"\n'])
@@ -146,7 +147,8 @@ def test_what_each_model_answers_from_the_per_user_lists(tmp_path):
     assert "(of " in report.build_report([root, full_root(tmp_path / "seed2")], "Toy")[0].split(
         "### What each model answers")[1].splitlines()[0]
     # a line that is not a record: the file and line named
-    (root / "SFT/Toy/eval_users.jsonl").write_text('{"user": "0", "text": "A"}\n[1, 2]\n')
+    (root / "SFT/Toy/eval_users.jsonl").write_text((root / "SFT/Toy/eval_users.jsonl").read_text().splitlines()[0]
+                                                   + '\n[1, 2]\n')
     with pytest.raises(UserError, match=r"SFT/Toy/eval_users.jsonl, line 2: not a JSON object"):
         report.build_report([root], "Toy")
     # without per-user lists, no section

@@ -243,13 +243,17 @@ def write_eval_files(results: dict, ranking: Ranking, deciles: np.ndarray, outpu
 def read_eval_users(path, k: int) -> dict:
     """The top-k of each user in an eval_users file, as arrays: {"keys": [(user, target row)], "topk": (N, k) rows,
     "ranks": (N,) 0-based ranks (K_max, the file's list length, when the target is not in its top-K_max),
-    "deciles": (N, k) popularity deciles of those items, "target_deciles": (N,)}."""
+    "deciles": (N, k) popularity deciles of those items, "target_deciles": (N,), "texts": [the generated answer, None
+    for MostPop]}."""
     from utils.io import read_jsonl
 
     path = Path(path)
     lines = read_jsonl(path)
     if not lines:
         raise UserError(f"{path}: no evaluated user")
+    for line, r in lines:
+        if not isinstance(r, dict):
+            raise UserError(f"{path}, line {line}: not a JSON object (a per-user record of eval/evaluate.py)")
     try:
         topk = np.array([r["topk"] for _, r in lines], dtype=np.int64)
         deciles = np.array([r["deciles"] for _, r in lines], dtype=np.int64)
@@ -257,6 +261,7 @@ def read_eval_users(path, k: int) -> dict:
         ranks = np.array([k_max if r["rank"] is None else r["rank"] for _, r in lines], dtype=np.int64)
         keys = [(str(r["user"]), int(r["target"])) for _, r in lines]
         target_deciles = np.array([r["target_decile"] for _, r in lines], dtype=np.int64)
+        texts = [r["text"] for _, r in lines]
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{path}: not an eval_users file ({type(e).__name__}: {e})") from None
     if k_max is None:
@@ -264,4 +269,4 @@ def read_eval_users(path, k: int) -> dict:
     if k > k_max:
         raise UserError(f"{path} holds top-{k_max} lists, fewer than K={k}: evaluate again with --topk {k}")
     return {"keys": keys, "topk": topk[:, :k], "ranks": ranks, "deciles": deciles[:, :k],
-            "target_deciles": target_deciles}
+            "target_deciles": target_deciles, "texts": texts}
