@@ -20,7 +20,8 @@ from pathlib import Path
 from eval.collect import answer_counts
 from utils.cli import comma_list, run_cli
 from utils.data import category_dir, load_split, sample_records
-from utils.io import UserError, read_json, read_jsonl, write_text
+from utils.io import UserError, read_json, write_text
+from utils.metrics import read_eval_users, users_name
 
 
 def parse_budgets(budgets) -> list[int]:
@@ -71,16 +72,17 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def stage_row(model_dir: Path) -> dict:
     """One budget's figures from its stage's directory."""
     top5 = read_json(model_dir / "eval_top5.json")
-    users = [u for _, u in read_jsonl(model_dir / "eval_users.jsonl")]
-    texts = answer_counts(u["text"] for u in users)
+    users = read_eval_users(model_dir / users_name(), 5)
+    n = len(users["keys"])
+    texts = answer_counts(users["texts"])
     common, count = texts.most_common(1)[0]
     sft = read_json(model_dir / "run_config_sft.json")["args"]
-    hits, valid = sum(u["rank"] is not None for u in users), sum(bool(u["valid"]) for u in users)
-    return {"users": len(users), "ValidRatio": top5["ValidRatio"], "HR@5": top5["HR"], "NDCG@5": top5["NDCG"],
-            "hits@5": hits, "HR@5_interval": wilson(hits, len(users)), "valid": valid,
-            "ValidRatio_interval": wilson(valid, len(users)),
+    hits, valid = int((users["ranks"] < 5).sum()), sum(bool(v) for v in users["valid"])
+    return {"users": n, "ValidRatio": top5["ValidRatio"], "HR@5": top5["HR"], "NDCG@5": top5["NDCG"],
+            "hits@5": hits, "HR@5_interval": wilson(hits, n), "valid": valid,
+            "ValidRatio_interval": wilson(valid, n),
             "DivRatio@5": top5["DivRatio"], "ORRatio@5": top5["ORRatio"], "distinct_titles": len(texts),
-            "most_common": common, "most_common_share": count / len(users), "train_loss": sft["train_loss"],
+            "most_common": common, "most_common_share": count / n, "train_loss": sft["train_loss"],
             "train_seconds": sft["train_seconds"], "train_records": sft["train_records"],
             "fingerprint": top5.get("test_records")}
 

@@ -40,9 +40,10 @@ def stage(root, name, hr, texts, fingerprint="abc", loss=2.0):
     d = root / name / "ML100K"
     write_json(d / "eval_top5.json", {"n": len(texts), "HR": hr, "NDCG": hr / 2, "DivRatio": 0.1, "ORRatio": 0.3,
                                       "ValidRatio": 0.5, "test_records": fingerprint})
-    (d / "eval_users.jsonl").write_text("".join(json.dumps({"text": t, "rank": 0 if i == 0 else None,
-                                                            "valid": i % 2 == 0}) + "\n"
-                                                for i, t in enumerate(texts)))
+    (d / "eval_users.jsonl").write_text("".join(json.dumps({
+        "user": str(i), "target": 7, "target_decile": 0, "text": t, "rank": 0 if i == 0 else None,
+        "topk": [7 if i == 0 else 1, 2, 3, 4, 5], "deciles": [0] * 5, "valid": i % 2 == 0}) + "\n"
+        for i, t in enumerate(texts)))
     if name.startswith("SFT"):
         write_json(d / "run_config_sft.json", {"args": {"train_loss": loss, "train_seconds": 120.0,
                                                         "train_records": 8}})

@@ -131,7 +131,8 @@ def test_what_each_model_answers_from_the_per_user_lists(tmp_path):
 
     def users(d, texts):
         (d / "eval_users.jsonl").write_text("".join(json.dumps({"user": str(i), "target": 0, "target_decile": 0,
-                                                                "rank": None, "topk": [1], "deciles": [0], "text": t})
+                                                                "rank": None, "topk": [1], "deciles": [0], "text": t,
+                                                                "valid": None if t is None else True})
                                                     + "\n" for i, t in enumerate(texts)))
 
     users(root / "SFT/Toy", ['"Fargo (1996)"\n', '"Fargo (1996)"', '"Heat | `Cut` (1995)"\n', '"Heat (1995)"\n'])

@@ -244,7 +244,7 @@ def read_eval_users(path, k: int) -> dict:
     """The top-k of each user in an eval_users file, as arrays: {"keys": [(user, target row)], "topk": (N, k) rows,
     "ranks": (N,) 0-based ranks (K_max, the file's list length, when the target is not in its top-K_max),
     "deciles": (N, k) popularity deciles of those items, "target_deciles": (N,), "texts": [the generated answer, None
-    for MostPop]}."""
+    for MostPop], "valid": [whether the answer is a catalog title, None for MostPop]}."""
     from utils.io import read_jsonl
 
     path = Path(path)
@@ -262,6 +262,7 @@ def read_eval_users(path, k: int) -> dict:
         keys = [(str(r["user"]), int(r["target"])) for _, r in lines]
         target_deciles = np.array([r["target_decile"] for _, r in lines], dtype=np.int64)
         texts = [r["text"] for _, r in lines]
+        valid = [r["valid"] for _, r in lines]
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{path}: not an eval_users file ({type(e).__name__}: {e})") from None
     if k_max is None:
@@ -269,4 +270,4 @@ def read_eval_users(path, k: int) -> dict:
     if k > k_max:
         raise UserError(f"{path} holds top-{k_max} lists, fewer than K={k}: evaluate again with --topk {k}")
     return {"keys": keys, "topk": topk[:, :k], "ranks": ranks, "deciles": deciles[:, :k],
-            "target_deciles": target_deciles, "texts": texts}
+            "target_deciles": target_deciles, "texts": texts, "valid": valid}
