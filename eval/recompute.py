@@ -35,6 +35,7 @@ STATS_FILES = {  # committed statistics file: the run roots it is computed over 
     "results/official-seeds/ML100K_stats.md": seeds("results/official-seeds", range(42, 47)),
     "results/bare-dpo-prompt-seeds/ML100K_stats.md": seeds("results/bare-dpo-prompt-seeds", range(42, 45)),
     "results/grounding/demo-seeds-L3/ML100K_stats.md": seeds("results/grounding/demo-seeds-L3", range(42, 47)),
+    "results/smollm2-seeds/ML100K_stats.md": seeds("results/smollm2-seeds", (42, 43)),
 }
 
 
