@@ -27,9 +27,9 @@ export SEED REPORT_TO TEST_SAMPLE_SIZE
 take_lock "$OUTPUT_ROOT/.lock"
 for point in $POINTS; do
   IFS=: read -r size category sample epochs <<< "$point"
-  [[ "$size" =~ ^([0-9]+)x([0-9]+)$ && "$sample" =~ ^[1-9][0-9]*$ && "$epochs" =~ ^[1-9][0-9]*$ ]] \
+  [[ "$sample" =~ ^[1-9][0-9]*$ && "$epochs" =~ ^[1-9][0-9]*$ && "$size" =~ ^([0-9]+)x([0-9]+)$ ]] \
     || die "bad point '$point': want HIDDENxLAYERS:CATEGORY:SAMPLE:EPOCHS, e.g. 256x6:ML100KALL:40000:1"
-  hidden=${BASH_REMATCH[1]} layers=${BASH_REMATCH[2]}
+  hidden=${BASH_REMATCH[1]} layers=${BASH_REMATCH[2]}   # from the last match, the size's
   check_category "$category"
   base="models/tiny-$size/$category"
   python -m utils.tiny_model --category "$category" --out "$base" --hidden "$hidden" --layers "$layers" \
