@@ -11,10 +11,12 @@ source "$(dirname "$0")/common.sh"
 parse_gpu_ids 0 "$@"
 
 # ---- edit here (or set any of these in the environment) -------------------------------------------------------
-# Each point: HIDDENxLAYERS:CATEGORY:SAMPLE:EPOCHS (records seen = SAMPLE x EPOCHS; heads = HIDDEN / 32).
+# Each point: HIDDENxLAYERS:CATEGORY:SAMPLE:EPOCHS[:LR] (records seen = SAMPLE x EPOCHS; heads = HIDDEN / 32; the
+# learning rate falls as the width grows, the recipe's when none is given).
 # ML100K holds a 20,000-window sample of the train windows, ML100KALL all 96,864 (python -m data.prepare ml-100k
 # --name ML100KALL --train_size 0).
-POINTS=${POINTS:-"256x6:ML100KALL:40000:1 128x4:ML100KALL:40000:1 128x4:ML100K:20000:2 512x6:ML100KALL:20000:1"}
+POINTS=${POINTS:-"256x6:ML100KALL:40000:1 128x4:ML100KALL:40000:1:3e-3 128x4:ML100K:20000:2:3e-3
+  512x6:ML100KALL:10000:1:1e-3 256x6:ML100KALL:80000:1"}
 RECIPE=${RECIPE:-"recipes/recommender.yaml"}
 RECIPE_ARGS=${RECIPE_ARGS:-""}
 SEED=${SEED:-42}
@@ -26,18 +28,19 @@ export SEED REPORT_TO TEST_SAMPLE_SIZE
 
 take_lock "$OUTPUT_ROOT/.lock"
 for point in $POINTS; do
-  IFS=: read -r size category sample epochs <<< "$point"
+  IFS=: read -r size category sample epochs lr <<< "$point"
   [[ "$sample" =~ ^[1-9][0-9]*$ && "$epochs" =~ ^[1-9][0-9]*$ && "$size" =~ ^([0-9]+)x([0-9]+)$ ]] \
-    || die "bad point '$point': want HIDDENxLAYERS:CATEGORY:SAMPLE:EPOCHS, e.g. 256x6:ML100KALL:40000:1"
+    || die "bad point '$point': want HIDDENxLAYERS:CATEGORY:SAMPLE:EPOCHS[:LR], e.g. 256x6:ML100KALL:40000:1"
   hidden=${BASH_REMATCH[1]} layers=${BASH_REMATCH[2]}   # from the last match, the size's
   check_category "$category"
   base="models/tiny-$size/$category"
   python -m utils.tiny_model --category "$category" --out "$base" --hidden "$hidden" --layers "$layers" \
     --heads $(( hidden / 32 )) --recipe "$RECIPE" --recipe_args "$RECIPE_ARGS"
   OUT="$OUTPUT_ROOT/$size-$category-$(( sample * epochs ))/$category"
+  point_args="sft.sample_size=$sample sft.num_train_epochs=$epochs${lr:+ sft.learning_rate=$lr}"
   banner "point $point -> $OUT"
   launch -m train.sft --category "$category" --base_model "$base" --output_dir "$OUT" --recipe "$RECIPE" \
-    --recipe_args "$RECIPE_ARGS sft.sample_size=$sample sft.num_train_epochs=$epochs" --seed "$SEED"
+    --recipe_args "$RECIPE_ARGS $point_args" --seed "$SEED"
   DECODING=greedy evaluate "$OUT" "$category"
   DECODING=constrained evaluate "$OUT" "$category"
   python -m eval.mostpop --category "$category" --output_dir "$OUTPUT_ROOT/MostPop-$category/$category" --seed "$SEED"
