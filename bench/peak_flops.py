@@ -1,12 +1,13 @@
 """The CPU's peak FLOP/s, the denominator of the scaling study's utilisation (eval/scaling.py).
 
-usage: python -m bench.peak_flops [--size 4096] [--repeats 7] [--out results/bench/peak_flops.json]
+usage: OMP_NUM_THREADS=1 python -m bench.peak_flops [--size 4096] [--repeats 7] [--out FILE]
 
-Two figures: the nominal fp32 peak, cores x clock x FLOPs per cycle per core (64 with AVX-512: two 512-bit FMA units
+Two figures, for the cores a training uses (OMP_NUM_THREADS, else every visible core): the nominal fp32 peak,
+cores x clock x FLOPs per cycle per core (64 with AVX-512: two 512-bit FMA units
 of 16 lanes, 2 FLOPs a fused multiply-add; 32 with AVX2 alone), the clock being /proc/cpuinfo's "cpu MHz" (a virtual
 machine shows the nominal clock, not a turbo one); and what torch reaches on this machine: the median of --repeats
-fp32 matrix products of --size squared, after a warm-up, with the threads the training used (OMP_NUM_THREADS, else
-every visible core). Run it with nothing else on the CPU: it measures the machine, not the code.
+fp32 matrix products of --size squared, after a warm-up, on as many threads. Run it with nothing else on those cores:
+it measures the machine, not the code.
 """
 import os
 import statistics
@@ -25,14 +26,14 @@ def clock_hz() -> float:
     return max(mhz) * 1e6
 
 
-def run(size: int = 4096, repeats: int = 7, out: str = "results/bench/peak_flops.json"):
+def run(size: int = 4096, repeats: int = 7, out: str = ""):
+    """Writes --out, by default results/bench/peak_flops-<threads>t.json."""
     import torch
 
     facts = cpu_facts()
-    cores = facts["cores_visible"]
     flags = set(Path("/proc/cpuinfo").read_text().split())
     per_cycle = 64 if "avx512f" in flags else 32
-    threads = int(os.environ.get("OMP_NUM_THREADS") or cores)
+    cores = threads = int(os.environ.get("OMP_NUM_THREADS") or facts["cores_visible"])
     torch.set_num_threads(threads)
     a, b = torch.randn(size, size), torch.randn(size, size)
     for _ in range(2):
@@ -46,9 +47,10 @@ def run(size: int = 4096, repeats: int = 7, out: str = "results/bench/peak_flops
     nominal = cores * clock_hz() * per_cycle
     result = {"nominal_peak_flops": nominal, "measured_gemm_flops": gemm, "measured_over_nominal": gemm / nominal,
               "how": f"{cores} cores x {clock_hz() / 1e9:.2f} GHz x {per_cycle} fp32 FLOPs a cycle",
-              "file_note": f"results/bench/peak_flops.json, a {size}x{size} fp32 product, median of {repeats}",
               "threads": threads, "gemm_seconds": seconds, "cpu": facts, "versions": versions(),
               "git_commit": git_commit(), "git_dirty": git_dirty()}
+    out = out or f"results/bench/peak_flops-{threads}t.json"
+    result["file_note"] = f"{out}, a {size}x{size} fp32 product, median of {repeats}"
     write_json(out, result)
     print(f"nominal {nominal / 1e9:.0f} GFLOP/s ({result['how']}); measured GEMM {gemm / 1e9:.0f} GFLOP/s "
           f"({100 * gemm / nominal:.0f}% of nominal) -> {out}")

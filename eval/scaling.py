@@ -3,18 +3,19 @@ them): model size, train windows and records seen against accuracy under both pr
 the training cost and how much of the CPU it used.
 
 usage: python -m eval.scaling --run_root runs/scaling --measure          # per point: parameters, tokens, FLOPs
-       python -m eval.scaling --run_root results/scaling [--figs_dir figs/scaling] [--peak FILE]
+       python -m eval.scaling --run_root results/scaling [--figs_dir figs/scaling] [--peak_dir results/bench]
 A point is <run_root>/<H>x<L>-<Category>-<records>/<Category>, MostPop on its category <run_root>/MostPop-<Category>/
 <Category>. `--measure` needs the trained model and the category's data: it writes <point>/scaling.json (the model's
 parameter count and shape, the train records' tokens and the training's model FLOPs). Without it, the table and figure
-come from committed files alone (scaling.json, run_config_sft.json, eval files and per-user files, the peak file):
+come from committed files alone (scaling.json, run_config_sft.json, eval files and per-user files, the peak files):
 <run_root>/scaling.md and scaling.png.
 
 Model FLOPs (the FLOPs the model needs, not what the kernels did, padding excluded): a record of T tokens costs
 6 N T + 6 L h T (T + 1) in training: forward and backward (3 x 2 FLOPs a multiply-add) of the N weights every token
 multiplies (the layers' projections and the tied output head; the embedding lookup is no multiply), and of causal
 attention's scores and weighted sum (2 x 2 L h FLOPs per attended position, (T + 1) / 2 positions on average).
-Utilisation = those FLOPs / train time / the CPU's peak (bench/peak_flops.py: its nominal peak and a measured GEMM).
+Utilisation = those FLOPs / train time / the peak of the cores the training used (bench/peak_flops.py writes
+<peak_dir>/peak_flops-<threads>t.json: the nominal peak and a measured GEMM).
 """
 import re
 from pathlib import Path
@@ -110,7 +111,7 @@ def paired_hr(a: dict, b: dict, k: int) -> tuple[float, float, float]:
     return mean_a["HR"] - mean_b["HR"], float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))
 
 
-def point_row(fields: dict, model_dir: Path, mostpop: dict, peak: dict | None) -> dict:
+def point_row(fields: dict, model_dir: Path, mostpop: dict, peaks: dict) -> dict:
     measured_path = model_dir / "scaling.json"
     if not measured_path.is_file():
         raise UserError(f"{measured_path} is missing: run python -m eval.scaling --run_root ... --measure where the "
@@ -121,11 +122,11 @@ def point_row(fields: dict, model_dir: Path, mostpop: dict, peak: dict | None) -
     for p in (greedy, constrained):
         if p["fingerprint"] != mostpop["fingerprint"]:
             raise UserError(f"{model_dir} was evaluated on other test users than MostPop on {fields['category']}")
-    seconds = sft["args"]["train_seconds"]
-    achieved = measured["train_flops"] / seconds
+    seconds, threads = sft["args"]["train_seconds"], sft["settings"]["numerics"]["threads"]
+    achieved, peak = measured["train_flops"] / seconds, peaks.get(threads)
     return {**fields, **measured, "train_minutes": seconds / 60, "train_loss": sft["args"]["train_loss"],
             "records_seen": sft["args"]["steps"] * sft["args"]["global_batch_size"],
-            "kernels": sft["environment"].get("KERNELS"), "threads": sft["settings"]["numerics"]["threads"],
+            "kernels": sft["environment"].get("KERNELS"), "threads": threads,
             "seed": sft["args"]["seed"], "commit": (sft.get("git_commit") or "")[:7], "dirty": sft.get("git_dirty"),
             "cpu": sft["environment"].get("cpu_model"), "achieved_flops": achieved,
             "mfu": achieved / peak["nominal_peak_flops"] if peak else None,
@@ -138,9 +139,16 @@ def point_row(fields: dict, model_dir: Path, mostpop: dict, peak: dict | None) -
             "constrained_hr5_vs_mostpop": paired_hr(constrained, mostpop, 5)}
 
 
-def collect(run_root, peak_file: str = "") -> tuple[list[dict], dict]:
+def read_peaks(peak_dir) -> dict:
+    """{threads: bench.peak_flops' result} from <peak_dir>/peak_flops-<threads>t.json."""
+    if not peak_dir:
+        return {}
+    return {int(p.stem.split("-")[1][:-1]): read_json(p) for p in sorted(Path(peak_dir).glob("peak_flops-*t.json"))}
+
+
+def collect(run_root, peak_dir: str = "") -> tuple[list[dict], dict]:
     root = Path(run_root)
-    peak = read_json(peak_file) if peak_file else None
+    peaks = read_peaks(peak_dir)
     mostpops, rows = {}, []
     for fields, model_dir in points(root):
         category = fields["category"]
@@ -149,7 +157,7 @@ def collect(run_root, peak_file: str = "") -> tuple[list[dict], dict]:
             if not (d / eval_name(5, None)).is_file():
                 raise UserError(f"{d}: MostPop is not evaluated on {category} (shell/scaling.sh runs it)")
             mostpops[category] = protocol(d, None)
-        rows.append(point_row(fields, model_dir, mostpops[category], peak))
+        rows.append(point_row(fields, model_dir, mostpops[category], peaks))
     return rows, mostpops
 
 
@@ -159,7 +167,7 @@ def interval(d) -> str:
     return f"**{text}**" if bold else text
 
 
-def markdown(rows: list[dict], mostpops: dict, peak: dict | None) -> str:
+def markdown(rows: list[dict], mostpops: dict, peaks: dict) -> str:
     users = len(next(iter(mostpops.values()))["users"]["keys"])
     lines = [f"# The small model's scaling study: {users} test users, seed {rows[0]['seed']}", "",
              "Greedy: the paper's protocol (one generated title, grounded to its nearest catalog items); constrained: "
@@ -168,7 +176,7 @@ def markdown(rows: list[dict], mostpops: dict, peak: dict | None) -> str:
              "train windows SFT draws from (ML100K: a 20,000 sample; ML100KALL: all 96,864).", "",
              "| size | parameters | windows | records seen | greedy HR@1 | greedy HR@5 | greedy NDCG@5 | ValidRatio | "
              "distinct answers | constrained HR@1 | constrained HR@5 | constrained NDCG@5 | greedy HR@1 − MostPop | "
-             "constrained HR@5 − MostPop | train minutes | MFU |",
+             "constrained HR@5 − MostPop | train minutes (threads) | MFU |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         g, c = r["greedy"], r["constrained"]
@@ -177,17 +185,20 @@ def markdown(rows: list[dict], mostpops: dict, peak: dict | None) -> str:
                      f"{r['records_seen']:,} | {g['HR@1']:.4f} | {g['HR@5']:.4f} | {g['NDCG@5']:.4f} | "
                      f"{g['ValidRatio']:.3f} | {r['distinct_answers']} | {c['HR@1']:.4f} | {c['HR@5']:.4f} | "
                      f"{c['NDCG@5']:.4f} | {interval(r['greedy_hr1_vs_mostpop'])} | "
-                     f"{interval(r['constrained_hr5_vs_mostpop'])} | {r['train_minutes']:.1f} | {mfu} |")
+                     f"{interval(r['constrained_hr5_vs_mostpop'])} | {r['train_minutes']:.1f} ({r['threads']}) | "
+                     f"{mfu} |")
     for category, p in mostpops.items():
         lines.append(f"| MostPop | – | {category} | – | {p['HR@1']:.4f} | {p['HR@5']:.4f} | {p['NDCG@5']:.4f} | – | – "
                      f"| – | – | – | – | – | – | – |")
-    commits = sorted({(r["commit"], r["dirty"], r["kernels"], r["threads"], r["cpu"]) for r in rows})
-    lines += ["", "Made at: " + "; ".join(f"{c}{' (dirty)' if d else ''}, KERNELS={k}, {t} threads, {cpu}"
-                                          for c, d, k, t, cpu in commits) + "."]
-    if peak:
-        lines += [f"MFU: model FLOPs per second of training (eval/scaling.py) over the CPU's nominal fp32 peak, "
-                  f"{peak['nominal_peak_flops'] / 1e9:.0f} GFLOP/s ({peak['how']}); a large fp32 GEMM reached "
-                  f"{peak['measured_gemm_flops'] / 1e9:.0f} GFLOP/s there ({peak['file_note']})."]
+    commits = sorted({(r["commit"], r["dirty"], r["kernels"], r["cpu"]) for r in rows})
+    lines += ["", "Made at: " + "; ".join(f"{c}{' (dirty)' if d else ''}, KERNELS={k}, {cpu}"
+                                          for c, d, k, cpu in commits) + "."]
+    for threads in sorted({r["threads"] for r in rows if r["mfu"] is not None}):
+        peak = peaks[threads]
+        lines += [f"MFU at {threads} thread(s): model FLOPs per second of training (eval/scaling.py) over the nominal "
+                  f"fp32 peak of the cores used, {peak['nominal_peak_flops'] / 1e9:.0f} GFLOP/s ({peak['how']}); a "
+                  f"large fp32 GEMM reached {peak['measured_gemm_flops'] / 1e9:.0f} GFLOP/s there "
+                  f"({peak['file_note']})."]
     lines += ["", "Per point: " + "; ".join(
         f"{r['name']}: {r['mean_tokens_per_record']:.0f} tokens a record, {r['train_flops'] / 1e15:.2f} PFLOP, "
         f"{r['achieved_flops'] / 1e9:.1f} GFLOP/s, train loss {r['train_loss']:.3f}" for r in rows) + "."]
@@ -217,16 +228,15 @@ def figure(rows: list[dict], mostpops: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def run(run_root: str = "runs/scaling", measure: bool = False, figs_dir: str = "", peak: str = ""):
+def run(run_root: str = "runs/scaling", measure: bool = False, figs_dir: str = "", peak_dir: str = ""):
     if measure:
         for fields, model_dir in points(run_root):
             if (model_dir / "config.json").is_file():
                 write_json(model_dir / "scaling.json", measure_point(model_dir, fields["category"]))
                 print(f"[scaling] measured {model_dir}")
         return
-    rows, mostpops = collect(run_root, peak)
-    peak_facts = read_json(peak) if peak else None
-    table = markdown(rows, mostpops, peak_facts)
+    rows, mostpops = collect(run_root, peak_dir)
+    table = markdown(rows, mostpops, read_peaks(peak_dir))
     out = Path(run_root) / "scaling.md"
     write_text(out, table)
     png = Path(figs_dir or run_root) / "scaling.png"

@@ -60,19 +60,21 @@ def test_the_table_reads_each_point_beside_mostpop(tmp_path):
         "git_commit": "abcdef0123", "git_dirty": False}))
     with pytest.raises(UserError, match="scaling.json is missing"):
         scaling.collect(tmp_path)
-    (d / "scaling.json").write_text(json.dumps({"parameters": 2_000_000, "train_flops": 6e14,
+    (d / "scaling.json").write_text(json.dumps({"parameters": 2_000_000, "train_flops": 6e13,
                                                 "mean_tokens_per_record": 80.0}))
-    peak = tmp_path / "peak.json"
-    peak.write_text(json.dumps({"nominal_peak_flops": 2e11, "measured_gemm_flops": 1e11, "how": "h",
-                                "file_note": "f"}))
-    rows, pops = scaling.collect(tmp_path, str(peak))
+    peaks = tmp_path / "bench"
+    peaks.mkdir()
+    (peaks / "peak_flops-2t.json").write_text(json.dumps({"nominal_peak_flops": 2e11, "measured_gemm_flops": 1e11,
+                                                          "how": "h", "file_note": "f"}))
+    rows, pops = scaling.collect(tmp_path, str(peaks))
     (row,) = rows
     assert row["records_seen"] == 1000 and row["distinct_answers"] == 4
-    assert row["mfu"] == pytest.approx(6e14 / 600 / 2e11)
+    assert row["mfu"] == pytest.approx(6e13 / 600 / 2e11)
     est, low, high = row["greedy_hr1_vs_mostpop"]
     assert est == pytest.approx(30 / n) and low > 0  # beyond noise, as 30 hits against none must be
-    table = scaling.markdown(rows, pops, json.loads(peak.read_text()))
+    table = scaling.markdown(rows, pops, scaling.read_peaks(peaks))
     assert "| 64×3 | 2.00M | ML100K | 1,000 |" in table and "**+0.1500" in table and "| MostPop |" in table
+    assert "| 10.0 (2) | 50.0% |" in table
     np.testing.assert_allclose(row["constrained"]["HR@5"], 30 / n)
 
 
