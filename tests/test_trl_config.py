@@ -70,7 +70,7 @@ def test_a_global_batch_that_cannot_be_split_is_one_line(global_batch, per_devic
 
 def test_the_cpu_trains_in_fp32_unless_bf16_kernels_are_asked_for(monkeypatch):
     """KERNELS=bf16 is bf16 autocast on a CPU that does bf16 in hardware, and a one-line refusal on one that does not
-    (emulated bf16 is slower than fp32); any other KERNELS trains in fp32, as before."""
+    (emulated bf16 is slower than fp32); any other KERNELS trains in fp32."""
     import torch
 
     from utils.device import half_precision
