@@ -280,7 +280,7 @@ class OfficialContract(Contract):
 
 
 class BareDpoPromptContract(Contract):
-    """A single-difference ablation (README, differences from the official code): the project's contract with the
+    """A single-difference ablation (docs/differences.md): the project's contract with the
     authors' DPO prompt only (`instruction + input`, no template, no "### Response:" cue, their BOS); every other
     text, the answers included, is the project's."""
 
