@@ -173,8 +173,10 @@ def main():
     if args.out:
         from utils.io import write_json
         from utils.numerics import cpu_facts
+        from utils.stage import git_commit, git_dirty, versions
 
         write_json(args.out, {"args": {k: v for k, v in vars(args).items() if k not in ("one", "out")},
+                              "git_commit": git_commit(), "git_dirty": git_dirty(), "versions": versions(),
                               "cpu": cpu_facts(), "results": results})
 
 

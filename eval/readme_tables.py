@@ -1,13 +1,16 @@
-"""The README's result tables, generated from the reports they cite, so that the two cannot drift apart.
+"""The result tables of the README and the docs, generated from the reports they cite, so that the two cannot drift
+apart.
 
-usage: python -m eval.readme_tables [--readme README.md] [--check]
+usage: python -m eval.readme_tables [--readme FILE] [--check]
 A table between the lines
     <!-- table from results/demo/ML100K_results.md; columns: HR@1, HR@5, NDCG@5 -->
     <!-- end table -->
 is rebuilt from the first table of that report (eval/report.py's output): the named columns with the report's own
 headers, every row with the report's own labels, in its order (`; rows: SFT, SPRec it1 DPO` keeps only those). The
-path is relative to the README. Without --check the README is rewritten in place; with --check nothing is written and
-the exit status is 1 if a table differs from its report (tests/test_readme_tables.py runs it on the real README).
+path is relative to the file the table is in (docs/*.md: `../results/...`). Every such table of README.md and of each
+docs/*.md is rebuilt, or only those of `--readme FILE`. Without --check the files are rewritten in place; with --check
+nothing is written and the exit status is 1 if a table differs from its report (tests/test_readme_tables.py runs it on
+the real files).
 """
 import re
 from pathlib import Path
@@ -15,6 +18,7 @@ from pathlib import Path
 from utils.cli import run_cli
 from utils.io import UserError, fail, write_text
 
+ROOT = Path(__file__).resolve().parents[1]
 START = re.compile(r"^<!-- table from (?P<path>\S+); columns: (?P<columns>[^;]+?)(?:; rows: (?P<rows>.+?))? -->$")
 END = "<!-- end table -->"
 
@@ -36,7 +40,7 @@ def read_table(path: Path) -> tuple[list[str], list[list[str]]]:
 
 
 def render(report: Path, columns: list[str], rows: list[str] | None) -> list[str]:
-    """The markdown lines of one README table made from `report`."""
+    """The markdown lines of one generated table made from `report`."""
     header, body = read_table(report)
     plain = [re.sub(r"\s*[↑↓]$", "", h) for h in header]
     missing = [c for c in columns if c not in plain]
@@ -54,7 +58,7 @@ def render(report: Path, columns: list[str], rows: list[str] | None) -> list[str
 
 
 def regenerate(text: str, base: Path) -> tuple[str, list[str]]:
-    """(the README with every marked table rebuilt, the reports whose tables changed)."""
+    """(the text with every marked table rebuilt, the reports whose tables changed); `base`: the text's directory."""
     lines, out, changed, i = text.splitlines(), [], [], 0
     while i < len(lines):
         out.append(lines[i])
@@ -64,7 +68,7 @@ def regenerate(text: str, base: Path) -> tuple[str, list[str]]:
             continue
         end = next((j for j in range(i, len(lines)) if lines[j] == END), None)
         if end is None:
-            raise UserError(f"README line {i}: '{lines[i - 1]}' has no '{END}' after it")
+            raise UserError(f"line {i}: '{lines[i - 1]}' has no '{END}' after it")
         rows = [r.strip() for r in m["rows"].split(",")] if m["rows"] else None
         table = render(base / m["path"], [c.strip() for c in m["columns"].split(",")], rows)
         if lines[i:end] != table:
@@ -74,19 +78,28 @@ def regenerate(text: str, base: Path) -> tuple[str, list[str]]:
     return "\n".join(out) + ("\n" if text.endswith("\n") else ""), changed
 
 
-def run(readme: str = "README.md", check: bool = False):
-    path = Path(readme)
-    if not path.is_file():
-        raise UserError(f"--readme {readme}: no such file")
-    text, changed = regenerate(path.read_text(encoding="utf-8"), path.parent)
+def documents() -> list[Path]:
+    """README.md and every docs/*.md of the repository."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def run(readme: str = "", check: bool = False):
+    paths = [Path(readme)] if readme else documents()
+    stale = []
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"--readme {readme}: no such file")
+        text, changed = regenerate(path.read_text(encoding="utf-8"), path.parent)
+        name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        if check:
+            stale += [f"{name} ({', '.join(changed)})"] if changed else []
+        elif changed:
+            write_text(path, text)
+            print(f"{name}: rebuilt the tables from {', '.join(changed)}")
     if check:
-        if changed:
-            fail(f"{readme}: the tables from {', '.join(changed)} differ from those reports; run python -m "
-                 f"eval.readme_tables", code=1)
-        print(f"{readme}: every generated table matches its report")
-    elif changed:
-        write_text(path, text)
-        print(f"{readme}: rebuilt the tables from {', '.join(changed)}")
+        if stale:
+            fail(f"tables differ from their reports in {'; '.join(stale)}: run python -m eval.readme_tables", code=1)
+        print(f"every generated table of {len(paths)} file(s) matches its report")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,13 @@
-"""Recompute every statistics file the README cites from `results/` alone, and say whether each equals its committed
-copy: the per-user lists (eval_users.jsonl) are all it reads, no dataset and no model.
+"""Recompute every statistics file the README and docs/ cite from `results/` alone, and say whether each equals its
+committed copy: the per-user lists (eval_users.jsonl) are all it reads, no dataset and no model.
 
 usage: python -m eval.recompute [--write False]
-Each file below is eval/stats.py's output for the run roots beside it (the commands the README gives). With
+Each file below is eval/stats.py's output for the run roots beside it (the commands docs/ gives). With
 `--write True` the committed files are rewritten (after a deliberate change to the statistics); by default nothing is
-written and the exit status is 1 when a recomputed file differs from the committed one. The README's generated mean
-tables are checked by `python -m eval.readme_tables --check`; the learning curve's table by `python -m
+written and the exit status is 1 when a recomputed file differs from the committed one. The generated mean tables of
+the README and docs/ are checked by `python -m eval.readme_tables --check`; the learning curve's table by `python -m
 eval.learning_curve --run_root results/smollm2-curve`. Statistics files not listed here (results/roster-b138d04,
-results/smollm2) come from runs made before per-user lists were committed and cannot be recomputed.
+results/smollm2: older runs, docs/older-runs.md) have no per-user lists and cannot be recomputed.
 """
 import contextlib
 import io

@@ -34,7 +34,9 @@ For each pair (every method against SFT; SPRec against every other method) and e
         rough (ORRatio moves only when a top-3 item is in the deleted list).
 With several run roots (seeds): the mean +- std of the per-seed differences, a 95% t-interval of that mean (seeds as
 the sample: it covers training randomness; the test users are the same in every seed), and in how many seeds the
-difference is within noise by that seed's own test. Writes <first root>/<C>_stats.md.
+difference is within noise by that seed's own test. A difference that is the same in every seed (sd 0: two seeds that
+share a model and its lists) is written "identical in every seed", not as a zero-width interval that would exclude 0.
+Writes <first root>/<C>_stats.md.
 """
 from pathlib import Path
 from typing import NamedTuple
@@ -268,11 +270,13 @@ def run_stats(roots, category: str, data_dir: str = "", k: int = 5, resamples: i
             if len(values) == 1:
                 cells.append(cell(values[0]))
             else:
+                noisy = f"({sum(v.within_noise for v in values)}/{len(values)} seeds within noise)"
+                if len({v.estimate for v in values}) == 1:  # no spread: a t-interval would have zero width
+                    cells.append(f"{values[0].estimate:+.4f} identical in every seed {noisy}")
+                    continue
                 mean, std, lo, hi = across_seeds([v.estimate for v in values])
-                noisy = sum(v.within_noise for v in values)
                 within = " within noise" if lo <= 0 <= hi else ""
-                cells.append(f"{mean:+.4f} ± {std:.4f} [{lo:+.4f}, {hi:+.4f}]{within} "
-                             f"({noisy}/{len(values)} seeds within noise)")
+                cells.append(f"{mean:+.4f} ± {std:.4f} [{lo:+.4f}, {hi:+.4f}]{within} {noisy}")
         lines.append(f"| {a} - {b} | " + " | ".join(cells) + " |")
     lines += ["", f"- HR, NDCG: 95% percentile interval of a paired bootstrap (the test users resampled with "
               f"replacement, the same for both models, {resamples} resamples); within noise where it covers 0.",
@@ -287,6 +291,9 @@ def run_stats(roots, category: str, data_dir: str = "", k: int = 5, resamples: i
     if len(roots) > 1:
         lines.append("- Across seeds: mean ± std of the per-seed differences [95% t-interval of the mean over the "
                      "seeds]; in parentheses, the seeds whose own test above says within noise.")
+    if any("identical in every seed" in line for line in lines):
+        lines.append("- Identical in every seed: the difference is the same in each seed, so there is no spread to "
+                     "make an interval from; only the seeds' own tests speak to its noise.")
     if regrounded_from:
         lines.append("- Re-grounded from test_result.json (no eval_users.jsonl): " + ", ".join(sorted(regrounded_from))
                      + ".")

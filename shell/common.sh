@@ -11,7 +11,7 @@ die() { echo "error: $*" >&2; exit 2; }
 # Digits that travel (utils/numerics.py). KERNELS=portable (the default): CPU_THREADS threads a machine (2, whatever
 # its core count), ATen's and oneDNN's AVX2 kernels (every x86-64 CPU since about 2015 has them) and MKL's COMPATIBLE
 # branch (MKL's AVX2 branch differs between Intel and AMD): the same eval files on any such machine, at a measured
-# speed cost (README, "Numbers that travel"). KERNELS=native: the machine's own cores and fastest kernels; faster,
+# speed cost (docs/reproducibility.md). KERNELS=native: the machine's own cores and fastest kernels; faster,
 # and the digits are the machine's. KERNELS=bf16: native, plus bf16 autocast and bf16 frozen weights (trained weights
 # stay fp32) on a CPU with bf16 instructions (AVX512-BF16, AMX; utils/device.py refuses others): faster again for a
 # pretrained base, and the digits are the machine's.
@@ -102,7 +102,7 @@ NUM_MACHINES=${NUM_MACHINES:-1}
 MACHINE_RANK=${MACHINE_RANK:-0}
 MAIN_PROCESS_IP=${MAIN_PROCESS_IP:-127.0.0.1}
 MAIN_PROCESS_PORT=${MAIN_PROCESS_PORT:-29500}
-SHARDING=${SHARDING:-none}   # GPU only: none (DDP), fsdp, zero2 or zero3 (DeepSpeed); see README "Scaling out"
+SHARDING=${SHARDING:-none}   # GPU only: none (DDP), fsdp, zero2 or zero3 (DeepSpeed); see docs/gpu.md
 launch() {
   local per_machine=${#GPU_IDS[@]} configs="$ROOT/shell/accelerate" config port threads=()
   if ! [[ "$NUM_MACHINES" =~ ^[1-9][0-9]*$ && "$MACHINE_RANK" =~ ^[0-9]+$ ]] || (( MACHINE_RANK >= NUM_MACHINES )); then

@@ -5,8 +5,8 @@
 # BASELINES=all runs the paper's whole roster, shell/baselines.sh), the results report and the paired statistics
 # (eval/stats.py). Every stage is resumable: rerunning skips what is finished. The digits do not depend on the
 # machine (KERNELS=portable, shell/common.sh): a fresh clone prints the README's table.
-# BASE_MODEL=smollm2 runs the same job with the embedded pretrained SmolLM2-135M-Instruct and LoRA (see the README's
-# real-LLM section for the sizes and the time it takes).
+# BASE_MODEL=smollm2 runs the same job with the embedded pretrained SmolLM2-135M-Instruct and LoRA (docs/smollm2.md:
+# the sizes and the time it takes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash shell/setup.sh

@@ -287,7 +287,7 @@ def test_schedule_without_the_warmup_cap_and_with_the_best_checkpoint():
     capped = schedule_args(1600, 1, plan, 3, 20)  # 100 steps, 3 evaluations
     assert capped["warmup_steps"] == 10 and capped["eval_steps"] == 33
     uncapped = schedule_args(1600, 1, plan, 3, 20, capped=False, save_steps=500)
-    assert uncapped["warmup_steps"] == 20 and uncapped["eval_steps"] == 25  # at every save
+    assert uncapped["warmup_steps"] == 20 and uncapped["eval_steps"] == 500  # at the saves only (and the last step)
     assert schedule_args(1600, 1, plan, 0, 20, save_steps=500)["eval_strategy"] == "steps"
 
 

@@ -78,7 +78,7 @@ def test_bad_launch_variables_are_clear_errors(fake_bin, env, message):
 
 def test_fsdp_config_makes_an_fsdp2_plugin_with_whole_weight_saving(monkeypatch):
     """What accelerate makes of shell/accelerate/fsdp.yaml (the launch environment, then the plugin the trainer
-    builds from it); FSDP itself needs GPUs under accelerate (see README, Scaling out)."""
+    builds from it); FSDP itself needs GPUs under accelerate (docs/gpu.md)."""
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
     from accelerate.utils import FullyShardedDataParallelPlugin
     from accelerate.utils.launch import prepare_multi_gpu_env

@@ -203,7 +203,7 @@ def test_smollm2_through_the_scripts_on_two_cpu_processes(smollm2, tmp_path):
     # tests above): DDP on two gloo processes, LoRA on named modules, a two-term DPO loss from the shell (it crashed at
     # trl's first step when fire's tuple was split as text), and LoRA SFT with activation checkpointing (not the DPO
     # step: trl 1.16 toggles it there through transformers' deprecated names, a FutureWarning from trl's code; see
-    # README, Scaling out); all of it in the authors' contract (contract=official: SmolLM2 through SFT.sh and one
+    # docs/gpu.md); all of it in the authors' contract (contract=official: SmolLM2 through SFT.sh and one
     # SPRec.sh iteration; the project's contract on SmolLM2 is the in-process tests above), grounded with the default
     # model by name (the official default would download its 63 MB wheel).
     # (EVAL_SFT_STEP=0: evaluating the intermediate SFT-step adapter is the SFT adapter's evaluation again, a minute

@@ -1,5 +1,5 @@
-"""eval/readme_tables.py: the README's result tables are generated from the reports they cite; the real README must
-match its committed reports, and a changed report is caught."""
+"""eval/readme_tables.py: the result tables of the README and docs/*.md are generated from the reports they cite; the
+real files must match their committed reports, and a changed report is caught in either."""
 import pytest
 from conftest import ROOT
 
@@ -17,10 +17,31 @@ REPORT = """## Toy: models
 """
 
 
-def test_the_readme_matches_its_reports():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert "<!-- table from results/" in text
-    assert readme_tables.regenerate(text, ROOT)[1] == []
+def test_the_readme_and_the_docs_match_their_reports():
+    files = readme_tables.documents()
+    assert files[0] == ROOT / "README.md" and ROOT / "docs" / "seeds.md" in files
+    assert "<!-- table from results/" in files[0].read_text(encoding="utf-8")
+    assert "<!-- table from ../results/" in (ROOT / "docs" / "seeds.md").read_text(encoding="utf-8")
+    for f in files:
+        assert readme_tables.regenerate(f.read_text(encoding="utf-8"), f.parent)[1] == [], f
+
+
+def test_check_covers_the_docs_and_names_the_stale_file(tmp_path, monkeypatch, capsys):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "r.md").write_text(REPORT)
+    (tmp_path / "docs").mkdir()
+    table = "<!-- table from {}; columns: HR@5 -->\n| Method | HR@5 ↑ |\n|---|---:|\n| SFT | {} |\n" \
+            "| SPRec it0 DPO | 0.2100 |\n<!-- end table -->\n"
+    (tmp_path / "README.md").write_text(table.format("results/r.md", "0.2000"))
+    (tmp_path / "docs" / "study.md").write_text(table.format("../results/r.md", "0.1999"))
+    monkeypatch.setattr(readme_tables, "ROOT", tmp_path)
+    with pytest.raises(SystemExit) as e:
+        readme_tables.run(check=True)
+    assert e.value.code == 1 and "docs/study.md (../results/r.md)" in capsys.readouterr().err
+    readme_tables.run()
+    assert "| SFT | 0.2000 |" in (tmp_path / "docs" / "study.md").read_text()
+    readme_tables.run(check=True)
+    assert "every generated table of 2 file(s) matches its report" in capsys.readouterr().out
 
 
 def test_a_table_is_rebuilt_from_its_report_and_a_change_is_caught(tmp_path):

@@ -27,3 +27,14 @@ def test_a_moved_digit_names_its_file(tmp_path, monkeypatch):
         recompute.run()
     assert e.value.code == 1
     assert "+0.0340" in moved.read_text()  # checking writes nothing
+
+
+def test_no_committed_result_names_a_machine_path():
+    """Run configs, eval files, reports and logs under results/ name paths relative to the run's clone (utils.stage.
+    portable), never this or another machine's directories."""
+    import re
+
+    machine = re.compile(r"(?<![\w.~$-])/(home|work|tmp|root|Users|mnt|scratch)/")
+    named = [str(f.relative_to(ROOT)) for f in sorted((ROOT / "results").rglob("*"))
+             if f.suffix in (".json", ".md", ".txt") and machine.search(f.read_text(encoding="utf-8"))]
+    assert not named, named

@@ -130,6 +130,28 @@ def test_offline_negative_rows(ml100k, tmp_path, monkeypatch):
         assert p["rejected"] == render_completion(catalog.names[int(np.argmin(scores))]) and "extra_rejected" not in p
 
 
+@pytest.mark.parametrize("contract, spare_ratio, drawn, recorded", [
+    ("project", None, 18, {"spare_ratio": 0.1}),  # 16 pairs wanted, 10% more rounded up
+    ("official", None, 516, {"spare_ratio": 0.0, "spare_prompts": 500}),  # the authors' N + V + 500
+    ("official-schedule", None, 18, {"spare_ratio": 0.1}),  # an ablation of the schedule alone: the project's
+    ("official", 0.5, 24, {"spare_ratio": 0.5}),  # --spare_ratio replaces the contract's spare
+])
+def test_the_spare_prompts_are_the_contracts(ml100k, tmp_path, contract, spare_ratio, drawn, recorded):
+    """Self-play draws the pairs it needs plus the contract's spares, and the run config records them as settings
+    (the project's as spare_ratio alone, so its run configs are the same whatever the spare's code)."""
+    from utils.prompt import CONTRACTS
+
+    assert CONTRACTS[contract].prompts_to_draw(16, spare_ratio) == drawn
+    self_play.main(self_play.Args(str(tmp_path / "pairs"), category="ML100K", negatives="random",
+                                  spare_ratio=spare_ratio, recipe_args=f"contract={contract} "
+                                  "self_play.train_sample_size=12 self_play.valid_sample_size=4"))
+    summary = json.loads((tmp_path / "pairs/summary.json").read_text())
+    assert summary["drawn"] == drawn and summary["kept_train"] == 12 and summary["kept_valid"] == 4
+    config = json.loads((tmp_path / "pairs/run_config_self_play.json").read_text())
+    assert {k: v for k, v in config["args"].items() if k.startswith("spare")} == recorded
+    assert {k: v for k, v in config["settings"].items() if k.startswith("spare")} == recorded
+
+
 def test_grounded_rejected_items_and_record_only_exclusion(ml100k, monkeypatch):
     """The two self-play options the scripts leave at their defaults, tested so that they stay true: `--rejected
     grounded` puts the catalog item a prediction grounds to on the rejected side (`raw`, the default, keeps the

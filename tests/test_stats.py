@@ -133,16 +133,23 @@ def test_across_seeds_is_the_t_interval_of_the_mean():
 
 
 def test_run_stats_over_seeds(tmp_path, monkeypatch):
-    """The same toy run as two seeds: every per-seed difference is the same, so the spread is 0 and the interval a
-    point; each seed's own bootstrap covers 0 for HR."""
+    """The toy run as three seeds: seeds 1 and 2 the same models, seed 3's SPRec hitting the first user as well. Over
+    seeds 1 and 2 every difference is the same: no spread, so the cell says so instead of a zero-width interval that
+    would exclude 0. Over seeds 1 and 3 HR differs between the seeds and gets its t-interval."""
     data_dir, rec = _toy_category(tmp_path, monkeypatch)
-    roots = [tmp_path / "seed1", tmp_path / "seed2"]
+    roots = [tmp_path / "seed1", tmp_path / "seed2", tmp_path / "seed3"]
     for root in roots:
         toy_predictions(root, rec, "it0")
-    text, result = stats.run_stats(roots, "Toy", str(data_dir), k=3, resamples=400, embedding_model="stub")
+    (roots[2] / "SPRec/Toy/it0/DPO/test_result.json").write_text(json.dumps(
+        [rec("Movie 9", '"Movie 9"'), rec("Movie 0", '"Movie 1"'), rec("Not a movie", '"Movie 9"')]))
+    text, _ = stats.run_stats(roots[:2], "Toy", str(data_dir), k=3, resamples=400, embedding_model="stub")
     ndcg = 1 / np.log2(3) / 2 - 1 / 2
-    assert f"| SPRec - SFT | +0.0000 ± 0.0000 [+0.0000, +0.0000] within noise (2/2 seeds within noise) | " \
-           f"{ndcg:+.4f} ± 0.0000 [{ndcg:+.4f}, {ndcg:+.4f}] (" in text
+    assert (f"| SPRec - SFT | +0.0000 identical in every seed (2/2 seeds within noise) | "
+            f"{ndcg:+.4f} identical in every seed (") in text
+    assert "± 0.0000" not in text and "- Identical in every seed: the difference is the same in each seed" in text
+    text, _ = stats.run_stats(roots[::2], "Toy", str(data_dir), k=3, resamples=400, embedding_model="stub")
+    mean, std, lo, hi = stats.across_seeds([0.0, 0.5])  # seed 3: SPRec hits both users, SFT the first
+    assert f"| SPRec - SFT | {mean:+.4f} ± {std:.4f} [{lo:+.4f}, {hi:+.4f}] within noise (" in text
 
 
 # ------------------------------------------------------------------------------- per-user files vs re-grounding

@@ -3,7 +3,7 @@ import pytest
 
 from utils.io import UserError
 from utils.recipe import RECIPES, resolve
-from utils.trl_config import batch_plan, check_lora_targets, lora_config
+from utils.trl_config import batch_plan, check_lora_targets, lora_config, schedule_args
 
 LORA = resolve(RECIPES / "pretrained-gpu.yaml", sections=("lora",))["lora"]
 
@@ -70,7 +70,7 @@ def test_a_global_batch_that_cannot_be_split_is_one_line(global_batch, per_devic
 
 def test_the_cpu_trains_in_fp32_unless_bf16_kernels_are_asked_for(monkeypatch):
     """KERNELS=bf16 is bf16 autocast on a CPU that does bf16 in hardware, and a one-line refusal on one that does not
-    (emulated bf16 is slower than fp32); any other KERNELS trains in fp32, as before."""
+    (emulated bf16 is slower than fp32); any other KERNELS trains in fp32."""
     import torch
 
     from utils.device import half_precision
@@ -126,3 +126,60 @@ def test_the_head_scores_the_labelled_positions_alone_with_the_same_log_probs(mo
     assert (compact[1][labels[:, 1:] == -100] == 0).all()
     for a, b in zip(compact[2], full[2]):
         torch.testing.assert_close(a, b)
+
+
+def authors_best_step(losses: list[float], save_steps: int) -> int | None:
+    """The checkpoint transformers 4.44 loaded at the end, as the authors ran it (evaluated at every step): the
+    validation loss is compared only when a checkpoint is saved, every `save_steps` steps and at the last step, and a
+    save becomes the best when its loss is strictly below the best save's so far."""
+    best, chosen = float("inf"), None
+    for step, loss in enumerate(losses, 1):
+        if (step % save_steps == 0 or step == len(losses)) and loss < best:
+            best, chosen = loss, step
+    return chosen
+
+
+@pytest.mark.parametrize("losses", [
+    [5, 1, 4, 2, 3, 3, 3, 3.5, 3, 2.5],  # the lowest loss between saves (step 2): the best save is step 4
+    [5, 4, 4, 3, 1, 2, 2, 2.5, 0.5, 2.0],  # saves at 3, 2.5, 2.0: the last step; the lowest (step 9) between
+    [9, 8, 7, 6, 5, 4, 3, 2, 1, 0.5],  # falling to the end: the last step
+])
+def test_the_best_checkpoint_is_the_authors_best_save(losses, tmp_path):
+    """A real transformers Trainer with the arguments schedule_args gives a recipe that keeps the best checkpoint
+    (10 steps, a save every 4: steps 4, 8 and 10), whose validation loss at step s is losses[s - 1]: the checkpoint it
+    loads is the one the authors' transformers 4.44 chose. Evaluating between the saves as well (every step, below)
+    makes transformers 5 choose another where the lowest loss falls between saves."""
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Linear(1, 1)
+
+        def forward(self, x, labels=None):
+            return {"loss": ((self.w(x) - labels) ** 2).mean()}
+
+    class SyntheticLoss(Trainer):
+        def evaluate(self, *args, **kwargs):
+            metrics = {"eval_loss": float(losses[self.state.global_step - 1])}
+            self.log(metrics)
+            return metrics
+
+    def chosen_step(schedule: dict, name: str) -> int | None:
+        args = TrainingArguments(output_dir=str(tmp_path / name), max_steps=len(losses), learning_rate=0.01,
+                                 save_strategy="steps", save_steps=4, load_best_model_at_end=True,
+                                 save_total_limit=1, use_cpu=True, report_to="none", disable_tqdm=True,
+                                 **schedule)
+        data = [{"x": torch.ones(1), "labels": torch.zeros(1)}] * 8
+        trainer = SyntheticLoss(model=Model(), args=args, train_dataset=data, eval_dataset=data[:1])
+        trainer.train()
+        best = trainer.state.best_model_checkpoint
+        return int(best.rsplit("-", 1)[-1]) if best else None
+
+    plan = batch_plan(1, 1, 1)
+    schedule = schedule_args(len(losses), 1, plan, 3, 0, capped=False, save_steps=4)
+    assert schedule["eval_steps"] == 4 and schedule["eval_strategy"] == "steps"
+    assert chosen_step(schedule, "at-saves") == authors_best_step(losses, 4)
+    if min(losses) not in [losses[s - 1] for s in (4, 8, 10)]:  # evaluating between saves chooses otherwise
+        assert chosen_step(schedule | {"eval_steps": 1}, "every-step") != authors_best_step(losses, 4)

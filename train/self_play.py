@@ -2,14 +2,15 @@
 
 usage: python -m train.self_play --model_dir models/SFT/ML100K --output_dir models/SPRec/ML100K/it0/data \
            --category ML100K --iteration 0 [--seed 42] [--recipe_args "self_play.train_sample_size=64"]
-Draws the iteration's prompts from train (as many as the recipe's self_play section asks, utils/recipe.py; the seed
-derived from the run seed and the iteration), generates the current model's prediction for each and parses its
-title. The rejected side is that title as generated (`--rejected raw`, the authors' recipe) or the catalog item
-evaluation grounds it to (`--rejected grounded`: exact name first, else the nearest by the grounding embedding); either
-way a prediction that grounds to the target, or is empty, makes no pair.
+Draws the iteration's prompts from train (the seed derived from the run seed and the iteration): the N + V the
+recipe's self_play section asks for (utils/recipe.py) and the contract's spares for answers that make no pair, 10% more
+or, under the official contract, 500 more (`--spare_ratio r`: r x (N + V) spares instead). It generates the current
+model's prediction for each and parses its title. The rejected side is that title as generated (`--rejected raw`, the
+authors' recipe) or the catalog item evaluation grounds it to (`--rejected grounded`: exact name first, else the
+nearest by the grounding embedding); either way a prediction that grounds to the target, or is empty, makes no pair.
 The SFT step's positives are the first N drawn records. Offline negatives instead (nothing is generated), never
 an item the user interacted with (the history and target of every record of the user, valid and test included;
-`--exclude record`: only the record's own history and target, as before):
+`--exclude record`: only the record's own history and target):
   --negatives random    random catalog items (the DPO baseline); `--num_negatives k` puts k distinct ones in each
                         row, as `rejected` plus `extra_rejected` (the other k-1), for S-DPO and DMPO
   --negatives semantic  the item least similar to the history (RosePO-style): the lowest mean cosine similarity of
@@ -19,7 +20,6 @@ an item the user interacted with (the history and target of every record of the 
 the best beam is the rejected item (the `--num_negatives` best with several).
 Writes dpo_train.jsonl, dpo_valid.jsonl, sft_train.jsonl (the iteration's fresh positives) and summary.json.
 """
-import math
 import random
 import sys
 import time
@@ -173,13 +173,13 @@ def check_options(negatives, rejected, exclude, num_negatives, decoding, tempera
         raise UserError("--num_negatives > 1 with --negatives self needs sampling: set --temperature > 0")
 
 
-def draw(data: Path, seed: int, iteration: int, wanted: int, spare_ratio: float):
-    """(catalog, the iteration's records, its random stream): `wanted` train records whose target is in the catalog,
-    plus `spare_ratio` spares for pairs that get dropped."""
+def draw(data: Path, seed: int, iteration: int, count: int):
+    """(catalog, the iteration's records, its random stream): `count` train records whose target is in the catalog
+    (the pairs wanted and the contract's spares, Contract.prompts_to_draw), or all of them when there are fewer."""
     catalog = load_catalog(data)
     train = [r for r in load_split(data, "train") if catalog.index(record_target(r)) is not None]
     rng = random.Random(iteration_seed(seed, iteration))
-    drawn = rng.sample(train, min(len(train), math.ceil(wanted * (1 + spare_ratio))))
+    drawn = rng.sample(train, min(len(train), count))
     return catalog, drawn, rng
 
 
@@ -221,7 +221,7 @@ class Args:
     seed: int = 42
     recipe: str = ""
     recipe_args: str = ""
-    spare_ratio: float = 0.1
+    spare_ratio: float | None = None  # None: the contract's spare (Contract.prompts_to_draw)
     negatives: str = "self"
     rejected: str = "raw"
     temperature: float = 0.0
@@ -242,6 +242,7 @@ class Checked:
     model_dir: str
     train_sample_size: int
     valid_sample_size: int
+    prompts: int  # drawn: the pairs wanted and the spares
     recipe_note: str  # the recipe's name and why it was chosen, for the start line
     contract: Contract
 
@@ -268,6 +269,11 @@ def check(a: Args) -> Checked | None:
     args["recipe"], recipe = for_stage("self_play", a.recipe, a.recipe_args, small_model)
     args["resolved_recipe"] = recipe
     contract = contract_of(recipe)
+    # The spare prompts are the contract's unless --spare_ratio replaces them; a run config records what was drawn by
+    # (the project's contracts: spare_ratio 0.1 alone; the official contract: spare_ratio 0 and spare_prompts 500).
+    args["spare_ratio"] = contract.spare_ratio if a.spare_ratio is None else a.spare_ratio
+    if a.spare_ratio is None and contract.spare_prompts:
+        args["spare_prompts"] = contract.spare_prompts
     stage = Stage("self_play", a.output_dir, args, what="the self-play data", tag="self-play")
     if stage.skip():
         return None
@@ -278,8 +284,9 @@ def check(a: Args) -> Checked | None:
         model_dir = check_model_dir(model_dir, "--model_dir")
         check_model_contract(model_dir, contract, "--model_dir")
     check_output_dir(stage.out)
-    sizes = (recipe["self_play"][k] for k in ("train_sample_size", "valid_sample_size"))
-    return Checked(stage, model_dir, *sizes, f"recipe {args['recipe']}, {why(a.recipe, small_model)}", contract)
+    n_train, n_valid = (recipe["self_play"][k] for k in ("train_sample_size", "valid_sample_size"))
+    return Checked(stage, model_dir, n_train, n_valid, contract.prompts_to_draw(n_train + n_valid, a.spare_ratio),
+                   f"recipe {args['recipe']}, {why(a.recipe, small_model)}", contract)
 
 
 def main(a: Args) -> None:
@@ -291,7 +298,7 @@ def main(a: Args) -> None:
 
     # The iteration's records, then its pairs: offline negatives, or the current model's own predictions.
     data = Path(a.data_dir) if a.data_dir else category_dir(a.category)
-    catalog, drawn, rng = draw(data, a.seed, a.iteration, n_train + n_valid, a.spare_ratio)
+    catalog, drawn, rng = draw(data, a.seed, a.iteration, checked.prompts)
     prompts = [contract.dpo_prompt(r) for r in drawn]  # the pairs' prompts; the model samples from its own prompt
     how = f"{a.negatives} negatives" + (f", {a.decoding} decoding" if a.negatives == "self" else "")
     stage.say(f"iteration {a.iteration}: {len(drawn)} prompts drawn ({how}; {checked.recipe_note}). "
@@ -323,7 +330,7 @@ def main(a: Args) -> None:
     counts.update(kept_train=len(dpo_train), kept_valid=len(dpo_valid), seconds=round(time.time() - t0, 1))
     if len(dpo_train) < n_train * per_record:
         print(f"[self-play] warning: only {len(dpo_train)} train pairs for {n_train} wanted "
-              f"(raise --spare_ratio)", file=sys.stderr)
+              f"(draw more spare prompts: --spare_ratio)", file=sys.stderr)
     if not dpo_train:
         raise UserError(f"iteration {a.iteration}: no usable pair (every prediction named no title, or the target)")
     tmp = stage.begin()

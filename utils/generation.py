@@ -10,10 +10,10 @@ batch's suffixes (`SharedPrefix`). Under several processes the prompts are shard
 gathered back in order. Catalog-constrained beam search (utils/constrained.py) reuses the batching, padding, shared
 prefix, and its own prefill and one-token step here.
 
-Why `generate` and not a hand-written loop: this project had one (finished rows dropped from the batch and its
-cache, logits for the last position only); on the same batches, stop tokens and shared prefix it was only 1.15x
-(SmolLM2) to 1.29x (the small model) faster on this CPU (bench/sampling.py at commit 428c27a, one thread), not
-enough to carry code tied to transformers' cache internals.
+Why `generate` and not a hand-written loop: a loop that drops finished rows from the batch and its cache and computes
+logits for the last position only is 1.15x (SmolLM2) to 1.29x (the small model) faster on a 2-core CPU, on the same
+batches, stop tokens and shared prefix, one thread (docs/performance.md): not enough to carry code tied to
+transformers' cache internals.
 """
 import copy
 

@@ -11,6 +11,7 @@ they start from (`model_contract`) and call its methods; they never ask which co
             prompt; their schedule and checkpoint choice): ablations that measure what one difference alone does.
 """
 import contextlib
+import math
 import re
 
 # Alpaca-style template, as in BIGRec/SPRec's SFT stage; used unchanged by every stage (the official code used three).
@@ -78,6 +79,16 @@ class Contract:
     # is models/tiny-<name>/<category>.
     small_model_texts = ""
     recipe_changes: dict = {}  # recipe fields the contract sets, over the recipe file, under RECIPE_ARGS
+    # Self-play draws spare prompts beyond the N + V it needs pairs for, for answers that make no pair: spare_ratio
+    # times N + V (rounded up), plus spare_prompts.
+    spare_ratio, spare_prompts = 0.1, 0
+
+    def prompts_to_draw(self, wanted: int, spare_ratio: float | None = None) -> int:
+        """How many prompts self-play draws for `wanted` pairs: the contract's spare, or `spare_ratio` x `wanted`
+        spares instead when one is given (train.self_play --spare_ratio)."""
+        if spare_ratio is not None:
+            return math.ceil(wanted * (1 + spare_ratio))
+        return math.ceil(wanted * (1 + self.spare_ratio)) + self.spare_prompts
 
     def settings(self) -> dict:
         """What a stage without a resolved recipe (evaluation) records as a result-changing setting. The default
@@ -163,7 +174,8 @@ class OfficialContract(Contract):
               unstripped; else the first line; grounded with the authors' paraphrase-MiniLM-L3-v2 unless
               EMBEDDING_MODEL names another.
     schedule  transformers' linear decay and the whole warm-up the recipe asks for; the best checkpoint by validation
-              loss among those saved every 500 steps is the result (load_best_model_at_end).
+              loss among those saved every 500 steps and at the last step is the result (load_best_model_at_end).
+    spare     self-play draws N + V + 500 prompts for N train and V valid pairs (the project: 10% more).
     """
 
     name = "official"
@@ -178,6 +190,7 @@ class OfficialContract(Contract):
                       "sft_step": {"lr_scheduler_type": "linear", **_BEST_CHECKPOINT},
                       "dpo": {"lr_scheduler_type": "linear", **_BEST_CHECKPOINT}}
     MAX_NEW_TOKENS = {"sampling": 128, "evaluation": 32}
+    spare_ratio, spare_prompts = 0.0, 500  # data_generate.py draws train_sample_size + valid_sample_size + 500
     _FIRST_QUOTED = re.compile(r'"(.*?)"')  # self-play: a closed quote on one line
     _FROM_QUOTE = re.compile(r'"([^"]*)')  # evaluation: to the next quote or the end of the text
 
@@ -267,7 +280,7 @@ class OfficialContract(Contract):
 
 
 class BareDpoPromptContract(Contract):
-    """A single-difference ablation (README, differences from the official code): the project's contract with the
+    """A single-difference ablation (docs/differences.md): the project's contract with the
     authors' DPO prompt only (`instruction + input`, no template, no "### Response:" cue, their BOS); every other
     text, the answers included, is the project's."""
 

@@ -199,14 +199,17 @@ def batch_plan(global_batch_size: int, per_device_batch_size: int, processes: in
 def schedule_args(n_examples: int, epochs: float, plan: dict, evals: int, warmup_steps: int,
                   capped: bool = True, save_steps: int | None = None) -> dict:
     """Evaluation a few times per run (not after every step, as the official code did) and a warm-up capped at 10%
-    of the steps (uncapped when not `capped`: the official contract). With `save_steps` (a recipe that keeps the best
-    of the checkpoints saved every `save_steps`), the validation loss is also computed at every save, the only steps
-    where it can choose a checkpoint: the evaluation interval is the largest divisor of `save_steps` within the usual
-    one."""
+    of the steps (uncapped when not `capped`: the official contract).
+
+    With `save_steps` (a recipe that keeps the best of the checkpoints saved every `save_steps` steps and at the last
+    step, load_best_model_at_end) the validation loss is computed at the saves only. transformers 4.44, which the
+    authors ran, compared the validation loss only when it saved, so the best checkpoint was the best of the saves;
+    transformers 5 tracks the best at every evaluation and keeps a save only if it is that best, so an evaluation
+    between saves could make it keep a different checkpoint, or none. Evaluating exactly at the saves (and at the last
+    step, where transformers evaluates and saves anyway) makes the two rules choose the same step; `evals` then
+    changes nothing."""
     steps = max(1, int(n_examples * epochs) // plan["global_batch_size"])
-    every = max(1, steps // max(1, evals))
-    if save_steps:
-        every = max(d for d in range(1, min(every, save_steps) + 1) if save_steps % d == 0)
+    every = save_steps or max(1, steps // max(1, evals))
     return {"per_device_train_batch_size": plan["per_device_batch_size"],
             "gradient_accumulation_steps": plan["grad_accum"],
             "eval_strategy": "steps" if evals or save_steps else "no", "eval_steps": every,
