@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # usage: bash shell/scaling.sh [GPU ids...]      e.g. POINTS="256x6:ML100KALL:40000:1" bash shell/scaling.sh
-# The small model's scaling study (README, "A model that recommends"): for each point, a small model of that size is
+# The small model's scaling study (docs/recommender.md): for each point, a small model of that size is
 # built, trained by SFT on that many records (recipes/recommender.yaml) and evaluated on every test user, greedy (the
 # paper's protocol) and with catalog-constrained beams, beside MostPop on the same category:
 # OUTPUT_ROOT/<size>-<Category>-<records>/<Category>. Then the table and figure (python -m eval.scaling). Points
