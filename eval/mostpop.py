@@ -13,29 +13,18 @@ import numpy as np
 from utils.cli import run_cli
 from utils.data import category_dir, load_catalog, load_split, sample_records
 from utils.io import check_output_dir
-from utils.metrics import Ranking, evaluated_records, history_rows, parse_ks, topk_metrics, write_eval_files
-from utils.prompt import record_target
-
-
-def popularity(records, catalog) -> np.ndarray:
-    """How often each catalog item is a target in `records`."""
-    rows = [catalog.index(record_target(r)) for r in records]
-    return np.bincount([r for r in rows if r is not None], minlength=len(catalog))
-
-
-def item_deciles(counts, n_bins: int = 10) -> np.ndarray:
-    """(items,) popularity bin of each catalog row from its target counts (`popularity`): 0 = the most popular 10%
-    of items.
-
-    Items are sorted by popularity, descending, ties broken by the smaller row (catalog rows are in item id order);
-    the item at sorted position p falls in bin floor(p * n_bins / items).
-    """
-    pop = np.asarray(counts)
-    n = len(pop)
-    order = np.lexsort((np.arange(n), -pop))
-    bins = np.empty(n, dtype=np.int64)
-    bins[order] = np.arange(n) * n_bins // n
-    return bins
+from utils.metrics import (
+    Ranking,
+    TrainContext,
+    evaluated_records,
+    history_rows,
+    item_deciles,
+    parse_ks,
+    popularity,
+    popularity_order,
+    topk_metrics,
+    write_eval_files,
+)
 
 
 def popularity_deciles(data_dir, catalog) -> np.ndarray:
@@ -61,18 +50,19 @@ def main(a: Args) -> None:
     data = Path(a.data_dir) if a.data_dir else category_dir(a.category)
     catalog = load_catalog(data)
     ks = parse_ks(ks, len(catalog))
-    pop = popularity(load_split(data, "train"), catalog)
-    order = np.lexsort((np.arange(len(catalog)), -pop))
+    context = TrainContext.of(load_split(data, "train"), catalog)
+    pop = context.popularity
+    order = popularity_order(pop)
     rank_of = np.empty(len(catalog), dtype=np.int64)
     rank_of[order] = np.arange(len(catalog))
     test = sample_records(load_split(data, "test"), a.test_sample_size, a.seed)
     keep, targets, n_skipped = evaluated_records(test, catalog)
     topk_rows = np.tile(order[:max(ks)], (len(keep), 1))
     histories = history_rows([test[i] for i in keep], catalog)
-    results = {k: {**topk_metrics(rank_of[targets], topk_rows, k, catalog, histories), "n_skipped": n_skipped,
-                   "embedding_model": None} for k in ks}
+    results = {k: {**topk_metrics(rank_of[targets], topk_rows, k, catalog, histories, targets=targets,
+                                  popularity=pop), "n_skipped": n_skipped, "embedding_model": None} for k in ks}
     ranking = Ranking(keep, targets, rank_of[targets], topk_rows, None, None, n_skipped)
-    paths = write_eval_files(results, ranking, item_deciles(pop), a.output_dir, "MostPop", a.category or data.name,
+    paths = write_eval_files(results, ranking, context, a.output_dir, "MostPop", a.category or data.name,
                              test, decoding=None)
     for k, path in zip(results, paths):
         print(f"[mostpop] wrote {path}: HR={results[k]['HR']:.4f}")
