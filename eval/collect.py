@@ -24,7 +24,10 @@ class RowKey(NamedTuple):
 # table columns: (metric key, higher is better)
 TABLE_METRICS = (("HR", True), ("NDCG", True), ("DivRatio", True), ("ORRatio", False), ("MGU", False),
                  ("DGU", False), ("ValidRatio", True))
-HIGHER = dict(TABLE_METRICS)
+# the beyond-accuracy table, at the largest K (docs/metrics.md): the arrows say which way debiasing aims
+BEYOND_METRICS = (("MRR", True), ("Coverage", True), ("Gini", False), ("Entropy", True), ("ARP", False),
+                  ("TailShare", True), ("HR_head", True), ("HR_mid", True), ("HR_tail", True), ("PopREO", False))
+HIGHER = dict(TABLE_METRICS + BEYOND_METRICS)
 _EVAL = re.compile(r"eval_top(\d+)(_constrained)?\.json")  # the names eval/evaluate.py's eval_name gives
 
 

@@ -99,6 +99,25 @@ def test_constrained_rows_beside_their_greedy_rows(tmp_path):
     assert labels["SFT, greedy"] == table_rows(main)[3][1:]
 
 
+def test_beyond_accuracy_table_at_the_largest_k(tmp_path):
+    """The beyond-accuracy metrics get their own table at K=5, for the rows whose eval files hold them."""
+    root = full_root(tmp_path / "models")
+    plain = report.build_report([root], "Toy")[0]
+    assert "Beyond accuracy" not in plain  # no eval file holds them: no table
+    beyond = {"MRR": 0.05, "Coverage": 0.1, "Gini": 0.97, "Entropy": 4.1, "ARP": 32.5, "TailShare": 0.48,
+              "HR_head": 0.04, "HR_mid": 0.004, "HR_tail": None, "PopREO": 1.09}
+    write_eval(root / "SFT" / "Toy", 5, 0.6, **beyond)
+    text = report.build_report([root], "Toy")[0]
+    main, extra = text.split("### Beyond accuracy at K=5")
+    assert table_rows(main) == table_rows(plain)  # the main table is untouched
+    rows = table_rows(extra.split("### Training budget")[0])
+    assert rows[0] == ["Method", "MRR@5 ↑", "Coverage@5 ↑", "Gini@5 ↓", "Entropy@5 ↑", "ARP@5 ↓", "TailShare@5 ↑",
+                       "HR_head@5 ↑", "HR_mid@5 ↑", "HR_tail@5 ↑", "PopREO@5 ↓"]
+    assert rows[2:] == [["SFT", "0.0500", "0.1000", "0.9700", "4.1000", "32.5000", "0.4800", "0.0400", "0.0040",
+                         "–", "1.0900"]]
+    assert "- no beyond-accuracy metrics (no per-user file) for: MostPop, SPRec it0 SFT" in extra
+
+
 def test_training_budget_from_the_run_configs(tmp_path):
     root = full_root(tmp_path / "models")
 
