@@ -28,7 +28,7 @@ TABLE_METRICS = (("HR", True), ("NDCG", True), ("DivRatio", True), ("ORRatio", F
 BEYOND_METRICS = (("MRR", True), ("Coverage", True), ("Gini", False), ("Entropy", True), ("ARP", False),
                   ("TailShare", True), ("HR_head", True), ("HR_mid", True), ("HR_tail", True), ("PopREO", False))
 HIGHER = dict(TABLE_METRICS + BEYOND_METRICS)
-_EVAL = re.compile(r"eval_top(\d+)(_constrained)?\.json")  # the names eval/evaluate.py's eval_name gives
+_EVAL = re.compile(r"eval_top(\d+)(_constrained|_candidates)?\.json")  # the names eval/evaluate.py's eval_name gives
 
 
 def row_label(key: RowKey) -> str:
@@ -66,11 +66,11 @@ def model_dirs(run_root, category) -> dict[RowKey, Path]:
 
 def read_evals(directory, decoding: str = "greedy") -> dict[int, dict]:
     """{K: eval dict} of a model directory's eval files of one decoding mode: eval_top{K}.json for greedy,
-    eval_top{K}_constrained.json for constrained."""
+    eval_top{K}_constrained.json for constrained, eval_top{K}_candidates.json for the candidate protocol."""
     out = {}
     for p in Path(directory).glob("eval_top*.json"):
         m = _EVAL.fullmatch(p.name)
-        if not m or bool(m.group(2)) != (decoding == "constrained"):
+        if not m or (m.group(2) or "") != ("" if decoding == "greedy" else f"_{decoding}"):
             continue
         obj = read_json(p)
         if not isinstance(obj, dict):

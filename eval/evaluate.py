@@ -48,15 +48,17 @@ def candidate_rows(record, path, index, catalog, n_candidates: int) -> tuple[lis
             and all(isinstance(x, int | float) and not isinstance(x, bool) for x in scores)):
         raise UserError(f"{path}: record {index} has no 'candidates', 'predict' and 'logprobs' lists of the candidate "
                         f"protocol (eval/inference.py --decoding candidates writes them)")
+    target = catalog.index(record_target(record))
+    if target is None:  # not evaluated (its target is not a catalog item): no candidates were drawn
+        return [], {}
     drawn = [catalog.index(c) for c in cands]
     rows = [catalog.index(parse_title(p)) for p in pred]
-    target = catalog.index(record_target(record))
     problem = ("a candidate that is not a catalog item" if None in drawn + rows
                else "a candidate twice" if len(set(drawn)) < len(drawn)
                else "a ranking that is not its candidates" if sorted(rows) != sorted(drawn)
                else f"{len(drawn)} candidates, not {n_candidates}" if len(drawn) != n_candidates
                else "scores that are not best first" if any(a < b for a, b in zip(scores, scores[1:]))
-               else "candidates without its target" if target is not None and target not in drawn else None)
+               else "candidates without its target" if target not in drawn else None)
     if problem:
         raise UserError(f"{path}: record {index} has {problem}; evaluate the test_result_candidates.json that "
                         f"eval/inference.py --decoding candidates writes")

@@ -1,9 +1,13 @@
 """MostPop baseline: recommend the most frequent training targets to everyone, scored by the same metrics code.
 
 usage: python -m eval.mostpop --category ML100K --output_dir models/MostPop/ML100K [--topk 1,5]
+       [--candidates 20 [--candidate_seed 0]]
 Popularity is the number of times an item is the target of a train record; ties go to the smaller item id. The
 target's rank is its position in that one popularity order. ValidRatio does not apply (no text is generated).
 Writes eval_top{K}.json and eval_users.jsonl (utils.metrics.write_eval_files), like eval/evaluate.py.
+With --candidates N, the candidate protocol instead (utils/candidates.py): each user's target and N - 1 items they
+never interacted with, drawn with --candidate_seed exactly as eval/inference.py --decoding candidates draws them,
+ranked by popularity: eval_top{K}_candidates.json and eval_users_candidates.jsonl.
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +46,8 @@ class Args:
     topk: str = "1,5"  # from the shell "1,5" arrives as the tuple (1, 5): utils.metrics.parse_ks takes both
     test_sample_size: int | None = None
     seed: int = 42
+    candidates: int = 0  # 0: rank the whole catalog; N: the candidate protocol's N candidates per user
+    candidate_seed: int = 0
 
 
 def main(a: Args) -> None:
@@ -56,6 +62,8 @@ def main(a: Args) -> None:
     rank_of = np.empty(len(catalog), dtype=np.int64)
     rank_of[order] = np.arange(len(catalog))
     test = sample_records(load_split(data, "test"), a.test_sample_size, a.seed)
+    if a.candidates:
+        return candidate_protocol(a, test, catalog, context, rank_of, ks, data)
     keep, targets, n_skipped = evaluated_records(test, catalog)
     topk_rows = np.tile(order[:max(ks)], (len(keep), 1))
     histories = history_rows([test[i] for i in keep], catalog)
@@ -67,6 +75,31 @@ def main(a: Args) -> None:
     for k, path in zip(results, paths):
         print(f"[mostpop] wrote {path}: HR={results[k]['HR']:.4f}")
     print(f"[mostpop] wrote {paths[-1]}: {len(keep)} users")
+
+
+def candidate_protocol(a: Args, test, catalog, context, rank_of, ks, data) -> None:
+    """Each evaluated user's candidates ranked by training popularity (ties to the smaller item id)."""
+    from utils.candidates import draw_candidates
+    from utils.data import user_items
+    from utils.io import UserError
+    from utils.metrics import evaluate_rankings
+
+    if ks[-1] > a.candidates:
+        raise UserError(f"--topk {ks[-1]} is more than the {a.candidates} candidates")
+    by_user = user_items(data)
+    keep, _, _ = evaluated_records(test, catalog)
+    drawn = {i: draw_candidates(test[i], catalog, by_user, a.candidate_seed, a.candidates) for i in keep}
+    rankings = [sorted(drawn[i], key=lambda r: rank_of[r]) if i in drawn else [] for i in range(len(test))]
+    extras = [{"candidates": drawn.get(i, [])} for i in range(len(test))]
+    results, ranking = evaluate_rankings(test, rankings, catalog, ks, context.popularity, "candidates", extras)
+    for m in results.values():
+        m["ValidRatio"] = None  # nothing is generated
+    ranking.valid = None
+    paths = write_eval_files(results, ranking, context, a.output_dir, "MostPop", a.category or data.name, test,
+                             decoding="candidates")
+    for k, path in zip(results, paths):
+        print(f"[mostpop] wrote {path}: HR={results[k]['HR']:.4f}")
+    print(f"[mostpop] wrote {paths[-1]}: {len(ranking.keep)} users, {a.candidates} candidates each")
 
 
 if __name__ == "__main__":

@@ -180,6 +180,7 @@ def build_report(roots, category, ks=(1, 5)) -> tuple[str, dict, list[dict], lis
         of = "" if len(roots) == 1 else f" (of {roots[0]})"
         parts += ["", f"### What each model answers{of}", "", answers]
     parts += constrained_section(roots, category, ks, rows)
+    parts += candidates_section(roots, category)
     return "\n".join(parts) + "\n", rows, collected, notes
 
 
@@ -223,6 +224,24 @@ def constrained_section(roots, category, ks, greedy_rows: dict) -> list[str]:
             "its K-1 nearest neighbours by sentence embedding",
             "- constrained: beam search over the catalog's titles, the top-K the K beams by sequence log-probability "
             "(every one a catalog item: ValidRatio 1)"] + [f"- constrained: {n}" for n in notes]
+
+
+def candidates_section(roots, category) -> list[str]:
+    """Markdown lines: HR and NDCG under the candidate protocol (the target among N candidates, ranked by the model's
+    log-probability; eval_top{K}_candidates.json) at every K all those files share; nothing when there are none."""
+    collected = [collect(r, category, "candidates") for r in roots]
+    if not any(collected):
+        return []
+    ks = sorted(set.intersection(*[set(evals) for c in collected for evals in c.values()]))
+    rows, notes = merge(collected, ks, ["HR", "NDCG"])
+    if not rows or not ks:
+        return ["", "- candidate protocol: no model has candidate eval files in every run root"]
+    table = markdown_table(rows, ks, len(roots), metrics=(("HR", True), ("NDCG", True)))
+    return ["", f"### {category}: the candidate protocol", "", table, "",
+            "- each test user's target among candidates drawn from the items the user never interacted with (the "
+            "same for every model: utils/candidates.py), ranked by the model's log-probability of each one's answer "
+            "(MostPop: by training popularity); HR@1 is the S-DPO/LLaRA/DMPO papers' HitRatio@1, NDCG at K = the "
+            "number of candidates the NDCG over the whole list"] + [f"- candidate protocol: {x}" for x in notes]
 
 
 # ------------------------------------------------------------------------------------------------ CLI

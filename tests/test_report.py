@@ -99,6 +99,24 @@ def test_constrained_rows_beside_their_greedy_rows(tmp_path):
     assert labels["SFT, greedy"] == table_rows(main)[3][1:]
 
 
+def test_candidate_protocol_table(tmp_path):
+    """Candidate-protocol eval files get their own table, at the Ks all of them have; the main table ignores them."""
+    root = full_root(tmp_path / "models")
+    plain = report.build_report([root], "Toy")[0]
+    for d, base in ((root / "MostPop" / "Toy", 0.1), (root / "SFT" / "Toy", 0.3)):
+        for k in (1, 5, 20):
+            row = {"topk": k, "n": 100, "HR": base + k / 100, "NDCG": base + k / 200, "decoding": "candidates"}
+            (d / f"eval_top{k}_candidates.json").write_text(json.dumps(row))
+    (root / "SFT" / "Toy" / "eval_top10_candidates.json").write_text(json.dumps({"topk": 10, "HR": 0.5}))
+    text = report.build_report([root], "Toy")[0]
+    main, extra = text.split("### Toy: the candidate protocol")
+    assert plain.strip() == main.strip()
+    rows = table_rows(extra)
+    assert rows[0] == ["Method", "HR@1 ↑", "NDCG@1 ↑", "HR@5 ↑", "NDCG@5 ↑", "HR@20 ↑", "NDCG@20 ↑"]  # no K=10
+    assert rows[2:] == [["MostPop", "0.1100", "0.1050", "0.1500", "0.1250", "0.3000", "0.2000"],
+                        ["SFT", "0.3100", "0.3050", "0.3500", "0.3250", "0.5000", "0.4000"]]
+
+
 def test_beyond_accuracy_table_at_the_largest_k(tmp_path):
     """The beyond-accuracy metrics get their own table at K=5, for the rows whose eval files hold them."""
     root = full_root(tmp_path / "models")
