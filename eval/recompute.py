@@ -3,7 +3,8 @@ whether each equals its committed copy: the per-user lists (eval_users*.jsonl) a
 them (eval_context.json) are all it reads, no dataset and no model.
 
 usage: python -m eval.recompute [--write False] [--add_contexts False]
-Each statistics file below is eval/stats.py's output for the run roots beside it (the commands the README gives).
+Each statistics file below is eval/stats.py's output for the run roots beside it (the commands the README gives), each
+slices file eval/slices.py's (its Markdown and its JSON).
 Each eval file (eval_top{K}[_<decoding>].json) beside a per-user file gets every metric but MGU and DGU (they need the
 test histories) from utils.metrics.recomputed_metrics, the evaluation's own functions, and must hold the same values.
 With `--write True` the committed files are rewritten (after a deliberate change to the statistics or a new metric);
@@ -45,6 +46,11 @@ STATS_FILES = {  # committed statistics file: the run roots it is computed over 
 }
 
 
+SLICES_FILES = {  # committed slices report (its JSON beside it): the run roots (python -m eval.slices)
+    "results/seeds/ML100K_slices.md": seeds("results/seeds", range(42, 47)),
+}
+
+
 def recompute(roots: list[str], out: Path) -> None:
     """eval/stats.py over `roots` (relative to the repository) into `out`, quietly."""
     from eval import stats
@@ -54,6 +60,19 @@ def recompute(roots: list[str], out: Path) -> None:
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             stats.run(run_root=",".join(roots), category="ML100K", out=str(out))
+    finally:
+        os.chdir(here)
+
+
+def recompute_slices(roots: list[str], out: Path) -> None:
+    """eval/slices.py over `roots` into the folder `out` (no figure), quietly."""
+    from eval import slices
+
+    here = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            slices.run(run_root=",".join(roots), category="ML100K", out=str(out), figs_dir="")
     finally:
         os.chdir(here)
 
@@ -143,6 +162,17 @@ def run(write: bool = False, add_contexts: bool = False) -> None:
                 committed.write_bytes(out.read_bytes())
             print(f"{'same' if same else 'rewritten' if write else 'DIFFERS'}  {path}  ({len(roots)} run root(s))")
             differ += [] if same or write else [path]
+        for i, (path, roots) in enumerate(SLICES_FILES.items()):
+            out = Path(tmp) / f"slices{i}"
+            recompute_slices(roots, out)
+            for name in (Path(path).name, Path(path).with_suffix(".json").name):
+                committed, again = ROOT / Path(path).parent / name, out / name
+                same = committed.is_file() and committed.read_bytes() == again.read_bytes()
+                if write and not same:
+                    committed.write_bytes(again.read_bytes())
+                rel = (Path(path).parent / name).as_posix()
+                print(f"{'same' if same else 'rewritten' if write else 'DIFFERS'}  {rel}  ({len(roots)} run root(s))")
+                differ += [] if same or write else [rel]
     if differ:
         shown = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
         fail(f"{len(differ)} file(s) differ from their recomputation: {shown}", code=1)
