@@ -24,8 +24,11 @@ class RowKey(NamedTuple):
 # table columns: (metric key, higher is better)
 TABLE_METRICS = (("HR", True), ("NDCG", True), ("DivRatio", True), ("ORRatio", False), ("MGU", False),
                  ("DGU", False), ("ValidRatio", True))
-HIGHER = dict(TABLE_METRICS)
-_EVAL = re.compile(r"eval_top(\d+)(_constrained)?\.json")  # the names eval/evaluate.py's eval_name gives
+# the beyond-accuracy table, at the largest K (docs/metrics.md): the arrows say which way debiasing aims
+BEYOND_METRICS = (("MRR", True), ("Coverage", True), ("Gini", False), ("Entropy", True), ("ARP", False),
+                  ("TailShare", True), ("HR_head", True), ("HR_mid", True), ("HR_tail", True), ("PopREO", False))
+HIGHER = dict(TABLE_METRICS + BEYOND_METRICS)
+_EVAL = re.compile(r"eval_top(\d+)(_constrained|_candidates)?\.json")  # the names eval/evaluate.py's eval_name gives
 
 
 def row_label(key: RowKey) -> str:
@@ -63,11 +66,11 @@ def model_dirs(run_root, category) -> dict[RowKey, Path]:
 
 def read_evals(directory, decoding: str = "greedy") -> dict[int, dict]:
     """{K: eval dict} of a model directory's eval files of one decoding mode: eval_top{K}.json for greedy,
-    eval_top{K}_constrained.json for constrained."""
+    eval_top{K}_constrained.json for constrained, eval_top{K}_candidates.json for the candidate protocol."""
     out = {}
     for p in Path(directory).glob("eval_top*.json"):
         m = _EVAL.fullmatch(p.name)
-        if not m or bool(m.group(2)) != (decoding == "constrained"):
+        if not m or (m.group(2) or "") != ("" if decoding == "greedy" else f"_{decoding}"):
             continue
         obj = read_json(p)
         if not isinstance(obj, dict):

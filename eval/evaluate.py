@@ -1,13 +1,14 @@
 """Evaluate generated predictions: ground titles to catalog items, compute every metric at each K.
 
 usage: python -m eval.evaluate --result_json models/SFT/ML100K/test_result.json --category ML100K [--topk 1,5]
-       [--data_dir DIR] [--output_dir DIR] [--embedding_model PATH] [--decoding greedy|constrained]
+       [--data_dir DIR] [--output_dir DIR] [--embedding_model PATH] [--decoding greedy|constrained|candidates]
        [--contract project|official|bare-dpo-prompt|official-schedule]
 Writes eval_top{K}.json (overwritten, never appended) beside the result file or in --output_dir, and
 eval_users.jsonl: one line per evaluated test user (its top-K items, their popularity deciles, the target's rank;
-utils.metrics.user_rows), from which eval/stats.py recomputes everything without the dataset or the embedding model.
-The popularity deciles come from the category's train split. The official test_result.json shape (records with a
-`predict` list) is what eval/inference.py writes, so both are accepted.
+utils.metrics.user_rows), from which eval/stats.py recomputes everything without the dataset or the embedding model,
+and eval_context.json: each item's training popularity (how often it is a train target: the deciles, ARP, the head
+and the tail) and each user's number of train records, from the category's train split. The official
+test_result.json shape (records with a `predict` list) is what eval/inference.py writes, so both are accepted.
 How the top-K is formed depends on how the predictions were decoded (--decoding, as eval/inference.py was run):
   greedy       one generated text per record; its parsed title is grounded to the nearest catalog item, and the
                top-K is that item and its K-1 nearest neighbours in embedding space (the official definition).
@@ -15,6 +16,10 @@ How the top-K is formed depends on how the predictions were decoded (--decoding,
                are the top-K as they are: no grounding, no neighbours, ValidRatio 1. The eval files are named
                eval_top{K}_constrained.json and eval_users_constrained.jsonl, so both modes' files can sit side
                by side in a model directory.
+  candidates   the candidate protocol (eval/inference.py --decoding candidates): `candidates` holds the target and 19
+               items the user never interacted with, `predict` all of them ranked by the model's log-probability of
+               each one's answer, best first; HR@K and NDCG@K over the 20 (K = 20: the whole list). Files
+               eval_top{K}_candidates.json and eval_users_candidates.jsonl (with each user's candidates and scores).
 The title of a greedy generation is read by the prompt contract (utils/prompt.py; --contract, by default the one the
 result file's model directory was trained with): the project's `parse_title`, or the authors' extraction (an empty
 text is "NAN"; else from the first quote to the next quote or the end; else the first line). An empty
@@ -31,7 +36,34 @@ from utils.cli import run_cli
 from utils.data import category_dir, load_catalog, read_records
 from utils.io import UserError, check_output_dir
 from utils.metrics import METRIC_KEYS, check_decoding, parse_ks, prediction_text, write_eval_files
-from utils.prompt import contract_named, model_contract, parse_title
+from utils.prompt import contract_named, model_contract, parse_title, record_target
+
+
+def candidate_rows(record, path, index, catalog, n_candidates: int) -> tuple[list[int], dict]:
+    """(the catalog rows of a candidate-protocol record's `predict` list, best first; its per-user fields: the
+    candidates in the order drawn and each one's log-probability)."""
+    cands, pred, scores = record.get("candidates"), record.get("predict"), record.get("logprobs")
+    if not (isinstance(cands, list) and isinstance(pred, list) and isinstance(scores, list)
+            and all(isinstance(x, str) for x in cands + pred) and len(scores) == len(pred)
+            and all(isinstance(x, int | float) and not isinstance(x, bool) for x in scores)):
+        raise UserError(f"{path}: record {index} has no 'candidates', 'predict' and 'logprobs' lists of the candidate "
+                        f"protocol (eval/inference.py --decoding candidates writes them)")
+    target = catalog.index(record_target(record))
+    if target is None:  # not evaluated (its target is not a catalog item): no candidates were drawn
+        return [], {}
+    drawn = [catalog.index(c) for c in cands]
+    rows = [catalog.index(parse_title(p)) for p in pred]
+    problem = ("a candidate that is not a catalog item" if None in drawn + rows
+               else "a candidate twice" if len(set(drawn)) < len(drawn)
+               else "a ranking that is not its candidates" if sorted(rows) != sorted(drawn)
+               else f"{len(drawn)} candidates, not {n_candidates}" if len(drawn) != n_candidates
+               else "scores that are not best first" if any(a < b for a, b in zip(scores, scores[1:]))
+               else "candidates without its target" if target not in drawn else None)
+    if problem:
+        raise UserError(f"{path}: record {index} has {problem}; evaluate the test_result_candidates.json that "
+                        f"eval/inference.py --decoding candidates writes")
+    score = dict(zip(rows, scores))
+    return rows, {"candidates": drawn, "logprobs": [score[r] for r in drawn]}
 
 
 def ranked_rows(record, path, index, catalog, k: int) -> list[int]:
@@ -61,11 +93,12 @@ class Args:
     decoding: str = "greedy"
     report_to: str = "none"
     contract: str = ""
+    candidates: int = 20  # the candidate protocol: the target and candidates - 1 items, as eval/inference.py drew
 
 
 def main(a: Args) -> None:
-    from eval.mostpop import popularity_deciles
-    from utils.metrics import evaluate_predictions, evaluate_rankings
+    from utils.data import load_split
+    from utils.metrics import TrainContext, evaluate_predictions, evaluate_rankings
     from utils.tracking import check_tracker, log_eval_metrics
 
     parse_ks(a.topk)  # a bad --topk, --decoding or --report_to fails before any work
@@ -78,11 +111,17 @@ def main(a: Args) -> None:
     data_dir = Path(a.data_dir) if a.data_dir else category_dir(a.category)
     catalog = load_catalog(data_dir)
     ks = parse_ks(a.topk, len(catalog))
-    deciles = popularity_deciles(data_dir, catalog)
+    context = TrainContext.of(load_split(data_dir, "train"), catalog)
     records = read_records(result_path)
     if a.decoding == "constrained":
         rankings = [ranked_rows(r, result_path, i, catalog, ks[-1]) for i, r in enumerate(records)]
-        results, ranking = evaluate_rankings(records, rankings, catalog, ks)
+        results, ranking = evaluate_rankings(records, rankings, catalog, ks, context.popularity)
+    elif a.decoding == "candidates":
+        if ks[-1] > a.candidates:
+            raise UserError(f"--topk {ks[-1]} is more than the {a.candidates} candidates each user's list holds")
+        rows = [candidate_rows(r, result_path, i, catalog, a.candidates) for i, r in enumerate(records)]
+        results, ranking = evaluate_rankings(records, [r for r, _ in rows], catalog, ks, context.popularity,
+                                             "candidates", [x for _, x in rows])
     else:
         predictions = [prediction_text(r, result_path, i) for i, r in enumerate(records)]
         if not any(p.strip() for p in predictions):  # still evaluated, the empty title grounded (docs/metrics.md)
@@ -90,8 +129,8 @@ def main(a: Args) -> None:
                   f"are still written: ValidRatio 0 and every record grounds to the same items", file=sys.stderr)
         results, ranking = evaluate_predictions(records, predictions, catalog, ks,
                                                 a.embedding_model or contract.embedding_model or None,
-                                                contract.eval_title)
-    paths = write_eval_files(results, ranking, deciles, out, a.model or str(result_path.parent),
+                                                contract.eval_title, context.popularity)
+    paths = write_eval_files(results, ranking, context, out, a.model or str(result_path.parent),
                              a.category or data_dir.name, records, a.decoding)
     for k, path in zip(results, paths):
         m = results[k]

@@ -1,7 +1,9 @@
-"""Predict for each test record with the model's prompt contract, by greedy decoding or constrained beam search.
+"""Predict for each test record with the model's prompt contract: greedy decoding, constrained beam search, or the
+candidate protocol.
 
 usage: python -m eval.inference --model_dir models/SFT/ML100K --category ML100K [--test_sample_size 200]
-       [--evaluate] [--topk 1,5] [--embedding_model PATH] [--decoding greedy|constrained]
+       [--evaluate] [--topk 1,5] [--embedding_model PATH] [--decoding greedy|constrained|candidates]
+       [--candidates 20] [--candidate_seed 0]
        (or through accelerate: the records are sharded across processes and gathered in order)
 --decoding greedy (the default, the official protocol): the shared generation routine writes
   <model_dir>/test_result.json, the test records each with a `predict` list holding the generated text.
@@ -9,6 +11,12 @@ usage: python -m eval.inference --model_dir models/SFT/ML100K --category ML100K 
   writes <model_dir>/test_result_constrained.json: `predict` holds the K best catalog items' answers, best first, and
   `logprobs` their sequence log-probabilities. Its eval files are eval_top{K}_constrained.json, its run config
   run_config_inference_constrained.json: both modes' results sit side by side in a model directory.
+--decoding candidates: the candidate protocol of S-DPO, LLaRA and DMPO (utils/candidates.py): each test record's
+  target and `--candidates` - 1 items the user never interacted with, drawn with `--candidate_seed` per user (the same
+  candidates for every model), ranked by the model's log-probability of each one's answer (the prompt prefilled once,
+  the candidates' completions scored in one batched pass over its KV cache). Writes test_result_candidates.json:
+  `candidates` (the items in the order drawn), `predict` (their answers, best first) and `logprobs` (their scores);
+  its eval files are eval_top{K}_candidates.json (use --topk 1,5,10,20: K = 20 is NDCG over the whole list).
 The contract (utils/prompt.py) is the one the model was trained with, read from its run config: the project's, or
 the authors' (`contract: official`: their evaluation prompt, 32 new tokens, their title extraction, and their
 grounding model, paraphrase-MiniLM-L3-v2, unless --embedding_model names another).
@@ -22,8 +30,8 @@ from pathlib import Path
 
 from utils.cli import run_cli
 from utils.data import category_dir, load_catalog, load_split, sample_records
-from utils.io import read_json, write_json
-from utils.prompt import Contract, model_contract, render_completion
+from utils.io import UserError, read_json, write_json
+from utils.prompt import Contract, model_contract, record_target, render_completion
 from utils.stage import check_same_settings, write_run_config
 
 
@@ -44,6 +52,8 @@ class Args:
     embedding_model: str = ""
     decoding: str = "greedy"
     report_to: str = "none"
+    candidates: int = 20  # --decoding candidates: the target and candidates - 1 items the user never interacted with
+    candidate_seed: int = 0  # seeds each user's draw: the same candidates for every model evaluated with it
 
 
 @dataclass
@@ -72,7 +82,7 @@ def check(a: Args) -> Checked:
     check_model_dir(a.model_dir, "--model_dir")
     check_tracker(a.report_to)
     check_decoding(a.decoding)
-    if a.evaluate or a.decoding == "constrained":
+    if a.evaluate or a.decoding != "greedy":
         parse_ks(a.topk)  # a bad --topk fails now, not after generation
     model_dir = Path(a.model_dir)
     contract = model_contract(model_dir)
@@ -80,6 +90,14 @@ def check(a: Args) -> Checked:
     stage = "inference" if a.decoding == "greedy" else f"inference_{a.decoding}"
     if a.decoding == "constrained":  # the beam count changes the predictions (a wider beam can find a better top-1)
         args["beams"] = parse_ks(a.topk)[-1]
+    if a.decoding == "candidates":
+        if not isinstance(a.candidates, int) or isinstance(a.candidates, bool) or a.candidates < 2:
+            raise UserError(f"--candidates must be an integer >= 2 (the target and at least one other), got "
+                            f"{a.candidates!r}")
+        if parse_ks(a.topk)[-1] > a.candidates:
+            raise UserError(f"--topk {parse_ks(a.topk)[-1]} is more than the {a.candidates} candidates")
+    else:  # the candidate options only change candidate predictions: older run configs still compare equal
+        del args["candidates"], args["candidate_seed"]
     out_path = model_dir / result_name(a.split, a.decoding)
     data_dir = Path(a.data_dir) if a.data_dir else category_dir(a.category)
     records = sample_records(load_split(data_dir, a.split), a.test_sample_size, a.seed)
@@ -125,6 +143,8 @@ def main(a: Args) -> None:
                                     token_budget=a.token_budget, desc=f"{a.split} inference (constrained)")
         predicted = [{"predict": [render_completion(catalog.names[i]) for i, _ in b],
                       "logprobs": [round(s, 6) for _, s in b]} for b in beams]
+    elif a.decoding == "candidates":
+        predicted = predict_candidates(model, tokenizer, records, prompts, catalog, checked.data_dir, a)
     else:
         from utils.generation import generate_sharded
 
@@ -146,6 +166,28 @@ def main(a: Args) -> None:
     state.wait_for_everyone()
 
 
+def predict_candidates(model, tokenizer, records, prompts, catalog, data_dir, a: Args) -> list[dict]:
+    """Each record's drawn candidates, their answers ranked by the model's log-probability and those scores."""
+    from utils.candidates import candidate_scores_sharded, draw_candidates
+    from utils.data import user_items
+
+    by_user = user_items(data_dir)
+    # a record whose target is not a catalog item is not evaluated (docs/metrics.md): it gets no candidates
+    scored = [i for i, r in enumerate(records) if catalog.index(record_target(r)) is not None]
+    drawn = {i: draw_candidates(records[i], catalog, by_user, a.candidate_seed, a.candidates) for i in scored}
+    scores = dict(zip(scored, candidate_scores_sharded(
+        model, tokenizer, [prompts[i] for i in scored], [[catalog.names[j] for j in drawn[i]] for i in scored],
+        token_budget=a.token_budget, desc=f"{a.split} inference (candidates)")))
+    out = []
+    for i in range(len(records)):
+        rows, s = drawn.get(i, []), scores.get(i, [])
+        ranked = sorted(range(len(rows)), key=lambda j: -s[j])  # stable: ties keep the drawn (shuffled) order
+        out.append({"candidates": [catalog.names[j] for j in rows],
+                    "predict": [render_completion(catalog.names[rows[j]]) for j in ranked],
+                    "logprobs": [round(s[j], 6) for j in ranked]})
+    return out
+
+
 def evaluated(model_dir, topk, embedding_model, decoding="greedy") -> bool:
     """Every requested eval file of the decoding mode and its per-user file exist; greedy ones grounded with the same
     embedding model, by name and content (constrained ones ground nothing)."""
@@ -164,7 +206,7 @@ def evaluate_results(a: Args, checked: Checked) -> None:
 
     evaluate.main(evaluate.Args(str(checked.out_path), category=a.category, data_dir=str(checked.data_dir),
                                 topk=a.topk, embedding_model=checked.embedding_model, decoding=a.decoding,
-                                report_to=a.report_to, contract=checked.contract.name))
+                                report_to=a.report_to, contract=checked.contract.name, candidates=a.candidates))
 
 
 if __name__ == "__main__":

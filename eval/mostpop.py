@@ -1,9 +1,13 @@
 """MostPop baseline: recommend the most frequent training targets to everyone, scored by the same metrics code.
 
 usage: python -m eval.mostpop --category ML100K --output_dir models/MostPop/ML100K [--topk 1,5]
+       [--candidates 20 [--candidate_seed 0]]
 Popularity is the number of times an item is the target of a train record; ties go to the smaller item id. The
 target's rank is its position in that one popularity order. ValidRatio does not apply (no text is generated).
 Writes eval_top{K}.json and eval_users.jsonl (utils.metrics.write_eval_files), like eval/evaluate.py.
+With --candidates N, the candidate protocol instead (utils/candidates.py): each user's target and N - 1 items they
+never interacted with, drawn with --candidate_seed exactly as eval/inference.py --decoding candidates draws them,
+ranked by popularity: eval_top{K}_candidates.json and eval_users_candidates.jsonl.
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,29 +17,18 @@ import numpy as np
 from utils.cli import run_cli
 from utils.data import category_dir, load_catalog, load_split, sample_records
 from utils.io import check_output_dir
-from utils.metrics import Ranking, evaluated_records, history_rows, parse_ks, topk_metrics, write_eval_files
-from utils.prompt import record_target
-
-
-def popularity(records, catalog) -> np.ndarray:
-    """How often each catalog item is a target in `records`."""
-    rows = [catalog.index(record_target(r)) for r in records]
-    return np.bincount([r for r in rows if r is not None], minlength=len(catalog))
-
-
-def item_deciles(counts, n_bins: int = 10) -> np.ndarray:
-    """(items,) popularity bin of each catalog row from its target counts (`popularity`): 0 = the most popular 10%
-    of items.
-
-    Items are sorted by popularity, descending, ties broken by the smaller row (catalog rows are in item id order);
-    the item at sorted position p falls in bin floor(p * n_bins / items).
-    """
-    pop = np.asarray(counts)
-    n = len(pop)
-    order = np.lexsort((np.arange(n), -pop))
-    bins = np.empty(n, dtype=np.int64)
-    bins[order] = np.arange(n) * n_bins // n
-    return bins
+from utils.metrics import (
+    Ranking,
+    TrainContext,
+    evaluated_records,
+    history_rows,
+    item_deciles,
+    parse_ks,
+    popularity,
+    popularity_order,
+    topk_metrics,
+    write_eval_files,
+)
 
 
 def popularity_deciles(data_dir, catalog) -> np.ndarray:
@@ -53,6 +46,8 @@ class Args:
     topk: str = "1,5"  # from the shell "1,5" arrives as the tuple (1, 5): utils.metrics.parse_ks takes both
     test_sample_size: int | None = None
     seed: int = 42
+    candidates: int = 0  # 0: rank the whole catalog; N: the candidate protocol's N candidates per user
+    candidate_seed: int = 0
 
 
 def main(a: Args) -> None:
@@ -61,22 +56,50 @@ def main(a: Args) -> None:
     data = Path(a.data_dir) if a.data_dir else category_dir(a.category)
     catalog = load_catalog(data)
     ks = parse_ks(ks, len(catalog))
-    pop = popularity(load_split(data, "train"), catalog)
-    order = np.lexsort((np.arange(len(catalog)), -pop))
+    context = TrainContext.of(load_split(data, "train"), catalog)
+    pop = context.popularity
+    order = popularity_order(pop)
     rank_of = np.empty(len(catalog), dtype=np.int64)
     rank_of[order] = np.arange(len(catalog))
     test = sample_records(load_split(data, "test"), a.test_sample_size, a.seed)
+    if a.candidates:
+        return candidate_protocol(a, test, catalog, context, rank_of, ks, data)
     keep, targets, n_skipped = evaluated_records(test, catalog)
     topk_rows = np.tile(order[:max(ks)], (len(keep), 1))
     histories = history_rows([test[i] for i in keep], catalog)
-    results = {k: {**topk_metrics(rank_of[targets], topk_rows, k, catalog, histories), "n_skipped": n_skipped,
-                   "embedding_model": None} for k in ks}
+    results = {k: {**topk_metrics(rank_of[targets], topk_rows, k, catalog, histories, targets=targets,
+                                  popularity=pop), "n_skipped": n_skipped, "embedding_model": None} for k in ks}
     ranking = Ranking(keep, targets, rank_of[targets], topk_rows, None, None, n_skipped)
-    paths = write_eval_files(results, ranking, item_deciles(pop), a.output_dir, "MostPop", a.category or data.name,
+    paths = write_eval_files(results, ranking, context, a.output_dir, "MostPop", a.category or data.name,
                              test, decoding=None)
     for k, path in zip(results, paths):
         print(f"[mostpop] wrote {path}: HR={results[k]['HR']:.4f}")
     print(f"[mostpop] wrote {paths[-1]}: {len(keep)} users")
+
+
+def candidate_protocol(a: Args, test, catalog, context, rank_of, ks, data) -> None:
+    """Each evaluated user's candidates ranked by training popularity (ties to the smaller item id)."""
+    from utils.candidates import draw_candidates
+    from utils.data import user_items
+    from utils.io import UserError
+    from utils.metrics import evaluate_rankings
+
+    if ks[-1] > a.candidates:
+        raise UserError(f"--topk {ks[-1]} is more than the {a.candidates} candidates")
+    by_user = user_items(data)
+    keep, _, _ = evaluated_records(test, catalog)
+    drawn = {i: draw_candidates(test[i], catalog, by_user, a.candidate_seed, a.candidates) for i in keep}
+    rankings = [sorted(drawn[i], key=lambda r: rank_of[r]) if i in drawn else [] for i in range(len(test))]
+    extras = [{"candidates": drawn.get(i, [])} for i in range(len(test))]
+    results, ranking = evaluate_rankings(test, rankings, catalog, ks, context.popularity, "candidates", extras)
+    for m in results.values():
+        m["ValidRatio"] = None  # nothing is generated
+    ranking.valid = None
+    paths = write_eval_files(results, ranking, context, a.output_dir, "MostPop", a.category or data.name, test,
+                             decoding="candidates")
+    for k, path in zip(results, paths):
+        print(f"[mostpop] wrote {path}: HR={results[k]['HR']:.4f}")
+    print(f"[mostpop] wrote {paths[-1]}: {len(ranking.keep)} users, {a.candidates} candidates each")
 
 
 if __name__ == "__main__":

@@ -5,12 +5,12 @@ usage: python -m eval.readme_tables [--readme FILE] [--check]
 A table between the lines
     <!-- table from results/demo/ML100K_results.md; columns: HR@1, HR@5, NDCG@5 -->
     <!-- end table -->
-is rebuilt from the first table of that report (eval/report.py's output): the named columns with the report's own
-headers, every row with the report's own labels, in its order (`; rows: SFT, SPRec it1 DPO` keeps only those). The
-path is relative to the file the table is in (docs/*.md: `../results/...`). Every such table of README.md and of each
-docs/*.md is rebuilt, or only those of `--readme FILE`. Without --check the files are rewritten in place; with --check
-nothing is written and the exit status is 1 if a table differs from its report (tests/test_readme_tables.py runs it on
-the real files).
+is rebuilt from the first table of that report (eval/report.py's output) that has every named column: the named
+columns with the report's own headers, every row with the report's own labels, in its order (`; rows: SFT, SPRec
+it1 DPO` keeps only those). The path is relative to the file the table is in (docs/*.md: `../results/...`). Every
+such table of README.md and of each docs/*.md is rebuilt, or only those of `--readme FILE`. Without --check the files
+are rewritten in place; with --check nothing is written and the exit status is 1 if a table differs from its report
+(tests/test_readme_tables.py runs it on the real files).
 """
 import re
 from pathlib import Path
@@ -23,29 +23,35 @@ START = re.compile(r"^<!-- table from (?P<path>\S+); columns: (?P<columns>[^;]+?
 END = "<!-- end table -->"
 
 
-def read_table(path: Path) -> tuple[list[str], list[list[str]]]:
-    """The header cells and the rows of the first markdown table in `path`."""
+def read_tables(path: Path) -> list[tuple[list[str], list[list[str]]]]:
+    """(the header cells, the rows) of every markdown table in `path`, in order."""
     if not path.is_file():
         raise UserError(f"{path}: no such report")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
-    if start is None:
+    tables, block = [], []
+    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
+        if line.startswith("|"):
+            block.append([c.strip() for c in line.strip().strip("|").split("|")])
+        elif block:
+            tables.append((block[0], block[2:]))
+            block = []
+    if not tables:
         raise UserError(f"{path}: no table")
-    block = []
-    for line in lines[start:]:
-        if not line.startswith("|"):
-            break
-        block.append([c.strip() for c in line.strip().strip("|").split("|")])
-    return block[0], block[2:]
+    return tables
+
+
+def _plain(header: list[str]) -> list[str]:
+    return [re.sub(r"\s*[↑↓]$", "", h) for h in header]
 
 
 def render(report: Path, columns: list[str], rows: list[str] | None) -> list[str]:
     """The markdown lines of one generated table made from `report`."""
-    header, body = read_table(report)
-    plain = [re.sub(r"\s*[↑↓]$", "", h) for h in header]
+    tables = read_tables(report)
+    header, body = next((t for t in tables if all(c in _plain(t[0]) for c in columns)), tables[0])
+    plain = _plain(header)
     missing = [c for c in columns if c not in plain]
     if missing:
-        raise UserError(f"{report}: no column {', '.join(missing)} (it has {', '.join(plain[1:])})")
+        raise UserError(f"{report}: no column {', '.join(missing)} in any one table (the first has "
+                        f"{', '.join(plain[1:])})")
     by_label = {r[0]: r for r in body}
     if rows is not None and (absent := [r for r in rows if r not in by_label]):
         raise UserError(f"{report}: no row {', '.join(absent)}")

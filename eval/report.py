@@ -8,7 +8,9 @@ every root. The table is printed and written to <run_root>/<Category>_results.md
 (`--figs_dir ""` draws none): <Category>_metrics_per_iteration.png and <Category>_exposure.png. The exposure figure
 reads each model's eval_users.jsonl, or re-grounds its test_result.json when it has none (cached item embeddings;
 the model loads only for non-catalog titles).
-Below the table: what each trained stage cost and each iteration's seconds (run configs), and what each model answers
+Below it, the beyond-accuracy table at the largest K (MRR, item coverage, Gini, entropy, ARP, tail share, HR per
+head/mid/tail target group and PopREO; docs/metrics.md), for the models whose eval files hold them.
+Then: what each trained stage cost and each iteration's seconds (run configs), and what each model answers
 (distinct answers, the most common one and its share, from the per-user lists): of the first run root.
 Whatever is missing (a baseline, MostPop, later iterations, predictions) is skipped and said so.
 The table and figures are those of greedy decoding (the official protocol). Models also evaluated with catalog-
@@ -20,6 +22,7 @@ import os
 from pathlib import Path
 
 from eval.collect import (
+    BEYOND_METRICS,
     TABLE_METRICS,
     answer_counts,
     collect,
@@ -57,11 +60,11 @@ def missing_notes(keys, category) -> list[str]:
     return notes
 
 
-def markdown_table(rows: dict, ks, n_roots: int, label=row_label) -> str:
-    header = ["Method"] + [f"{m}@{k} {'↑' if up else '↓'}" for k in ks for m, up in TABLE_METRICS]
+def markdown_table(rows: dict, ks, n_roots: int, label=row_label, metrics=TABLE_METRICS) -> str:
+    header = ["Method"] + [f"{m}@{k} {'↑' if up else '↓'}" for k in ks for m, up in metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"]
     for key, vals in rows.items():
-        cells = [label(key)] + [format_cell(vals[(m, k)], n_roots) for k in ks for m, _ in TABLE_METRICS]
+        cells = [label(key)] + [format_cell(vals[(m, k)], n_roots) for k in ks for m, _ in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -156,7 +159,7 @@ def build_report(roots, category, ks=(1, 5)) -> tuple[str, dict, list[dict], lis
         if not c:
             raise UserError(f"no eval_top*.json for {category} under {r} (looked in "
                             f"{', '.join(m.name + '/' + category for m in METHODS)})")
-    rows, notes = merge(collected, ks, [m for m, _ in TABLE_METRICS])
+    rows, notes = merge(collected, ks, [m for m, _ in TABLE_METRICS + BEYOND_METRICS])
     notes = missing_notes(rows.keys(), category) + notes
     title = f"## {category}: " + (f"{roots[0]}" if len(roots) == 1 else
                                   f"mean ± sample std over {len(roots)} run roots ({', '.join(map(str, roots))})")
@@ -164,6 +167,7 @@ def build_report(roots, category, ks=(1, 5)) -> tuple[str, dict, list[dict], lis
     note = n_note(collected, ks)
     notes_all = ([note] if note else []) + ["↑ higher is better, ↓ lower is better; – = not available"] + notes
     parts += [f"- {n}" for n in notes_all]
+    parts += beyond_section(rows, ks[-1], len(roots))
     budget = training_budget(roots[0], category)
     if budget:
         where = "" if len(roots) == 1 else f" (of {roots[0]}; the recipe is the same in every root)"
@@ -176,7 +180,27 @@ def build_report(roots, category, ks=(1, 5)) -> tuple[str, dict, list[dict], lis
         of = "" if len(roots) == 1 else f" (of {roots[0]})"
         parts += ["", f"### What each model answers{of}", "", answers]
     parts += constrained_section(roots, category, ks, rows)
+    parts += candidates_section(roots, category)
     return "\n".join(parts) + "\n", rows, collected, notes
+
+
+def beyond_section(rows: dict, k: int, n_roots: int) -> list[str]:
+    """Markdown lines: the beyond-accuracy table at K for the rows whose eval files hold those metrics (written from
+    the per-user files: python -m eval.recompute); nothing when none does."""
+    have = {key: vals for key, vals in rows.items()
+            if any(not math.isnan(v) for m, _ in BEYOND_METRICS for v in vals[(m, k)])}
+    if not have:
+        return []
+    left = [row_label(key) for key in rows if key not in have]
+    lines = ["", f"### Beyond accuracy at K={k}", "", markdown_table(have, [k], n_roots, metrics=BEYOND_METRICS), "",
+             "- MRR: mean reciprocal rank of the target within the top-K; Coverage: distinct recommended items / "
+             "catalog items; Gini (0 = every item recommended equally often) and Entropy (nats) of how often each item "
+             "is recommended; ARP: the recommended items' mean training popularity (train targets); TailShare: share "
+             "of the recommendations in the long tail (the items outside those holding 80% of the training "
+             "interactions); HR_head/mid/tail: HR of the users whose target is in the head (the items holding the "
+             "first 20% of the training interactions), the mid (the next 60%) or the tail; PopREO: their std / mean "
+             "(0 = every group hit as often). Definitions: docs/metrics.md."]
+    return lines + ([f"- no beyond-accuracy metrics (no per-user file) for: {', '.join(left)}"] if left else [])
 
 
 def constrained_section(roots, category, ks, greedy_rows: dict) -> list[str]:
@@ -200,6 +224,24 @@ def constrained_section(roots, category, ks, greedy_rows: dict) -> list[str]:
             "its K-1 nearest neighbours by sentence embedding",
             "- constrained: beam search over the catalog's titles, the top-K the K beams by sequence log-probability "
             "(every one a catalog item: ValidRatio 1)"] + [f"- constrained: {n}" for n in notes]
+
+
+def candidates_section(roots, category) -> list[str]:
+    """Markdown lines: HR and NDCG under the candidate protocol (the target among N candidates, ranked by the model's
+    log-probability; eval_top{K}_candidates.json) at every K all those files share; nothing when there are none."""
+    collected = [collect(r, category, "candidates") for r in roots]
+    if not any(collected):
+        return []
+    ks = sorted(set.intersection(*[set(evals) for c in collected for evals in c.values()]))
+    rows, notes = merge(collected, ks, ["HR", "NDCG"])
+    if not rows or not ks:
+        return ["", "- candidate protocol: no model has candidate eval files in every run root"]
+    table = markdown_table(rows, ks, len(roots), metrics=(("HR", True), ("NDCG", True)))
+    return ["", f"### {category}: the candidate protocol", "", table, "",
+            "- each test user's target among candidates drawn from the items the user never interacted with (the "
+            "same for every model: utils/candidates.py), ranked by the model's log-probability of each one's answer "
+            "(MostPop: by training popularity); HR@1 is the S-DPO/LLaRA/DMPO papers' HitRatio@1, NDCG at K = the "
+            "number of candidates the NDCG over the whole list"] + [f"- candidate protocol: {x}" for x in notes]
 
 
 # ------------------------------------------------------------------------------------------------ CLI

@@ -10,7 +10,8 @@ re-grounded from its test_result.json, which needs the dataset and the embedding
 For each pair (every method against SFT; SPRec against every other method) and each run root, the paired difference
 (first - second) of:
   - HR@K and NDCG@K: means of per-user values. Interval: 95% percentile bootstrap, the test users resampled with
-    replacement (the same users for both models: paired), 1,000 times; "within noise" where it covers 0.
+    replacement (the same users for both models: paired), 1,000 times. p: the paired randomisation test below
+    (swapping a user's two lists flips the sign of their per-user difference).
   - DivRatio@K and ORRatio@K, statistics of the lists as a whole, and TopDecile (the share of recommendations in
     the top popularity decile: items ranked by how often they are training targets, as MostPop ranks them).
     Resampling users with replacement repeats some users' lists, which adds no new item: the distinct count falls (a
@@ -29,13 +30,20 @@ For each pair (every method against SFT; SPRec against every other method) and e
       verdict: a paired randomisation test. Under "the two models recommend alike", each user's two lists are
         exchangeable, so each is swapped between the models with probability 1/2 (the same draws for every metric
         and pair, seeded) and the difference recomputed, 2,000 times; p = (1 + #{|swapped| >= |observed|}) /
-        (1 + swaps) (the observed assignment counts as one draw, so p is never 0), two-sided; "within noise" where
-        p >= 0.05. The test needs no variance formula, so it holds where the jackknife's normal approximation is
-        rough (ORRatio moves only when a top-3 item is in the deleted list).
+        (1 + swaps) (the observed assignment counts as one draw, so p is never 0), two-sided. The test needs no
+        variance formula, so it holds where the jackknife's normal approximation is rough (ORRatio moves only when a
+        top-3 item is in the deleted list).
+Corrected for the comparisons of the table: each metric's p-values over the table's pairs are Holm-adjusted (Holm
+1979: the i-th smallest of m times m - i + 1, made non-decreasing, capped at 1; it controls the chance of any false
+"up" or "down" in the column at 5%, whatever the dependence between the pairs). The verdict reads the adjusted p:
+"within noise" where it is >= 0.05. The raw p is shown beside it.
 With several run roots (seeds): the mean +- std of the per-seed differences, a 95% t-interval of that mean (seeds as
-the sample: it covers training randomness; the test users are the same in every seed), and in how many seeds the
-difference is within noise by that seed's own test. A difference that is the same in every seed (sd 0: two seeds that
-share a model and its lists) is written "identical in every seed", not as a zero-width interval that would exclude 0.
+the sample: it covers training randomness; the test users are the same in every seed), the paired t-test over the
+seeds (the per-seed differences against 0, n - 1 degrees of freedom; the interval excludes 0 exactly when its raw p
+is below 0.05) with its Holm-adjusted p, which the verdict reads, and in how many seeds the difference is within
+noise by that seed's own (Holm-adjusted) test. A difference that is the same in every seed (sd 0: two seeds that
+share a model and its lists) is written "identical in every seed", with no interval and no t-test (a zero-width
+interval would exclude 0 and a t-test would call it certain); only the seeds' own tests speak to its noise.
 Writes <first root>/<C>_stats.md.
 """
 from pathlib import Path
@@ -53,16 +61,18 @@ ALPHA = 0.05
 
 
 class Difference(NamedTuple):
-    """One paired difference: the estimate on all users, its 95% interval, and the randomisation test's p-value
-    (None for HR and NDCG, whose verdict is their bootstrap interval's)."""
+    """One paired difference: the estimate on all users, its 95% interval, the randomisation test's p-value and that
+    p Holm-adjusted over the table's comparisons (`holm_adjusted`), which the verdict reads when it is there."""
     estimate: float
     low: float
     high: float
     p: float | None = None
+    p_holm: float | None = None
 
     @property
     def within_noise(self) -> bool:
-        return self.low <= 0 <= self.high if self.p is None else self.p >= ALPHA
+        p = self.p if self.p_holm is None else self.p_holm
+        return self.low <= 0 <= self.high if p is None else p >= ALPHA
 
 
 def verdict(d: Difference) -> str:
@@ -70,15 +80,33 @@ def verdict(d: Difference) -> str:
 
 
 # ------------------------------------------------------------------------------------------ HR, NDCG: bootstrap
+def per_user_values(model: dict, k: int) -> dict:
+    """{HR, NDCG: (N,) each user's value at k}."""
+    hit = model["ranks"] < k
+    return {"HR": hit.astype(float), "NDCG": hit / np.log2(model["ranks"] + 2.0)}
+
+
 def bootstrap(model: dict, resamples: int = 1000, seed: int = 0, k: int = 5) -> tuple[dict, dict]:
     """({metric: mean over all users}, {metric: (resamples,) means}) of HR and NDCG. The resamples depend only on the
     user count and the seed, so two models of the same users are paired: computed once per model, differenced per
     pair."""
     n = len(model["ranks"])
     samples = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
-    hit = model["ranks"] < k
-    per_user = {"HR": hit.astype(float), "NDCG": hit / np.log2(model["ranks"] + 2.0)}
+    per_user = per_user_values(model, k)
     return {m: float(v.mean()) for m, v in per_user.items()}, {m: v[samples].mean(1) for m, v in per_user.items()}
+
+
+def sign_flip_p(a: dict, b: dict, k: int, draws: np.ndarray) -> dict:
+    """{HR, NDCG: two-sided p} of the paired randomisation test of a - b for the means of per-user values: a swapped
+    user's difference changes sign, so a draw's sum is (1 - 2 draws) @ d. The same draws as `randomisation_p`."""
+    va, vb = per_user_values(a, k), per_user_values(b, k)
+    signs = 1.0 - 2.0 * draws.astype(np.float64)
+    out = {}
+    for m in USER_MEANS:
+        d = va[m] - vb[m]
+        observed = abs(d.sum())
+        out[m] = float((1 + (np.abs(signs @ d) >= observed - 1e-9).sum()) / (1 + len(draws)))
+    return out
 
 
 # ------------------------------------------------------------------------ TopDecile, DivRatio, ORRatio: the lists
@@ -165,12 +193,12 @@ def paired_differences(a: dict, b: dict, resamples: int = 1000, seed: int = 0, k
     if ("draws", n) not in cache:
         cache[("draws", n)] = swap_draws(n, swaps, seed)
     ((mean_a, boot_a), (full_a, del_a)), ((mean_b, boot_b), (full_b, del_b)) = cache[id(a)], cache[id(b)]
-    p = randomisation_p(a, b, k, cache[("draws", n)])
+    p = randomisation_p(a, b, k, cache[("draws", n)]) | sign_flip_p(a, b, k, cache[("draws", n)])
     out = {}
     for metric in USER_MEANS:
         diff = boot_a[metric] - boot_b[metric]
         out[metric] = Difference(mean_a[metric] - mean_b[metric], float(np.percentile(diff, 2.5)),
-                                 float(np.percentile(diff, 97.5)))
+                                 float(np.percentile(diff, 97.5)), p[metric])
     for metric in LIST_STATS:
         estimate = full_a[metric] - full_b[metric]
         out[metric] = Difference(estimate, *jackknife_interval(estimate, del_a[metric] - del_b[metric]), p[metric])
@@ -209,6 +237,40 @@ def comparisons(labels) -> list[tuple[str, str]]:
     return pairs
 
 
+def holm_adjusted(ps) -> list[float]:
+    """Holm's step-down adjustment of m p-values (Holm 1979): sorted ascending, the i-th (from 1) becomes
+    min(1, max over j <= i of (m - j + 1) p_(j)); returned in the given order."""
+    ps = np.asarray(ps, dtype=float)
+    m = len(ps)
+    order = np.argsort(ps, kind="stable")
+    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * ps[order]))
+    out = np.empty(m)
+    out[order] = adjusted
+    return out.tolist()
+
+
+def with_holm(per_pair: dict) -> dict:
+    """{pair: {metric: Difference}} with each metric's p Holm-adjusted over the pairs."""
+    out = {pair: dict(ds) for pair, ds in per_pair.items()}
+    for metric in METRICS:
+        pairs = [pair for pair, ds in per_pair.items() if ds[metric].p is not None]
+        for pair, adj in zip(pairs, holm_adjusted([per_pair[pair][metric].p for pair in pairs])):
+            out[pair][metric] = per_pair[pair][metric]._replace(p_holm=adj)
+    return out
+
+
+def seeds_t_test(differences) -> float | None:
+    """Two-sided p of the paired t-test over seeds: the per-seed differences against 0 (n - 1 degrees of freedom).
+    None for differences equal in every seed: there is no spread to test against."""
+    from scipy.stats import t
+
+    d = np.asarray(differences, dtype=float)
+    std = float(d.std(ddof=1))
+    if std == 0:
+        return None
+    return float(2 * t.sf(abs(d.mean()) / (std / np.sqrt(len(d))), len(d) - 1))
+
+
 def across_seeds(differences) -> tuple[float, float, float, float]:
     """(mean, sample std, 2.5%, 97.5%) of per-seed differences: Student's t-interval of the mean, n - 1 degrees of
     freedom (n >= 2)."""
@@ -224,8 +286,12 @@ def format_p(p: float) -> str:
     return f"{p:.4f}".rstrip("0").rstrip(".")
 
 
+def p_text(p: float | None, p_holm: float | None) -> str:
+    return ("" if p is None else f" p={format_p(p)}") + ("" if p_holm is None else f" Holm p={format_p(p_holm)}")
+
+
 def cell(d: Difference) -> str:
-    text = f"{d.estimate:+.4f} [{d.low:+.4f}, {d.high:+.4f}]" + ("" if d.p is None else f" p={format_p(d.p)}")
+    text = f"{d.estimate:+.4f} [{d.low:+.4f}, {d.high:+.4f}]" + p_text(d.p, d.p_holm)
     return text + (" within noise" if d.within_noise else "")
 
 
@@ -257,9 +323,16 @@ def run_stats(roots, category: str, data_dir: str = "", k: int = 5, resamples: i
             raise UserError(f"{root}: the models were evaluated on different test users (another TEST_SAMPLE_SIZE or "
                             f"SEED); paired statistics need the same ones")
         cache = {}  # each model's bootstrap and jackknife once, whatever the number of pairs it is in
-        per_root.append({(a, b): paired_differences(models[a], models[b], resamples, seed, k, swaps, cache)
-                         for a, b in comparisons(list(models))})
+        per_root.append(with_holm({(a, b): paired_differences(models[a], models[b], resamples, seed, k, swaps, cache)
+                                   for a, b in comparisons(list(models))}))
     pairs = [p for p in per_root[0] if all(p in r for r in per_root)]
+    seed_p = {}  # several seeds: {metric: {pair: (t-test p, its Holm-adjusted p over the pairs)}}
+    if len(roots) > 1:
+        for metric in METRICS:
+            raw = {pair: seeds_t_test([r[pair][metric].estimate for r in per_root]) for pair in pairs}
+            tested = [pair for pair in pairs if raw[pair] is not None]  # Holm over the pairs that have a test
+            adjusted = dict(zip(tested, holm_adjusted([raw[pair] for pair in tested]))) if tested else {}
+            seed_p[metric] = {pair: (raw[pair], adjusted.get(pair)) for pair in pairs}
     lines = [f"## {category}: paired differences at K={k} (first minus second; {len(roots)} run root(s); 95% "
              f"intervals over the test users, per root)", "",
              "| first - second | " + " | ".join(METRICS) + " |", "|---|" + "---:|" * len(METRICS)]
@@ -275,25 +348,35 @@ def run_stats(roots, category: str, data_dir: str = "", k: int = 5, resamples: i
                     cells.append(f"{values[0].estimate:+.4f} identical in every seed {noisy}")
                     continue
                 mean, std, lo, hi = across_seeds([v.estimate for v in values])
-                within = " within noise" if lo <= 0 <= hi else ""
-                cells.append(f"{mean:+.4f} ± {std:.4f} [{lo:+.4f}, {hi:+.4f}]{within} {noisy}")
+                noisy = f"({sum(v.within_noise for v in values)}/{len(values)} seeds within noise)"
+                p, p_holm = seed_p[metric][(a, b)]
+                if p is None:  # no spread: a t-interval would have zero width
+                    cells.append(f"{values[0].estimate:+.4f} identical in every seed {noisy}")
+                    continue
+                mean, std, lo, hi = across_seeds([v.estimate for v in values])
+                within = " within noise" if p_holm >= ALPHA else ""
+                cells.append(f"{mean:+.4f} ± {std:.4f} [{lo:+.4f}, {hi:+.4f}]{p_text(p, p_holm)}{within} {noisy}")
         lines.append(f"| {a} - {b} | " + " | ".join(cells) + " |")
     lines += ["", f"- HR, NDCG: 95% percentile interval of a paired bootstrap (the test users resampled with "
-              f"replacement, the same for both models, {resamples} resamples); within noise where it covers 0.",
-              f"- TopDecile, DivRatio, ORRatio: estimate ± t(0.975, N−1)·se, se from the paired delete-one jackknife "
-              f"over the N test users (the bootstrap is biased for statistics of the lists as a whole: a repeated "
-              f"user adds no new item); p from a paired randomisation test (each user's two lists swapped with "
-              f"probability 1/2, {swaps} draws, the same for every metric and pair; two-sided, p = (1 + draws with "
-              f"|difference| ≥ |observed|) / (1 + {swaps}), so never below {format_p(1 / (1 + swaps))}); within "
-              f"noise where p ≥ {ALPHA}.",
+              f"replacement, the same for both models, {resamples} resamples).",
+              "- TopDecile, DivRatio, ORRatio: estimate ± t(0.975, N−1)·se, se from the paired delete-one jackknife "
+              "over the N test users (the bootstrap is biased for statistics of the lists as a whole: a repeated "
+              "user adds no new item).",
+              f"- p (every metric): a paired randomisation test (each user's two lists swapped with probability 1/2, "
+              f"{swaps} draws, the same for every metric and pair; two-sided, p = (1 + draws with |difference| ≥ "
+              f"|observed|) / (1 + {swaps}), so never below {format_p(1 / (1 + swaps))}). Holm p: adjusted by Holm's "
+              f"method over the {len(pairs)} comparisons of its column; within noise where the Holm p ≥ {ALPHA} (the "
+              f"verdict reads the adjusted p, not the raw one).",
               "- TopDecile: share of the top-K recommendations among the 10% of items most frequent as training "
               "targets."]
     if len(roots) > 1:
-        lines.append("- Across seeds: mean ± std of the per-seed differences [95% t-interval of the mean over the "
-                     "seeds]; in parentheses, the seeds whose own test above says within noise.")
+        lines.append(f"- Across seeds: mean ± std of the per-seed differences [95% t-interval of the mean over the "
+                     f"seeds]; p: the paired t-test over the {len(roots)} seeds (the per-seed differences against 0, "
+                     f"{len(roots) - 1} degrees of freedom), Holm p: adjusted over the column's comparisons, which "
+                     f"the verdict reads; in parentheses, the seeds whose own (Holm-adjusted) test says within noise.")
     if any("identical in every seed" in line for line in lines):
         lines.append("- Identical in every seed: the difference is the same in each seed, so there is no spread to "
-                     "make an interval from; only the seeds' own tests speak to its noise.")
+                     "make an interval or a t-test from; only the seeds' own tests speak to its noise.")
     if regrounded_from:
         lines.append("- Re-grounded from test_result.json (no eval_users.jsonl): " + ", ".join(sorted(regrounded_from))
                      + ".")

@@ -315,7 +315,7 @@ def test_evaluation_grounds_with_the_contracts_model(ml100k, tmp_path, monkeypat
     class Grounded(Exception):
         pass
 
-    def stop(records, predictions, catalog, ks, embedding_model, title):
+    def stop(records, predictions, catalog, ks, embedding_model, title, popularity):
         raise Grounded(embedding_model)
 
     monkeypatch.setattr(utils.metrics, "evaluate_predictions", stop)

@@ -16,6 +16,9 @@ the ML-100K test at the end.
 Ids are deliberately not in x order, so "ties broken by smaller item id" differs from "by smaller x". The train split
 makes Alpha the target 3 times, Charlie 2, Delta 1, so the popularity deciles (eval.mostpop.item_deciles: position p
 of 6 in bin p*10//6) are Alpha 0, Charlie 1, Delta 3, then the never-targets by id: Bravo 5, Echo 6, Foxtrot 8.
+The popularity groups (utils.metrics.popularity_groups; 6 train targets, the items before each one in that order hold
+0, 3, 5, 6, 6, 6 of them): Alpha head (0 < 20% of 6), Charlie mid (3 < 80% of 6 = 4.8), Delta, Bravo, Echo, Foxtrot
+tail.
 """
 import json
 import math
@@ -27,7 +30,14 @@ import pytest
 import utils.grounding as grounding
 from eval import evaluate, mostpop
 from utils.data import load_catalog
-from utils.metrics import evaluate_predictions, topk_metrics
+from utils.metrics import (
+    TrainContext,
+    evaluate_predictions,
+    popularity_groups,
+    read_eval_users,
+    recomputed_metrics,
+    topk_metrics,
+)
 from utils.prompt import parse_title, render_completion
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +54,7 @@ ITEMS = [  # (id, name, x, genres or None when absent from name2genre.json)
 GENRES = ["Action", "Comedy", "Drama"]
 DECILES = {"Alpha": 0, "Bravo": 5, "Charlie": 1, "Delta": 3, "Echo": 6, "Foxtrot": 8}
 TRAIN_TARGETS = ["Alpha", "Delta", "Charlie", "Alpha", "Charlie", "Alpha"]
+POPULARITY = np.array([3, 0, 2, 1, 0, 0])  # by row: Alpha, Bravo, Charlie, Delta, Echo, Foxtrot
 # x of the generated titles that are not catalog names (what the stand-in embedding model returns for them)
 TITLE_X = {"": 10.0, "My pick: Charlie or Alpha": 1.5, "Zulu": 2.5, "Delt": 2.75}
 POSITION = {name: x for _, name, x, _ in ITEMS} | TITLE_X
@@ -146,17 +157,42 @@ RANKS = [0, 5, 2, 1, 0]
 #       = (13, 13, 10)/36;  GH = (12, 18, 6)/36
 #   GP - GH = (1, -5, 4)/36: MGU = (1 + 5 + 4)/36/3 = 5/54, DGU = 4/36 - (-5/36) = 1/4
 #   ValidRatio = 1/5
+#
+# Beyond accuracy (popularity 3, 0, 2, 1, 0, 0 by row; 6 catalog items). Targets: r0 Alpha (head), r1 r2 Bravo,
+# r3 r5 Delta (tail); no target in the mid group.
+# K=1  MRR = (1 + 1) / 5;  Coverage 3/6
+#      Gini: counts over all 6 items ascending 0 0 0 1 1 3, weights 2j - 7 = -5 -3 -1 1 3 5: (1 + 3 + 15) / (6 * 5)
+#      Entropy: p = 3/5, 1/5, 1/5: -(3/5 ln 3/5 + 2/5 ln 1/5)
+#      ARP = (3 + 0 + 3 + 3 + 1) / 5 (Alpha, Foxtrot, Alpha, Alpha, Delta);  TailShare: Foxtrot, Delta = 2/5
+#      HR head 1/1, tail 1/4 (r5 only: ranks 5 2 1 0); PopREO = std(1, 1/4) / mean = (3/8) / (5/8)
+# K=5  MRR = (1 + 1/3 + 1/2 + 1) / 5;  Coverage 6/6
+#      Gini: counts ascending 2 3 5 5 5 5: (-10 - 9 - 5 + 5 + 15 + 25) / (6 * 25)
+#      Entropy: p = 1/5 (4 items), 3/25, 2/25
+#      ARP = (5*3 + 5*2 + 5*1) / 25;  TailShare = (Delta 5 + Echo 5 + Bravo 3 + Foxtrot 2) / 25
+#      HR head 1, tail 3/4; NDCG tail (1/log2(4) + 1/log2(3) + 1) / 4; PopREO = (1/8) / (7/8)
 EXPECTED = {
     1: {"n": 5, "n_skipped": 1, "HR": 2 / 5, "NDCG": 2 / 5, "diversity": 3, "DivRatio": 3 / 5, "ORRatio": 5 / 5,
-        "MGU": 1 / 3, "DGU": 11 / 12, "ValidRatio": 1 / 5},
+        "MGU": 1 / 3, "DGU": 11 / 12, "ValidRatio": 1 / 5,
+        "MRR": 2 / 5, "Coverage": 1 / 2, "Gini": 19 / 30, "Entropy": -(0.6 * math.log(0.6) + 0.4 * math.log(0.2)),
+        "ARP": 2.0, "TailShare": 2 / 5, "HR_head": 1.0, "HR_mid": None, "HR_tail": 1 / 4, "NDCG_head": 1.0,
+        "NDCG_mid": None, "NDCG_tail": 1 / 4, "PopREO": 3 / 5},
     5: {"n": 5, "n_skipped": 1, "HR": 4 / 5, "NDCG": (2.5 + 1 / math.log2(3)) / 5, "diversity": 6,
-        "DivRatio": 6 / 25, "ORRatio": 15 / 25, "MGU": 5 / 54, "DGU": 1 / 4, "ValidRatio": 1 / 5},
+        "DivRatio": 6 / 25, "ORRatio": 15 / 25, "MGU": 5 / 54, "DGU": 1 / 4, "ValidRatio": 1 / 5,
+        "MRR": (2 + 1 / 3 + 1 / 2) / 5, "Coverage": 1.0, "Gini": 21 / 150,
+        "Entropy": -(0.8 * math.log(0.2) + 0.12 * math.log(0.12) + 0.08 * math.log(0.08)),
+        "ARP": 30 / 25, "TailShare": 15 / 25, "HR_head": 1.0, "HR_mid": None, "HR_tail": 3 / 4, "NDCG_head": 1.0,
+        "NDCG_mid": None, "NDCG_tail": (0.5 + 1 / math.log2(3) + 1) / 4, "PopREO": 1 / 7},
 }
-METRICS = ("HR", "NDCG", "diversity", "DivRatio", "ORRatio", "MGU", "DGU", "ValidRatio")
+METRICS = ("HR", "NDCG", "diversity", "DivRatio", "ORRatio", "MGU", "DGU", "ValidRatio", "MRR", "Coverage", "Gini",
+           "Entropy", "ARP", "TailShare", "HR_head", "HR_mid", "HR_tail", "NDCG_head", "NDCG_mid", "NDCG_tail",
+           "PopREO")
 
 
 def _check(got, want):
     for key, value in want.items():
+        if value is None:
+            assert got[key] is None, key
+            continue
         assert got[key] == pytest.approx(value, abs=1e-12), key
         if key in ("n", "n_skipped", "diversity"):
             assert type(got[key]) is int, key
@@ -183,9 +219,16 @@ def test_rank_items_ties_by_smaller_id(catalog):
     assert [[catalog.names[j] for j in row] for row in topk] == ORDERS
 
 
+def test_popularity_groups_by_hand():
+    assert popularity_groups(POPULARITY).tolist() == [0, 2, 1, 2, 2, 2]
+    # the boundaries are exact: the items before the second hold exactly 20% (not less): it is mid, not head
+    assert popularity_groups(np.array([1, 1, 1, 1, 1])).tolist() == [0, 1, 1, 1, 2]
+
+
 def test_every_metric_by_hand(catalog, calls):
     records, predictions = _records()
-    results, ranking = evaluate_predictions(records, predictions, catalog, ks=(1, 5), embedding_model="stub")
+    results, ranking = evaluate_predictions(records, predictions, catalog, ks=(1, 5), embedding_model="stub",
+                                            popularity=POPULARITY)
     assert sorted(results) == [1, 5]
     assert ranking.keep == [0, 1, 2, 3, 5] and ranking.n_skipped == 1
     assert [[catalog.names[j] for j in row] for row in ranking.topk] == [order[:5] for order in ORDERS]
@@ -199,7 +242,8 @@ def test_every_metric_by_hand(catalog, calls):
                      ["", "Delt", "My pick: Charlie or Alpha", "Zulu"]]
     assert len(list(catalog.directory.glob("item_emb_*.safetensors"))) == 1
     calls.clear()  # second evaluation: item embeddings come from the cache
-    again, _ = evaluate_predictions(records, predictions, catalog, ks=(1, 5), embedding_model="stub")
+    again, _ = evaluate_predictions(records, predictions, catalog, ks=(1, 5), embedding_model="stub",
+                                    popularity=POPULARITY)
     assert calls == [["", "Delt", "My pick: Charlie or Alpha", "Zulu"]]
     assert again == results
 
@@ -214,8 +258,11 @@ def test_topk_metrics_directly(catalog):
     topk = np.array([[catalog.index(n) for n in order] for order in ORDERS])
     valid = np.array([True, False, False, False, False])
     for k in (1, 5):
-        m = topk_metrics(np.array(RANKS), topk, k, catalog, histories, valid)
+        targets = np.array([catalog.index(t) for t in ("Alpha", "Bravo", "Bravo", "Delta", "Delta")])
+        m = topk_metrics(np.array(RANKS), topk, k, catalog, histories, valid, targets=targets, popularity=POPULARITY)
         _check(m, {key: v for key, v in EXPECTED[k].items() if key != "n_skipped"})
+        official = topk_metrics(np.array(RANKS), topk, k, catalog, histories, valid)  # without the popularity
+        assert list(official) == ["n", *METRICS[:8]]
 
 
 def test_all_targets_missing(catalog):
@@ -246,7 +293,7 @@ def test_cli_run_official_shape_overwrites(catalog, tmp_path):
         assert row["model"] == "tiny-model" and row["category"] == "Tiny" and row["topk"] == k
         assert row["embedding_model"] == "stub" and row["decoding"] == "greedy"
         for key in ("topk", "n", "n_skipped", *METRICS):
-            assert type(row[key]) in (int, float), key  # plain numbers, not one-element lists
+            assert type(row[key]) in (int, float) or EXPECTED[k].get(key, 0) is None, key  # plain numbers
         _check(row, EXPECTED[k])
     # the per-user file: the evaluated records (r4 is skipped) in order, their top-5 (K_max) and its deciles
     lines = [json.loads(x) for x in (run_dir / "eval_users.jsonl").read_text().splitlines()]
@@ -257,6 +304,15 @@ def test_cli_run_official_shape_overwrites(catalog, tmp_path):
     assert lines == want
     assert lines[1] == {"user": 1, "target": 1, "target_decile": 5, "rank": None, "topk": [5, 4, 3, 0, 2],
                         "deciles": [8, 6, 3, 0, 1], "valid": False, "text": ""}  # r1 by hand: Bravo is 6th
+    # beside it the training popularity (the records name no user: no user-activity counts), and from the two files
+    # alone every metric but MGU and DGU again, as eval/recompute.py checks the committed eval files
+    context = json.loads((run_dir / "eval_context.json").read_text())
+    assert context == {"category": "Tiny", "n_items": 6, "popularity": POPULARITY.tolist(), "user_train_records": {}}
+    for k in (1, 5):
+        again = recomputed_metrics(read_eval_users(run_dir / "eval_users.jsonl", k), k,
+                                   TrainContext.read(run_dir / "eval_context.json"))
+        assert set(again) == {"n", *METRICS} - {"MGU", "DGU"}
+        _check(again, {key: v for key, v in EXPECTED[k].items() if key not in ("n_skipped", "MGU", "DGU")})
 
 
 def test_mostpop_writes_the_per_user_file(catalog, tmp_path):

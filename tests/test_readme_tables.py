@@ -14,6 +14,13 @@ REPORT = """## Toy: models
 | SPRec it0 DPO | 0.1100 | 0.2100 | 0.3100 |
 
 - notes
+
+### Beyond accuracy at K=5
+
+| Method | MRR@5 ↑ | Gini@5 ↓ |
+|:---|---:|---:|
+| SFT | 0.0500 | 0.9700 |
+| SPRec it0 DPO | 0.0600 | 0.9600 |
 """
 
 
@@ -56,6 +63,15 @@ def test_a_table_is_rebuilt_from_its_report_and_a_change_is_caught(tmp_path):
     assert readme_tables.regenerate(text, tmp_path)[1] == []
     (tmp_path / "r.md").write_text(REPORT.replace("0.2100", "0.2200"))
     assert readme_tables.regenerate(text, tmp_path)[1] == ["r.md"]
+
+
+def test_columns_come_from_the_first_table_that_has_them_all(tmp_path):
+    (tmp_path / "r.md").write_text(REPORT)
+    text, _ = readme_tables.regenerate("<!-- table from r.md; columns: MRR@5, Gini@5 -->\n<!-- end table -->\n",
+                                       tmp_path)
+    assert "| Method | MRR@5 ↑ | Gini@5 ↓ |\n|---|---:|---:|\n| SFT | 0.0500 | 0.9700 |\n" in text
+    with pytest.raises(UserError, match="no column"):  # one README table is made from one report table
+        readme_tables.regenerate("<!-- table from r.md; columns: HR@5, Gini@5 -->\n<!-- end table -->\n", tmp_path)
 
 
 @pytest.mark.parametrize("marker, message", [

@@ -99,6 +99,43 @@ def test_constrained_rows_beside_their_greedy_rows(tmp_path):
     assert labels["SFT, greedy"] == table_rows(main)[3][1:]
 
 
+def test_candidate_protocol_table(tmp_path):
+    """Candidate-protocol eval files get their own table, at the Ks all of them have; the main table ignores them."""
+    root = full_root(tmp_path / "models")
+    plain = report.build_report([root], "Toy")[0]
+    for d, base in ((root / "MostPop" / "Toy", 0.1), (root / "SFT" / "Toy", 0.3)):
+        for k in (1, 5, 20):
+            row = {"topk": k, "n": 100, "HR": base + k / 100, "NDCG": base + k / 200, "decoding": "candidates"}
+            (d / f"eval_top{k}_candidates.json").write_text(json.dumps(row))
+    (root / "SFT" / "Toy" / "eval_top10_candidates.json").write_text(json.dumps({"topk": 10, "HR": 0.5}))
+    text = report.build_report([root], "Toy")[0]
+    main, extra = text.split("### Toy: the candidate protocol")
+    assert plain.strip() == main.strip()
+    rows = table_rows(extra)
+    assert rows[0] == ["Method", "HR@1 ↑", "NDCG@1 ↑", "HR@5 ↑", "NDCG@5 ↑", "HR@20 ↑", "NDCG@20 ↑"]  # no K=10
+    assert rows[2:] == [["MostPop", "0.1100", "0.1050", "0.1500", "0.1250", "0.3000", "0.2000"],
+                        ["SFT", "0.3100", "0.3050", "0.3500", "0.3250", "0.5000", "0.4000"]]
+
+
+def test_beyond_accuracy_table_at_the_largest_k(tmp_path):
+    """The beyond-accuracy metrics get their own table at K=5, for the rows whose eval files hold them."""
+    root = full_root(tmp_path / "models")
+    plain = report.build_report([root], "Toy")[0]
+    assert "Beyond accuracy" not in plain  # no eval file holds them: no table
+    beyond = {"MRR": 0.05, "Coverage": 0.1, "Gini": 0.97, "Entropy": 4.1, "ARP": 32.5, "TailShare": 0.48,
+              "HR_head": 0.04, "HR_mid": 0.004, "HR_tail": None, "PopREO": 1.09}
+    write_eval(root / "SFT" / "Toy", 5, 0.6, **beyond)
+    text = report.build_report([root], "Toy")[0]
+    main, extra = text.split("### Beyond accuracy at K=5")
+    assert table_rows(main) == table_rows(plain)  # the main table is untouched
+    rows = table_rows(extra.split("### Training budget")[0])
+    assert rows[0] == ["Method", "MRR@5 ↑", "Coverage@5 ↑", "Gini@5 ↓", "Entropy@5 ↑", "ARP@5 ↓", "TailShare@5 ↑",
+                       "HR_head@5 ↑", "HR_mid@5 ↑", "HR_tail@5 ↑", "PopREO@5 ↓"]
+    assert rows[2:] == [["SFT", "0.0500", "0.1000", "0.9700", "4.1000", "32.5000", "0.4800", "0.0400", "0.0040",
+                         "–", "1.0900"]]
+    assert "- no beyond-accuracy metrics (no per-user file) for: MostPop, SPRec it0 SFT" in extra
+
+
 def test_training_budget_from_the_run_configs(tmp_path):
     root = full_root(tmp_path / "models")
 

@@ -35,17 +35,22 @@ def test_every_hit_against_no_hit_is_certain():
     a = model([[0, 1], [2, 3], [4, 5], [6, 7]], [0, 0, 1, 1])  # 8 distinct items, item 0 (popular) once
     b = model([[0, 1], [0, 1], [0, 1], [0, 1]], [2, 2, 2, 2])  # the same 2 items for everyone
     d = stats.paired_differences(a, b, resamples=500, k=2, swaps=500)
-    assert d["HR"] == (1.0, 1.0, 1.0, None)
+    assert d["HR"][:3] == (1.0, 1.0, 1.0)
     assert d["NDCG"].estimate == pytest.approx((1 + 1 + 1 / np.log2(3) * 2) / 4)
     assert d["DivRatio"].estimate == pytest.approx(8 / 8 - 2 / 8)
     assert d["ORRatio"].estimate == pytest.approx(3 / 8 - 8 / 8)  # a: any 3 items once each; b: its 2 items, 4 times
     assert d["TopDecile"].estimate == pytest.approx(1 / 8 - 4 / 8)
-    assert stats.verdict(d["HR"]) == "up"
+    # the bootstrap interval is the point 1, but 4 users cannot tell: a sign flip of all four reaches the observed
+    # difference in 2 of 16 patterns, p about 1/8 (the verdict reads p, now that HR has one)
+    assert d["HR"].p == pytest.approx(1 / 8, abs=0.05) and stats.verdict(d["HR"]) == "within noise"
     # Every one of the 16 swap patterns once: user 0's lists are the same in a and b; swapping m of users 1-3 gives a
     # 2 + 2(3 - m) distinct items and b 2 + 2m, so |difference| reaches the observed 6 when m is 0 or 3: 4 patterns,
     # p = (1 + 4) / (1 + 16). The same for ORRatio and TopDecile (each 2(3 - 2m) in counts, as it happens).
     patterns = np.array(np.meshgrid(*[[0, 1]] * 4)).reshape(4, -1).T.astype(np.float32)
     assert stats.randomisation_p(a, b, 2, patterns) == {m: 5 / 17 for m in stats.LIST_STATS}
+    # HR and NDCG: every user's difference is positive, so only the 2 patterns that swap no user or every user reach
+    # the observed sum: p = (1 + 2) / (1 + 16)
+    assert stats.sign_flip_p(a, b, 2, patterns) == {"HR": 3 / 17, "NDCG": 3 / 17}
 
 
 def test_the_same_users_are_required():
@@ -117,12 +122,41 @@ def test_run_stats_on_a_toy_run(tmp_path, monkeypatch):
     toy_predictions(root, rec, "it0")
     text, result = stats.run_stats([root], "Toy", str(data_dir), k=3, resamples=400, embedding_model="stub")
     d = result["per_root"][0][("SPRec", "SFT")]
-    assert d["HR"] == (0.0, -1.0, 1.0, None)
+    assert d["HR"] == (0.0, -1.0, 1.0, 1.0, 1.0)  # one pair: its Holm p is its p
     assert d["NDCG"].estimate == pytest.approx(1 / np.log2(3) / 2 - 1 / 2)
     assert d["TopDecile"].estimate == pytest.approx(0 - 2 / 6)  # SFT recommends Movie 9 (decile 1) twice in 6
     assert d["DivRatio"].estimate == 0 and d["ORRatio"].estimate == 0
-    assert "| SPRec - SFT | +0.0000 [-1.0000, +1.0000] within noise |" in text
+    assert "| SPRec - SFT | +0.0000 [-1.0000, +1.0000] p=1 Holm p=1 within noise |" in text
     assert "Re-grounded from test_result.json (no eval_users.jsonl): SFT, SPRec." in text
+
+
+def test_holm_by_hand():
+    """m = 4: sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04, made non-decreasing (the last
+    becomes 0.06), in the given order; capped at 1."""
+    assert stats.holm_adjusted([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.holm_adjusted([0.5, 0.6]) == [1.0, 1.0] and stats.holm_adjusted([0.2]) == [0.2]
+
+
+def test_the_verdict_reads_the_holm_adjusted_p():
+    """Three pairs whose raw p is 0.02, 0.03 and 0.5: each raw p of the first two says "up", Holm's (0.06, 0.06, 0.5)
+    says within noise for all three."""
+    d = {pair: {m: stats.Difference(0.1, 0.01, 0.2, p) for m in stats.METRICS}
+         for pair, p in ((("A", "SFT"), 0.02), (("B", "SFT"), 0.03), (("C", "SFT"), 0.5))}
+    assert [stats.verdict(d[pair]["HR"]) for pair in d] == ["up", "up", "within noise"]
+    adjusted = stats.with_holm(d)
+    assert [adjusted[pair]["HR"].p_holm for pair in d] == pytest.approx([0.06, 0.06, 0.5])
+    assert [stats.verdict(adjusted[pair]["HR"]) for pair in d] == ["within noise"] * 3
+    assert "+0.1000 [+0.0100, +0.2000] p=0.02 Holm p=0.06 within noise" == stats.cell(adjusted[("A", "SFT")]["HR"])
+
+
+def test_the_paired_t_test_over_seeds():
+    from scipy.stats import ttest_1samp
+
+    d = [0.01, 0.03, -0.005, 0.02, 0.012]
+    assert stats.seeds_t_test(d) == pytest.approx(ttest_1samp(d, 0.0).pvalue, abs=1e-12)
+    _, _, lo, hi = stats.across_seeds(d)  # the t-interval excludes 0 exactly when the raw p is below 0.05
+    assert (lo > 0) == (stats.seeds_t_test(d) < 0.05)
+    assert stats.seeds_t_test([0.02, 0.02]) is None and stats.seeds_t_test([0.0, 0.0, 0.0]) is None
 
 
 def test_across_seeds_is_the_t_interval_of_the_mean():
@@ -149,7 +183,7 @@ def test_run_stats_over_seeds(tmp_path, monkeypatch):
     assert "± 0.0000" not in text and "- Identical in every seed: the difference is the same in each seed" in text
     text, _ = stats.run_stats(roots[::2], "Toy", str(data_dir), k=3, resamples=400, embedding_model="stub")
     mean, std, lo, hi = stats.across_seeds([0.0, 0.5])  # seed 3: SPRec hits both users, SFT the first
-    assert f"| SPRec - SFT | {mean:+.4f} ± {std:.4f} [{lo:+.4f}, {hi:+.4f}] within noise (" in text
+    assert f"| SPRec - SFT | {mean:+.4f} ± {std:.4f} [{lo:+.4f}, {hi:+.4f}] p=" in text
 
 
 # ------------------------------------------------------------------------------- per-user files vs re-grounding

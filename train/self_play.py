@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from utils.cli import run_cli
-from utils.data import category_dir, load_catalog, load_split
+from utils.data import category_dir, interacted, load_catalog, load_split, user_items
 from utils.io import UserError, check_output_dir, write_json, write_jsonl
 from utils.prompt import PROJECT, Contract, record_history, record_target, render_completion
 from utils.stage import Stage
@@ -36,22 +36,6 @@ from utils.stage import Stage
 def iteration_seed(seed: int, iteration: int) -> int:
     """One seed per run; every iteration draws from its own derived stream."""
     return seed * 1000 + iteration
-
-
-def user_items(data_dir) -> dict[str, set[str]]:
-    """{user: every item the splits show them interacting with}: the history and target of each of their records in
-    train, valid and test (a record names its user in `user`; the official format without it gets nothing here)."""
-    items = {}
-    for split in ("train", "valid", "test"):
-        for r in load_split(data_dir, split):
-            if "user" in r:
-                items.setdefault(str(r["user"]), set()).update([record_target(r), *record_history(r)])
-    return items
-
-
-def interacted(record, by_user: dict) -> set[str]:
-    """The items a negative must not be: the record's own history and target and everything else its user did."""
-    return {record_target(record), *record_history(record)} | by_user.get(str(record.get("user")), set())
 
 
 def random_negatives(excluded: set, catalog, rng: random.Random, k: int = 1) -> list[str]:

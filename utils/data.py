@@ -209,6 +209,22 @@ def sample_records(records: list, n: int | None, seed: int) -> list:
     return [records[i] for i in keep]
 
 
+def user_items(data_dir) -> dict[str, set[str]]:
+    """{user: every item the splits show them interacting with}: the history and target of each of their records in
+    train, valid and test (a record names its user in `user`; the official format without it gets nothing here)."""
+    items = {}
+    for split in ("train", "valid", "test"):
+        for r in load_split(data_dir, split):
+            if "user" in r:
+                items.setdefault(str(r["user"]), set()).update([record_target(r), *record_history(r)])
+    return items
+
+
+def interacted(record, by_user: dict) -> set[str]:
+    """The items a negative must not be: the record's own history and target and everything else its user did."""
+    return {record_target(record), *record_history(record)} | by_user.get(str(record.get("user")), set())
+
+
 def records_fingerprint(records) -> str:
     """A short hash of which records were evaluated (their inputs and targets, not predictions): eval files carry it,
     so models evaluated on the same test users can be told from those evaluated on a subset."""
