@@ -4,6 +4,8 @@ usage: python -m eval.mostpop --category ML100K --output_dir models/MostPop/ML10
 Popularity is the number of times an item is the target of a train record; ties go to the smaller item id. The
 target's rank is its position in that one popularity order. ValidRatio does not apply (no text is generated).
 Writes eval_top{K}.json and eval_users.jsonl (utils.metrics.write_eval_files), like eval/evaluate.py.
+`write_list_evals` writes them for every method that ranks the catalog without generating text (MostPop, Random in
+eval/random_baseline.py, SASRec and GRU4Rec in eval/sasrec.py).
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,25 @@ def popularity_deciles(data_dir, catalog) -> np.ndarray:
     return item_deciles(popularity(load_split(data_dir, "train"), catalog))
 
 
+def full_ranks(order: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """(N,) 0-based place of each target in its record's full ranking `order`, (N, items) catalog rows best first."""
+    return np.argmax(order == np.asarray(targets)[:, None], axis=1)
+
+
+def write_list_evals(ranking: Ranking, test, catalog, deciles, ks, output_dir, model: str, category: str) -> dict:
+    """The eval files (every K) and eval_users.jsonl of a method that ranks the catalog for each evaluated test record
+    and generates no text (ValidRatio does not apply, decoding None). Returns {K: metrics}."""
+    histories = history_rows([test[i] for i in ranking.keep], catalog)
+    results = {k: {**topk_metrics(ranking.ranks, ranking.topk, k, catalog, histories), "n_skipped": ranking.n_skipped,
+                   "embedding_model": None} for k in ks}
+    paths = write_eval_files(results, ranking, deciles, output_dir, model, category, test, decoding=None)
+    tag = model.lower()
+    for k, path in zip(results, paths):
+        print(f"[{tag}] wrote {path}: HR={results[k]['HR']:.4f}")
+    print(f"[{tag}] wrote {paths[-1]}: {len(ranking.keep)} users")
+    return results
+
+
 @dataclass
 class Args:
     """The baseline's options (the command line's --name value; tests build it directly)."""
@@ -68,15 +89,8 @@ def main(a: Args) -> None:
     test = sample_records(load_split(data, "test"), a.test_sample_size, a.seed)
     keep, targets, n_skipped = evaluated_records(test, catalog)
     topk_rows = np.tile(order[:max(ks)], (len(keep), 1))
-    histories = history_rows([test[i] for i in keep], catalog)
-    results = {k: {**topk_metrics(rank_of[targets], topk_rows, k, catalog, histories), "n_skipped": n_skipped,
-                   "embedding_model": None} for k in ks}
     ranking = Ranking(keep, targets, rank_of[targets], topk_rows, None, None, n_skipped)
-    paths = write_eval_files(results, ranking, item_deciles(pop), a.output_dir, "MostPop", a.category or data.name,
-                             test, decoding=None)
-    for k, path in zip(results, paths):
-        print(f"[mostpop] wrote {path}: HR={results[k]['HR']:.4f}")
-    print(f"[mostpop] wrote {paths[-1]}: {len(keep)} users")
+    write_list_evals(ranking, test, catalog, item_deciles(pop), ks, a.output_dir, "MostPop", a.category or data.name)
 
 
 if __name__ == "__main__":
