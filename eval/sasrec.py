@@ -23,6 +23,7 @@ shell/setup_recbole.sh makes; `bash shell/sasrec.sh` makes it and runs this.
    (library and versions, seed, epochs run, best epoch, history length, hyperparameters, train time, the curve).
    A finished directory is reused when its settings match (utils/stage.py); no weights are written.
 """
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -156,6 +157,8 @@ def main(a: Args) -> None:
     for name in ("max_len", "epochs", "patience", "train_batch_size"):
         if not isinstance(getattr(a, name), int) or getattr(a, name) < 1:
             raise UserError(f"--{name} must be a positive integer, got {getattr(a, name)!r}")
+    if isinstance(a.learning_rate, bool) or not isinstance(a.learning_rate, int | float) or a.learning_rate <= 0:
+        raise UserError(f"--learning_rate must be a positive number, got {a.learning_rate!r}")
     ks = parse_ks(a.topk)
     hyper = {"learning_rate": float(a.learning_rate), "train_batch_size": a.train_batch_size,
              **recbole_settings(a.recbole_args)}
@@ -182,8 +185,6 @@ def main(a: Args) -> None:
     test = sample_records(load_split(data, "test"), a.test_sample_size, a.seed)
     keep, targets, n_skipped = evaluated_records(test, catalog)
     inputs = [sequences[str(test[i]["user"])][:-1] for i in keep]  # the test item is each sequence's last
-
-    import tempfile
 
     with tempfile.TemporaryDirectory(prefix="sasrec-atomic-") as tmp:
         write_atomic_files(sequences, catalog, tmp, category)

@@ -172,6 +172,32 @@ def test_reference_rows_in_the_method_table_and_the_report(tmp_path):
     assert not any("GRU4Rec" in n for n in notes)  # a reference row that was not run is not a gap
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "BERT4Rec"], "--model must be one of SASRec, GRU4Rec, got 'BERT4Rec'"),
+    (["--max_len", "0"], "--max_len must be a positive integer, got 0"),
+    (["--learning_rate", "fast"], "--learning_rate must be a positive number, got 'fast'"),
+    (["--recbole_args", "dropout"], "--recbole_args: 'dropout' is not key=value"),
+])
+def test_bad_options_are_one_line(tmp_path, argv, message):
+    from conftest import run_module
+
+    p = run_module("eval.sasrec", "--output_dir", tmp_path / "out", *argv)
+    assert p.returncode == 2 and p.stderr.strip() == f"error: {message}" and not (tmp_path / "out").exists()
+
+
+def test_the_project_environment_says_where_recbole_runs(tiny, tmp_path):
+    import importlib.util
+
+    from conftest import run_module
+
+    if importlib.util.find_spec("recbole") is not None:
+        pytest.skip("recbole is importable in this interpreter (the project's .venv never has it)")
+    data, raw = tiny
+    p = run_module("eval.sasrec", "--data_dir", data, "--raw", raw, "--output_dir", tmp_path / "out")
+    assert p.returncode == 2 and "RecBole is not importable here" in p.stderr and "shell/setup_recbole.sh" in p.stderr
+    assert not (tmp_path / "out").exists()
+
+
 # ------------------------------------------------------------------------------------------ the RecBole run
 def recbole_env_missing() -> str | None:
     """Why the RecBole run cannot be tested here, or None."""
