@@ -160,6 +160,8 @@ def test_reference_rows_in_the_method_table_and_the_report(tmp_path):
     for name in ("Random", "SASRec", "GRU4Rec"):
         m = methods.BY_NAME[name]
         assert not m.iterative and m.made_by.startswith("python -m eval.") and name not in methods.BASELINES
+        with pytest.raises(UserError, match=f"METHOD={name} takes no self-play iterations: python -m eval"):
+            methods.iterative_method(name)
     root = tmp_path / "r"
     for name, hr in (("MostPop", 0.03), ("Random", 0.003), ("SASRec", 0.05)):
         d = root / name / "Toy"
