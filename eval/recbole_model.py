@@ -26,7 +26,11 @@ from recbole.trainer import Trainer
 from recbole.utils import get_model, init_seed
 from torch.nn.utils.clip_grad import clip_grad_norm_
 
-MODELS = ("SASRec", "GRU4Rec")
+# The models eval/sasrec.py offers (its MODELS), each with its architecture settings (RecBole's
+# properties/model/<model>.yaml), recorded in the run config.
+ARCHITECTURE = {"SASRec": ("hidden_size", "inner_size", "n_layers", "n_heads", "hidden_dropout_prob",
+                           "attn_dropout_prob", "hidden_act", "layer_norm_eps", "initializer_range"),
+                "GRU4Rec": ("embedding_size", "hidden_size", "num_layers", "dropout_prob")}
 USER, ITEM, TIME = "user_id", "item_id", "timestamp"
 VALID_METRIC = "NDCG@10"  # early stopping: NDCG@10 of the valid item over the whole catalog
 
@@ -143,8 +147,8 @@ def train(model_name: str, data_path: Path, name: str, sequences: dict, max_len:
           seed: int, hyper: dict, say=print):
     """Train on RecBole's train set, early-stopped on its valid set. Returns (the model at its best epoch, the
     dataset (RecBole's item ids), facts for the run config)."""
-    if model_name not in MODELS:
-        raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model_name!r}")
+    if model_name not in ARCHITECTURE:
+        raise ValueError(f"model must be one of {', '.join(ARCHITECTURE)}, got {model_name!r}")
     with tempfile.TemporaryDirectory(prefix="recbole-") as scratch:
         config = build_config(model_name, data_path, name, Path(scratch), max_len, epochs, patience, seed, hyper)
         init_seed(config["seed"], config["reproducibility"])
@@ -170,7 +174,7 @@ def train(model_name: str, data_path: Path, name: str, sequences: dict, max_len:
     if trainer.best_state is None:
         raise RuntimeError("RecBole's Trainer never evaluated the valid set (epochs < 1?)")
     model.load_state_dict(trainer.best_state)
-    hyper_used = {k: config[k] for k in (*config_keys(model_name), "learning_rate", "train_batch_size",
+    hyper_used = {k: config[k] for k in (*ARCHITECTURE[model_name], "learning_rate", "train_batch_size",
                                          "eval_batch_size", "weight_decay", "learner", "loss_type")}
     facts = {"library": "RecBole", "library_versions": versions(), "epochs_run": len(trainer.curve),
              "best_epoch": trainer.best_epoch, "best_valid": {k: round(float(v), 4) for k, v in
@@ -181,13 +185,6 @@ def train(model_name: str, data_path: Path, name: str, sequences: dict, max_len:
              "train_rows": len(train_data._dataset), "device": str(config["device"]),
              "torch_threads": torch.get_num_threads(), "curve": trainer.curve}
     return model, dataset, facts
-
-
-def config_keys(model_name: str) -> tuple:
-    """The architecture hyperparameters of each model (RecBole's properties/model/<model>.yaml)."""
-    return {"SASRec": ("hidden_size", "inner_size", "n_layers", "n_heads", "hidden_dropout_prob", "attn_dropout_prob",
-                       "hidden_act", "layer_norm_eps", "initializer_range"),
-            "GRU4Rec": ("embedding_size", "hidden_size", "num_layers", "dropout_prob")}[model_name]
 
 
 @torch.no_grad()

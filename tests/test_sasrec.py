@@ -247,6 +247,7 @@ def test_recbole_trains_exports_and_is_scored_by_the_metrics(tiny, tmp_path, mod
     assert facts["library"] == "RecBole" and facts["library_versions"]["recbole"] == "1.2.1"
     assert facts["epochs_run"] == 2 and facts["best_epoch"] in (0, 1) and facts["history_len"] == 5
     assert facts["seed"] == 42 and facts["train_seconds"] > 0 and len(facts["curve"]) == 2
+    assert set(facts["hyperparameters"]) >= {"learning_rate", "train_batch_size", "hidden_size"}
     assert str(REPO_ROOT) not in json.dumps(config)  # no path of this checkout (utils.stage.portable)
     # finished: a rerun with the same settings skips, with others stops
     again = run_recbole(*args)
