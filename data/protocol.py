@@ -193,6 +193,14 @@ def write_category(out_dir, items: dict, interactions, domain: Domain, genres: l
     return stats
 
 
+def user_sequences(items: dict, interactions, *, start=None, end=None, kcore: int = 0) -> list[tuple]:
+    """Each kept user's whole item sequence in time order, as `write_category` splits it: [(user, [names])] in user-key
+    order, the catalog's merged names. For a method that trains on whole sequences (eval/sasrec.py), not records."""
+    name_index, names, _, _ = _catalog_names(items)
+    seqs, _, _ = _user_sequences(Interactions.of(interactions), name_index, names, start, end, kcore)
+    return seqs
+
+
 def _catalog_names(items: dict):
     """Clean names, items sharing a name merged into the first key, untitled ones dropped: (raw key -> name index,
     names, each name's genres, the counts for stats)."""

@@ -11,7 +11,7 @@ import numpy as np
 from eval.collect import HIGHER, RowKey, mean_std, model_dirs, read_evals
 from eval.mostpop import item_deciles
 from utils.io import UserError
-from utils.methods import BY_NAME, ITERATION_DIR, ITERATIVE
+from utils.methods import BY_NAME, ITERATION_DIR, ITERATIVE, METHODS
 
 # figure (a) panels: (metric, K)
 FIG_PANELS = (("HR", 5), ("NDCG", 5), ("DivRatio", 5), ("ORRatio", 5), ("MGU", 5), ("ValidRatio", 1))
@@ -30,14 +30,14 @@ def _plt():
 
 def plot_metrics_per_iteration(rows: dict, n_roots: int, category: str, path) -> Path | None:
     """Grid of panels, x = iteration (it0..itN-1, as the tables name them), a line per iterative method, SFT dashed,
-    MostPop dotted."""
+    MostPop and the other reference rows (Random, SASRec, GRU4Rec) dotted."""
     series = {}
     for method in ITERATIVE:
         keys = sorted((k for k in rows if k.method == method and k.stage == BY_NAME[method].result_step),
                       key=lambda k: k.iteration)
         if keys:
             series[method] = keys
-    flat = {m: RowKey(m) for m in ("SFT", "MostPop") if RowKey(m) in rows}
+    flat = {m.name: RowKey(m.name) for m in METHODS if not m.iterative and RowKey(m.name) in rows}
     if not series and not flat:
         return None
     plt = _plt()

@@ -8,6 +8,8 @@ Writes eval_top{K}.json and eval_users.jsonl (utils.metrics.write_eval_files), l
 With --candidates N, the candidate protocol instead (utils/candidates.py): each user's target and N - 1 items they
 never interacted with, drawn with --candidate_seed exactly as eval/inference.py --decoding candidates draws them,
 ranked by popularity: eval_top{K}_candidates.json and eval_users_candidates.jsonl.
+`write_list_evals` writes the eval files for every method that ranks the catalog without generating text (MostPop,
+Random in eval/random_baseline.py, SASRec and GRU4Rec in eval/sasrec.py).
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,32 @@ def popularity_deciles(data_dir, catalog) -> np.ndarray:
     """(items,) training-popularity decile of each catalog row, 0 = the 10% of items most frequent as train targets
     (the order MostPop recommends in): what eval_users.jsonl records and eval/stats.py's TopDecile counts."""
     return item_deciles(popularity(load_split(data_dir, "train"), catalog))
+
+
+def full_ranks(order: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """(N,) 0-based place of each target in its record's full ranking `order`, (N, items) catalog rows best first."""
+    return np.argmax(order == np.asarray(targets)[:, None], axis=1)
+
+
+def train_context(data_dir, catalog) -> TrainContext:
+    """The category's training popularity and per-user train records (utils.metrics.TrainContext)."""
+    return TrainContext.of(load_split(data_dir, "train"), catalog)
+
+
+def write_list_evals(ranking: Ranking, test, catalog, context: TrainContext, ks, output_dir, model: str,
+                     category: str) -> dict:
+    """The eval files (every K), eval_users.jsonl and eval_context.json of a method that ranks the catalog for each
+    evaluated test record and generates no text (ValidRatio does not apply, decoding None). Returns {K: metrics}."""
+    histories = history_rows([test[i] for i in ranking.keep], catalog)
+    results = {k: {**topk_metrics(ranking.ranks, ranking.topk, k, catalog, histories, targets=ranking.targets,
+                                  popularity=context.popularity), "n_skipped": ranking.n_skipped,
+                   "embedding_model": None} for k in ks}
+    paths = write_eval_files(results, ranking, context, output_dir, model, category, test, decoding=None)
+    tag = model.lower()
+    for k, path in zip(results, paths):
+        print(f"[{tag}] wrote {path}: HR={results[k]['HR']:.4f}")
+    print(f"[{tag}] wrote {paths[-1]}: {len(ranking.keep)} users")
+    return results
 
 
 @dataclass
@@ -66,15 +94,8 @@ def main(a: Args) -> None:
         return candidate_protocol(a, test, catalog, context, rank_of, ks, data)
     keep, targets, n_skipped = evaluated_records(test, catalog)
     topk_rows = np.tile(order[:max(ks)], (len(keep), 1))
-    histories = history_rows([test[i] for i in keep], catalog)
-    results = {k: {**topk_metrics(rank_of[targets], topk_rows, k, catalog, histories, targets=targets,
-                                  popularity=pop), "n_skipped": n_skipped, "embedding_model": None} for k in ks}
     ranking = Ranking(keep, targets, rank_of[targets], topk_rows, None, None, n_skipped)
-    paths = write_eval_files(results, ranking, context, a.output_dir, "MostPop", a.category or data.name,
-                             test, decoding=None)
-    for k, path in zip(results, paths):
-        print(f"[mostpop] wrote {path}: HR={results[k]['HR']:.4f}")
-    print(f"[mostpop] wrote {paths[-1]}: {len(keep)} users")
+    write_list_evals(ranking, test, catalog, context, ks, a.output_dir, "MostPop", a.category or data.name)
 
 
 def candidate_protocol(a: Args, test, catalog, context, rank_of, ks, data) -> None:

@@ -6,8 +6,9 @@ Every model directory of the run root keeps its generated text per test user (ev
 rebuilt from the category's test split by user (checked against the eval file's fingerprint of the evaluated
 records), the texts become predictions again, and eval/evaluate.py grounds and scores them with `--embedding_model`
 into the same layout under `--out_root`: eval files and per-user files, which eval.report and eval.stats read as
-they read the originals. MostPop ranks by popularity and grounds nothing: its files are copied. A greedy evaluation
-is what is regrounded (constrained beams name catalog items and need no grounding).
+they read the originals. MostPop and the other reference rows (Random, SASRec, GRU4Rec) rank the catalog and ground
+nothing: their files are copied. A greedy evaluation is what is regrounded (constrained beams name catalog items and
+need no grounding).
 """
 import shutil
 import tempfile
@@ -40,6 +41,7 @@ def run(run_root: str, out_root: str, embedding_model: str, category: str = "ML1
         topk="1,5"):
     from eval import evaluate
     from eval.collect import model_dirs
+    from utils.methods import BY_NAME
     from utils.prompt import model_contract  # titles are read as the model's contract reads them
 
     root, out_root = Path(run_root), Path(out_root)
@@ -60,7 +62,7 @@ def run(run_root: str, out_root: str, embedding_model: str, category: str = "ML1
             print(f"[reground] {d}: no greedy evaluation; skipped")
             continue
         out.mkdir(parents=True, exist_ok=True)
-        if key.method == "MostPop":  # ranked by popularity: nothing to ground
+        if key.method == "MostPop" or BY_NAME[key.method].made_by:  # ranked lists (MostPop, Random, SASRec...)
             for f in [users_file, *(d / eval_name(k) for k in ks)]:
                 shutil.copy(f, out / f.name)
             continue

@@ -89,6 +89,7 @@ def test_a_stage_takes_its_options_from_its_args_dataclass(monkeypatch):
 
 
 ENTRY_POINTS = ["train.sft", "train.dpo", "train.self_play", "eval.inference", "eval.evaluate", "eval.mostpop",
+                "eval.random_baseline", "eval.sasrec",
                 "eval.report", "eval.stats", "eval.recompute", "eval.readme_tables", "eval.learning_curve",
                 "utils.tiny_model", "utils.pretrained", "bench.random_model"]
 

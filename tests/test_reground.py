@@ -5,7 +5,7 @@ import shutil
 import pytest
 from conftest import ROOT
 
-from eval import reground
+from eval import random_baseline, reground
 from utils.io import UserError
 
 DEMO = ROOT / "results" / "demo"
@@ -13,15 +13,16 @@ DEMO = ROOT / "results" / "demo"
 
 @pytest.fixture
 def run_root(tmp_path, ml100k):
-    """The committed demo's SFT model and MostPop, as a run root."""
+    """The committed demo's SFT model and MostPop, and a Random row, as a run root."""
     for method in ("SFT", "MostPop"):
         shutil.copytree(DEMO / method, tmp_path / "run" / method)
+    random_baseline.main(random_baseline.Args(str(tmp_path / "run" / "Random" / "ML100K")))
     return tmp_path / "run"
 
 
 def test_regrounding_with_the_same_model_gives_the_committed_files(run_root, tmp_path):
     reground.run(str(run_root), str(tmp_path / "out"), embedding_model="")
-    for method in ("SFT", "MostPop"):
+    for method in ("SFT", "MostPop", "Random"):  # the ranked lists (MostPop, Random) copied as they are
         for name in ("eval_top1.json", "eval_top5.json", "eval_users.jsonl"):
             assert (tmp_path / "out" / method / "ML100K" / name).read_bytes() == \
                 (run_root / method / "ML100K" / name).read_bytes(), (method, name)

@@ -8,7 +8,7 @@ reads them, and the steps each self-play iteration takes. Adding a baseline is o
 
 The layout under a run root (OUTPUT_ROOT), shared by every stage, script and reader:
     SFT/<Category>/                      the SFT model every method starts from
-    MostPop/<Category>/                  eval files only
+    MostPop/<Category>/                  eval files only (Random, SASRec, GRU4Rec: the same, plus a run config)
     <Method>/<Category>/it<i>/data/      the iteration's pairs and fresh positives (train/self_play.py)
     <Method>/<Category>/it<i>/SFT/       the SFT step's model, when the method takes one
     <Method>/<Category>/it<i>/DPO/       the DPO step's model, when the method takes one
@@ -29,6 +29,7 @@ class Method:
     steps: tuple = ()  # what each iteration trains, in order ("SFT", "DPO"); empty: no iterations
     genre_weighting: bool = False  # the SFT steps' records weighted by genre (IFairLRS-style)
     color: str = "gray"  # in the figures
+    made_by: str = ""  # a reference row made outside the self-play scripts: its command (never in BASELINES)
 
     @property
     def iterative(self) -> bool:
@@ -65,16 +66,25 @@ METHODS = (
            negatives="random", steps=("SFT",), genre_weighting=True, color="tab:olive"),
     Method("SFT-only", "SPRec's SFT steps without its DPO step (ablation)",
            negatives="random", steps=("SFT",), color="tab:green"),
+    # reference rows: ranked lists of the catalog, no text, scored like MostPop; made when asked, never by BASELINES
+    Method("Random", "a seeded uniform random ranking of the catalog for each user (the chance floor)",
+           color="silver", made_by="python -m eval.random_baseline"),
+    Method("SASRec", "SASRec from RecBole 1.2.1 on the same split (a conventional sequential recommender)",
+           color="tab:cyan", made_by="python -m eval.sasrec (in .venv-recbole: bash shell/sasrec.sh)"),
+    Method("GRU4Rec", "GRU4Rec from RecBole 1.2.1 on the same split", color="tab:gray",
+           made_by="python -m eval.sasrec --model GRU4Rec (in .venv-recbole: MODEL=GRU4Rec bash shell/sasrec.sh)"),
 )
 BY_NAME = {m.name: m for m in METHODS}
 ITERATIVE = tuple(m.name for m in METHODS if m.iterative)
-BASELINES = tuple(m.name for m in METHODS if m.name not in ("SFT", "SPRec"))  # BASELINES=all, in table order
+BASELINES = tuple(m.name for m in METHODS if m.name not in ("SFT", "SPRec") and not m.made_by)  # BASELINES=all
 
 
 def iterative_method(name: str) -> Method:
     """The method METHOD names in shell/SPRec.sh: one with self-play iterations."""
     from utils.io import UserError
 
+    if name in BY_NAME and BY_NAME[name].made_by:
+        raise UserError(f"METHOD={name} takes no self-play iterations: {BY_NAME[name].made_by} makes it")
     if name in ("SFT", "MostPop"):
         raise UserError(f"METHOD={name} takes no self-play iterations (shell/SFT.sh makes SFT, shell/baselines.sh "
                         f"MostPop)")
