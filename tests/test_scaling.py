@@ -64,8 +64,8 @@ def test_the_table_reads_each_point_beside_mostpop(tmp_path):
                                                 "mean_tokens_per_record": 80.0}))
     peaks = tmp_path / "bench"
     peaks.mkdir()
-    (peaks / "peak_flops-2t.json").write_text(json.dumps({"nominal_peak_flops": 2e11, "measured_gemm_flops": 1e11,
-                                                          "how": "h", "file_note": "f"}))
+    (peaks / "peak_flops-2t.json").write_text(json.dumps({"peak_flops": 2e11, "nominal_peak_flops": 2e11,
+                                                          "measured_gemm_flops": 1e11, "how": "h", "file_note": "f"}))
     rows, pops = scaling.collect(tmp_path, str(peaks))
     (row,) = rows
     assert row["records_seen"] == 1000 and row["distinct_answers"] == 4
