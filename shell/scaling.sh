@@ -4,7 +4,8 @@
 # built, trained by SFT on that many records (recipes/recommender.yaml) and evaluated on every test user, greedy (the
 # paper's protocol) and with catalog-constrained beams, beside MostPop on the same category:
 # OUTPUT_ROOT/<size>-<Category>-<records>/<Category>. Then the table and figure (python -m eval.scaling). Points
-# resume: a rerun skips what is finished and stops if a point's settings changed.
+# resume: a rerun skips what is finished and stops if a point's settings changed (threads and kernels included: the
+# committed points ran with KERNELS=native CPU_THREADS=1, one core each, taskset -c 0).
 set -euo pipefail
 # shellcheck source=shell/common.sh
 source "$(dirname "$0")/common.sh"
@@ -15,8 +16,8 @@ parse_gpu_ids 0 "$@"
 # learning rate falls as the width grows, the recipe's when none is given).
 # ML100K holds a 20,000-window sample of the train windows, ML100KALL all 96,864 (python -m data.prepare ml-100k
 # --name ML100KALL --train_size 0).
-POINTS=${POINTS:-"256x6:ML100KALL:40000:1 128x4:ML100KALL:40000:1:3e-3 128x4:ML100K:20000:2:3e-3
-  512x6:ML100KALL:10000:1:1e-3 256x6:ML100KALL:80000:1"}
+POINTS=${POINTS:-"256x6:ML100KALL:40000:1:2e-3 128x4:ML100KALL:40000:1:3e-3 128x4:ML100K:20000:2:3e-3
+  512x6:ML100KALL:10000:1:1e-3 128x4:ML100KALL:96864:1:3e-3 256x6:ML100KALL:80000:1:2e-3"}
 RECIPE=${RECIPE:-"recipes/recommender.yaml"}
 RECIPE_ARGS=${RECIPE_ARGS:-""}
 SEED=${SEED:-42}
