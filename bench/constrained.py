@@ -31,7 +31,7 @@ def synthetic_names(n: int, seed: int = 0) -> list[str]:
 
 def trie_scaling(tokenizer, n_items: int) -> None:
     from utils.constrained import build_trie
-    from utils.generation import completion_ids
+    from utils.prompt import completion_ids
 
     names = synthetic_names(n_items)
     t0 = time.perf_counter()
@@ -54,8 +54,9 @@ def main():
 
     from utils.constrained import beam_search, catalog_trie
     from utils.device import default_device
-    from utils.generation import generate, max_answer_tokens
+    from utils.generation import generate
     from utils.modeling import load_model, load_tokenizer
+    from utils.prompt import max_answer_tokens
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="", help="model directory (default: models/SFT/<C>)")

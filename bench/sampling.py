@@ -58,8 +58,9 @@ def main():
 
     from bench.which_model import pick_model
     from utils.device import default_device
-    from utils.generation import SharedPrefix, encode_prompts, generate, max_answer_tokens
+    from utils.generation import SharedPrefix, encode_prompts, generate
     from utils.modeling import load_model, load_tokenizer
+    from utils.prompt import max_answer_tokens
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="", help="model directory (default: models/SFT/<C>)")

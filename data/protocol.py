@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from utils.io import UserError, write_json
+from utils.markers import finish_stage, start_stage
 from utils.prompt import render_completion
-from utils.stage import finish_stage, start_stage
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ def test_the_mask_allows_exactly_the_catalog_continuations(sharp):
     import torch
 
     from utils.constrained import catalog_trie
-    from utils.generation import completion_ids
+    from utils.prompt import completion_ids
 
     _, tok = sharp
     trie = catalog_trie(tok, SIX)
@@ -97,7 +97,7 @@ def test_beams_are_the_exact_top_k_when_k_covers_the_catalog(sharp, prompts):
     """K >= items: nothing is pruned, so the beams are every item ranked by its brute-force log-probability; a
     smaller K gives distinct items in score order, each scored as brute force scores it."""
     from utils.constrained import beam_search
-    from utils.generation import completion_ids
+    from utils.prompt import completion_ids
 
     model, tok = sharp
     seqs = completion_ids(tok, SIX)
@@ -147,7 +147,7 @@ def test_a_50k_item_trie_builds_in_seconds(sharp):
     import random
 
     from utils.constrained import build_trie
-    from utils.generation import completion_ids
+    from utils.prompt import completion_ids
 
     _, tok = sharp
     rng = random.Random(0)

@@ -122,8 +122,9 @@ def test_dpo_reference_is_the_start_model_not_the_base(start_adapter):
 
 def test_merged_and_unmerged_inference_give_the_same_titles(start_adapter):
     from utils.data import load_catalog
-    from utils.generation import generate, max_answer_tokens
+    from utils.generation import generate
     from utils.modeling import load_model, load_tokenizer
+    from utils.prompt import max_answer_tokens
 
     prompts = [render_prompt(r) for r in records(16, "test")]
     tok = load_tokenizer(start_adapter, padding_side="left")
@@ -140,8 +141,9 @@ def test_the_shared_prefix_gives_transformers_greedy_answers_on_smollm2(start_ad
     """SmolLM2's prompts share about 60 tokens: with that prefix computed once, greedy answers equal those without it
     and those of transformers' `generate` on each prompt alone."""
     from utils.data import load_catalog
-    from utils.generation import SharedPrefix, encode_prompts, generate, max_answer_tokens, stop_token_ids
+    from utils.generation import SharedPrefix, encode_prompts, generate, stop_token_ids
     from utils.modeling import load_model, load_tokenizer
+    from utils.prompt import max_answer_tokens
 
     prompts = [render_prompt(r) for r in records(6, "test")]
     tok = load_tokenizer(start_adapter, padding_side="left")

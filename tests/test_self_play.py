@@ -66,7 +66,7 @@ def test_self_play_pairs(ml100k, tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr("utils.generation.generate_sharded", fake_generate)
-    monkeypatch.setattr("utils.generation.max_answer_tokens", lambda tok, names: 8)
+    monkeypatch.setattr("utils.prompt.max_answer_tokens", lambda tok, names: 8)
     monkeypatch.setattr("utils.modeling.load_tokenizer", lambda *a, **k: None)
     monkeypatch.setattr("utils.modeling.load_model", lambda *a, **k: None)
     monkeypatch.setattr("utils.modeling.check_model_dir", lambda path, flag="": str(path))

@@ -119,10 +119,10 @@ def check(a: Args) -> Checked | None:
     """Every check on the user's input, before the heavy imports and before anything is written; None when the step
     is finished with these settings (other settings stop here with the differences)."""
     from utils.io import check_output_dir
+    from utils.markers import is_done
     from utils.modeling import check_model_dir, is_adapter, is_small_model
     from utils.prompt import check_model_contract, contract_of
     from utils.recipe import for_stage, why
-    from utils.stage import is_done
 
     args = asdict(a)
     args["stage_seed"] = stage_seed(a.seed, "dpo", a.iteration)

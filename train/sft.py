@@ -23,9 +23,10 @@ from utils.cli import run_cli
 from utils.data import category_dir, load_split, read_records, sample_records
 from utils.device import peak_memory_mb
 from utils.io import UserError, check_output_dir
+from utils.markers import is_done
 from utils.prompt import Contract
 from utils.seeds import stage_seed
-from utils.stage import Stage, is_done
+from utils.stage import Stage
 from utils.tracking import tracking_args
 from utils.trl_config import (
     check_lora_targets,

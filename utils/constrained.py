@@ -1,7 +1,7 @@
 """Catalog-constrained beam search: K distinct real catalog items per prompt, ranked by sequence log-probability.
 
 The prefix tree. Each item's answer, `render_completion(name)` (the quoted title and the newline that ends the answer
-line; generation stops there), is tokenized the way a completion follows a prompt (utils.generation.completion_ids:
+line; generation stops there), is tokenized the way a completion follows a prompt (utils.prompt.completion_ids:
 on its own, no special tokens). The tree is stored in compressed sparse row form: node n's children are the edges
 child_ptr[n]:child_ptr[n+1], sorted by token, and edge e leads to node e + 1 (nodes are numbered in edge order, the
 root is 0). A node where an item's tokens end holds that item (item[n] >= 0) and may still have children (an item
@@ -124,7 +124,7 @@ def build_trie(sequences) -> CatalogTrie:
 
 def catalog_trie(tokenizer, names) -> CatalogTrie:
     """The prefix tree of the catalog's answers under this tokenizer (on the CPU), built once per process."""
-    from utils.generation import completion_ids
+    from utils.prompt import completion_ids
 
     names = list(names)
     key = (tokenizer.name_or_path, len(tokenizer), hashlib.sha256("\0".join(names).encode()).hexdigest())

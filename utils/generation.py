@@ -17,8 +17,6 @@ enough to carry code tied to transformers' cache internals.
 """
 import copy
 
-from utils.prompt import render_completion
-
 _STOP_IDS = {}
 
 
@@ -30,20 +28,6 @@ def stop_token_ids(tokenizer) -> list[int]:
         ids.add(tokenizer.eos_token_id)
         _STOP_IDS[key] = sorted(ids)
     return _STOP_IDS[key]
-
-
-def completion_ids(tokenizer, names) -> list[list[int]]:
-    """The token ids of each name's answer (`render_completion`) as they follow a prompt: tokenized on its own, with
-    no special tokens. This is how trl's DPO trainer tokenizes a completion (it then appends EOS), and a prompt ends on
-    a token boundary (tests/test_tiny_model.py, the SmolLM2 tokenizer alike), so SFT's prompt + completion tokenizes
-    to the same ids too."""
-    return tokenizer([render_completion(n) for n in names], add_special_tokens=False).input_ids
-
-
-def max_answer_tokens(tokenizer, names, margin: int = 4) -> int:
-    """New-token limit for an answer: the longest catalog title as a completion, plus a small margin."""
-    longest = sorted(names, key=len, reverse=True)[:200]  # the longest by characters hold the longest in tokens
-    return max(len(ids) for ids in completion_ids(tokenizer, longest)) + margin
 
 
 def batches(lengths, order, token_budget, max_new_tokens, max_batch):

@@ -14,8 +14,8 @@ from pathlib import Path
 from utils.cli import run_cli
 from utils.data import REPO_ROOT, category_dir, check_category_name, load_catalog, load_split
 from utils.io import write_json
+from utils.markers import finish_stage, is_done, start_stage
 from utils.prompt import PROJECT, contract_of, render_completion
-from utils.stage import finish_stage, is_done, start_stage
 
 PAD, EOS = "<|pad|>", "<|eos|>"
 # Written into the model it builds and copied into every model trained fully from it (utils.modeling.save_trained):
