@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# usage: bash shell/seeds.sh [GPU ids...]
+# usage: bash shell/seeds.sh [GPU ids...] [--dry-run]
 # The demo's whole comparison (SFT, SPRec and the baselines of shell/baselines.sh, BASELINES) once per seed, each in
 # runs/seed<S>/, then one report with mean ± std over the seeds and the paired statistics (eval/stats.py: per-seed
 # intervals, mean ± std of the paired differences and their t-interval). Resumable like every stage. The recipe is
@@ -9,11 +9,11 @@
 #   KERNELS=bf16 BASE_MODEL=smollm2 SEEDS="42 43" BASELINES="DPO DPO+SFT MostPop" EVAL_SFT_STEP=0 bash shell/seeds.sh
 # SFT_MODEL=DIR starts every seed from one finished SFT model (copied into each seed's root, evaluated there) instead
 # of training one per seed: the seeds then vary the self-play, the SFT steps and the DPO steps, not the SFT.
+# --dry-run prints the whole plan and runs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=shell/common.sh
 source shell/common.sh
-parse_gpu_ids 0 "$@"
 
 # ---- edit here (or set in the environment) ----
 BASE_MODEL=${BASE_MODEL:-""}     # empty = the small model; smollm2 (or a path, a hub id) = a pretrained base, LoRA
@@ -23,23 +23,6 @@ RUNS_ROOT=${RUNS_ROOT:-"runs"}
 FIGS_DIR=${FIGS_DIR:-"figs/seeds"}
 SFT_MODEL=${SFT_MODEL:-""}       # empty = each seed trains its own SFT model; a finished SFT directory = all start from it
 # ------------------------------------------------
+export CATEGORIES=ML100K BASE_MODEL SEEDS ITERATIONS RUNS_ROOT FIGS_DIR SFT_MODEL
 
-export CATEGORIES=ML100K BASE_MODEL
-stage_done data/ML100K || python -m data.prepare ml-100k
-roots=()
-for seed in $SEEDS; do
-  banner "seed $seed"
-  export SEED=$seed OUTPUT_ROOT="$RUNS_ROOT/seed$seed"
-  if [[ -n "$SFT_MODEL" ]]; then
-    copy_trained_model "$SFT_MODEL" "$OUTPUT_ROOT/SFT/ML100K"
-    evaluate "$OUTPUT_ROOT/SFT/ML100K" ML100K
-  else
-    bash shell/SFT.sh "${GPU_IDS[@]}"
-  fi
-  bash shell/SPRec.sh "${GPU_IDS[@]}" "$ITERATIONS"
-  bash shell/baselines.sh "${GPU_IDS[@]}" "$ITERATIONS"
-  roots+=("$OUTPUT_ROOT")
-done
-banner "report over seeds: ${SEEDS}"
-python -m eval.report --run_root "$(IFS=,; echo "${roots[*]}")" --category ML100K --figs_dir "$FIGS_DIR"
-python -m eval.stats --run_root "$(IFS=,; echo "${roots[*]}")" --category ML100K
+run_plan seeds 0 "$@"
