@@ -149,8 +149,8 @@ def test_grounded_rejected_items_and_record_only_exclusion(ml100k, monkeypatch):
     monkeypatch.setattr(self_play, "user_items", lambda data_dir: consulted.append(data_dir) or {})
     for exclude, asked in (("record", []), ("user", [ml100k])):
         consulted.clear()
-        rows = self_play.offline_pairs(drawn, prompts, catalog, ml100k, "random", 1, random.Random(0), "", {},
-                                       exclude)
+        rows = self_play.offline_pairs(self_play.Args("out", negatives="random", exclude=exclude), drawn, prompts,
+                                       catalog, ml100k, random.Random(0), {})
         assert consulted == asked and len(rows) == len(drawn)
         for r, p in zip(drawn, rows):
             assert p["rejected_raw"] not in {record_target(r), *record_history(r)}

@@ -188,7 +188,7 @@ def main(a: Args) -> None:
                           for split in ("train", "valid"))
     # trl's config before the model: a field trl rejects is one line before anything loads
     plan, kwargs = trainer_kwargs(a.section, recipe[a.section], len(train_ds), len(valid_ds), stage, checked.tracking,
-                                  checked.seed, a.activation_checkpointing, contract)
+                                  a.activation_checkpointing, contract)
     completion_only = contract.completion_only_loss(checked.small_model)
     config = SFTConfig(**kwargs, completion_only_loss=completion_only)
     how = "adapter, continued" if is_adapter(start) else "full" if checked.full else "LoRA"
