@@ -66,11 +66,11 @@ def test_the_official_contracts_small_model_reads_its_three_templates_alike(ml10
     vocabulary does the same), and the model lives in its own folder; the project's folder is untouched."""
     from utils.data import load_split
     from utils.prompt import OFFICIAL, PROJECT
-    from utils.tiny_model import build, tiny_model_dir
+    from utils.tiny_model import Args, build, tiny_model_dir
 
     out = tmp_path / "official"
-    build(category="ML100K", out=str(out), vocab_size=1024, hidden=64, layers=2, heads=2, corpus_records=300,
-          recipe_args="contract=official")
+    build(Args(category="ML100K", out=str(out), vocab_size=1024, hidden=64, layers=2, heads=2, corpus_records=300,
+               recipe_args="contract=official"))
     assert json.loads((out / TINY_MARKER).read_text())["sft_texts"] == "official"
     tok = load_tokenizer(out)
     indent = tok.convert_ids_to_tokens(tok(" " * 16).input_ids)
