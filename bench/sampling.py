@@ -58,7 +58,7 @@ def main():
 
     from bench.which_model import pick_model
     from utils.device import default_device
-    from utils.generation import SharedPrefix, encode_prompts, generate
+    from utils.generation import Batching, SharedPrefix, encode_prompts, generate
     from utils.modeling import load_model, load_tokenizer
     from utils.prompt import max_answer_tokens
 
@@ -114,8 +114,8 @@ def main():
     labels = {share: f"ours, shared prefix {'once' if share else 'in every row'}" for share in (False, True)}
 
     def run(some, share):
-        return generate(model_ours, tokenizer, some, max_new_tokens=max_new, token_budget=budget, progress=False,
-                        share_prefix=share)
+        return generate(model_ours, tokenizer, some, max_new_tokens=max_new,
+                        batching=Batching(budget, share_prefix=share, progress=False))
 
     for share in labels:  # both warmed up before either is timed
         run(prompts[:64], share)

@@ -116,18 +116,19 @@ def main(a: Args) -> None:
     t0 = time.time()
     if a.decoding == "constrained":
         from utils.constrained import beam_search_sharded
+        from utils.generation import Batching
 
         beams = beam_search_sharded(model, tokenizer, prompts, catalog.names, k=checked.stage.args["beams"],
-                                    token_budget=a.token_budget, desc=f"{a.split} inference (constrained)")
+                                    batching=Batching(a.token_budget, desc=f"{a.split} inference (constrained)"))
         predicted = [{"predict": [render_completion(catalog.names[i]) for i, _ in b],
                       "logprobs": [round(s, 6) for _, s in b]} for b in beams]
     else:
-        from utils.generation import generate_sharded
+        from utils.generation import Batching, Sampling, generate_sharded
 
         texts = generate_sharded(model, tokenizer, prompts,
                                  max_new_tokens=contract.max_new_tokens(tokenizer, catalog.names, "evaluation"),
-                                 one_line=contract.one_line, token_budget=a.token_budget, seed=a.seed,
-                                 desc=f"{a.split} inference")
+                                 one_line=contract.one_line, sampling=Sampling(seed=a.seed),
+                                 batching=Batching(a.token_budget, desc=f"{a.split} inference"))
         predicted = [{"predict": [contract.answer(t) for t in answers]} for answers in texts]
     if state.is_main_process:
         write_json(out_path, [{**r, **p} for r, p in zip(records, predicted)])

@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 
+from utils.generation import Batching
 from utils.io import UserError
 from utils.modeling import load_model, load_tokenizer
 from utils.prompt import render_completion, render_prompt
@@ -100,8 +101,8 @@ def test_beams_are_the_exact_top_k_when_k_covers_the_catalog(sharp, prompts):
 
     model, tok = sharp
     seqs = completion_ids(tok, SIX)
-    full = beam_search(model, tok, prompts[2:4], SIX, k=8, progress=False)
-    small = beam_search(model, tok, prompts[2:4], SIX, k=3, progress=False)
+    full = beam_search(model, tok, prompts[2:4], SIX, k=8, batching=Batching(progress=False))
+    small = beam_search(model, tok, prompts[2:4], SIX, k=3, batching=Batching(progress=False))
     for prompt, beams, top3 in zip(prompts[2:4], full, small):
         exact = _brute_force(model, tok, prompt, seqs)
         assert [i for i, _ in beams] == sorted(range(len(SIX)), key=lambda i: -exact[i])
@@ -135,8 +136,8 @@ def test_batched_equals_unbatched(sharp, prompts, ml100k):
 
     model, tok = sharp
     names = load_catalog(ml100k).names[:400]
-    batched = beam_search(model, tok, prompts[:6], names, k=5, token_budget=2500, progress=False)
-    single = [beam_search(model, tok, [p], names, k=5, progress=False)[0] for p in prompts[:6]]
+    batched = beam_search(model, tok, prompts[:6], names, k=5, batching=Batching(2500, progress=False))
+    single = [beam_search(model, tok, [p], names, k=5, batching=Batching(progress=False))[0] for p in prompts[:6]]
     for a, b in zip(batched, single):
         assert [i for i, _ in a] == [i for i, _ in b] and len({i for i, _ in a}) == 5
         assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-4)

@@ -88,7 +88,7 @@ def test_self_play_pairs(ml100k, tmp_path, monkeypatch):
     assert (tmp_path / "a/dpo_train.jsonl").read_text() == (tmp_path / "b/dpo_train.jsonl").read_text()
     sft = [json.loads(x) for x in (tmp_path / "a/sft_train.jsonl").read_text().splitlines()]
     assert [render_prompt(r) for r in sft] == calls[0]["prompts"][:40]  # the first 40 drawn
-    assert calls[0]["seed"] == stage_seed(3, "self_play", 1)  # the stage's seed, not the run's
+    assert calls[0]["sampling"].seed == stage_seed(3, "self_play", 1)  # the stage's seed, not the run's
     config = json.loads((tmp_path / "a/run_config_self_play.json").read_text())
     assert (config["args"]["seed"], config["settings"]["stage_seed"]) == (3, 32001)
 

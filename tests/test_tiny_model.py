@@ -1,5 +1,6 @@
 import json
 
+from utils.generation import Batching
 from utils.modeling import is_small_model, load_model, load_tokenizer
 from utils.prompt import render_completion, render_prompt
 from utils.tiny_model import TINY_MARKER
@@ -19,7 +20,7 @@ def test_build_reload_generate(tiny_model, ml100k):
     again = load_model(tiny_model)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     record = json.loads((ml100k / "test.json").read_text())[0]
-    out = generate(model, tok, [render_prompt(record)], max_new_tokens=5, progress=False)
+    out = generate(model, tok, [render_prompt(record)], max_new_tokens=5, batching=Batching(progress=False))
     # greedy: the answer is the argmax continuation, token by token, up to 5 tokens, ending at EOS or at a token
     # with a newline (utils.generation.stop_token_ids), and decoded without special tokens
     stops = set(stop_token_ids(tok))

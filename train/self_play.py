@@ -191,19 +191,20 @@ def model_predictions(a: "Args", checked: "Checked", prompts, catalog, state) ->
     model = load_model(checked.model_dir, merge=True, trust_remote_code=a.trust_remote_code, device=state.device)
     if a.decoding == "constrained":
         from utils.constrained import beam_search_sharded
+        from utils.generation import Batching
 
         if len(catalog) < num_negatives:
             raise UserError(f"--num_negatives {num_negatives} is more than the catalog's {len(catalog)} items")
-        ranked = beam_search_sharded(model, tokenizer, prompts, catalog.names, k=a.beams, token_budget=a.token_budget,
-                                     desc="self-play constrained beams")
+        ranked = beam_search_sharded(model, tokenizer, prompts, catalog.names, k=a.beams,
+                                     batching=Batching(a.token_budget, desc="self-play constrained beams"))
         return [[render_completion(catalog.names[i]) for i, _ in b[:num_negatives]] for b in ranked]
-    from utils.generation import generate_sharded
+    from utils.generation import Batching, Sampling, generate_sharded
 
     texts = generate_sharded(model, tokenizer, prompts,
                              max_new_tokens=contract.max_new_tokens(tokenizer, catalog.names, "sampling"),
-                             one_line=contract.one_line, token_budget=a.token_budget,
-                             num_return_sequences=num_negatives, temperature=a.temperature,
-                             seed=checked.seed, desc="self-play sampling")
+                             one_line=contract.one_line,
+                             sampling=Sampling(num_negatives, a.temperature, checked.seed),
+                             batching=Batching(a.token_budget, desc="self-play sampling"))
     return [[contract.answer(t) for t in answers] for answers in texts]
 
 
