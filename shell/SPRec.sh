@@ -25,6 +25,7 @@ RECIPE=${RECIPE:-""}                               # a recipe file; empty: the m
 RECIPE_ARGS=${RECIPE_ARGS:-""}                     # this run's changes, e.g. "dpo.beta=0.2 self_play.train_sample_size=512"
 NUM_NEGATIVES=${NUM_NEGATIVES:-3}                  # S-DPO and DMPO: rejected items per pair (k+1 sequences each)
 SELF_PLAY_DECODING=${SELF_PLAY_DECODING:-"greedy"} # rejected items: greedy (official) or constrained (beam, real items)
+SPARE_RATIO=${SPARE_RATIO:-""}                     # spare prompts = this x the pairs wanted; empty: the contract's
 EVAL_SFT_STEP=${EVAL_SFT_STEP:-1}                  # 0: skip evaluating each iteration's intermediate SFT-step model
 SFT_STEP_TEST_SAMPLE_SIZE=${SFT_STEP_TEST_SAMPLE_SIZE:-""}  # that evaluation on a fixed subset of test users (empty: all)
 GRADIENT_CHECKPOINTING=${GRADIENT_CHECKPOINTING:-0}     # 1: recompute activations (less memory, ~30% slower)
@@ -59,7 +60,7 @@ for CATEGORY in $CATEGORIES; do
     # Each stage skips itself when finished, after checking that it was made with the same settings.
     launch -m train.self_play --model_dir "$current" --output_dir "$IT/data" --category "$CATEGORY" \
       --iteration "$i" --seed "$SEED" --negatives "$negatives" --num_negatives "$num_negatives" "${recipe_args[@]}" \
-      --embedding_model "${EMBEDDING_MODEL:-}" --decoding "$SELF_PLAY_DECODING"
+      --embedding_model "${EMBEDDING_MODEL:-}" --decoding "$SELF_PLAY_DECODING" ${SPARE_RATIO:+--spare_ratio "$SPARE_RATIO"}
     if (( sft_step )); then
       launch -m train.sft --category "$CATEGORY" --resume_from "$current" --output_dir "$IT/SFT" \
         --train_file "$IT/data/sft_train.jsonl" --section sft_step "${recipe_args[@]}" --seed "$((SEED + i))" \

@@ -386,8 +386,9 @@ def test_official_contract_end_to_end(ml100k, tmp_path):
     from test_pipeline import sh
 
     # Grounded with the default model by name: the authors' (the official default) would download its 63 MB wheel.
+    # SPARE_RATIO: the official contract's 500 spare prompts are tested in tests/test_self_play.py, not generated here
     logs = [sh(tmp_path, script, *args, RECIPE_ARGS=OFFICIAL_TOY, TEST_SAMPLE_SIZE="8", EVAL_SFT_STEP="0",
-               EMBEDDING_MODEL="all-MiniLM-L6-v2")
+               EMBEDDING_MODEL="all-MiniLM-L6-v2", SPARE_RATIO="0.5")
             for script, *args in (("shell/SFT.sh",), ("shell/SPRec.sh", "1"))]
     log = "".join(p.stdout + p.stderr for p in logs)
     for warning in ("FutureWarning", "DeprecationWarning", "not a prefix"):

@@ -208,8 +208,9 @@ def test_smollm2_through_the_scripts_on_two_cpu_processes(smollm2, tmp_path):
     # model by name (the official default would download its 63 MB wheel).
     # (EVAL_SFT_STEP=0: evaluating the intermediate SFT-step adapter is the SFT adapter's evaluation again, a minute
     # of this suite's time on two processes; the small model's pipeline tests evaluate it)
+    # (SPARE_RATIO: the official contract draws 500 spare prompts, minutes of SmolLM2 generation at these sizes)
     log = run_pipeline(tmp_path, BASE_MODEL="smollm2", CPU_PROCESSES="2", EVAL_SFT_STEP="0",
-                       EMBEDDING_MODEL="all-MiniLM-L6-v2",
+                       EMBEDDING_MODEL="all-MiniLM-L6-v2", SPARE_RATIO="0.5",
                        RECIPE_ARGS=TOY_RECIPE + " lora.target_modules=q_proj,v_proj dpo.loss_type=[sigmoid,sft] "
                                                 "contract=official",
                        sft_env={"GRADIENT_CHECKPOINTING": "1"})
