@@ -13,6 +13,17 @@ from eval.mostpop import item_deciles
 from utils.io import UserError
 from utils.methods import BY_NAME, ITERATION_DIR, ITERATIVE, METHODS
 
+
+def save_figure(fig, path) -> Path:
+    """Write a report figure (its folder made if needed) and free it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
 # figure (a) panels: (metric, K)
 FIG_PANELS = (("HR", 5), ("NDCG", 5), ("DivRatio", 5), ("ORRatio", 5), ("MGU", 5), ("ValidRatio", 1))
 COLORS = {**{m.name: m.color for m in BY_NAME.values()}, "test targets": "lightgray"}
@@ -84,11 +95,7 @@ def plot_metrics_per_iteration(rows: dict, n_roots: int, category: str, path) ->
     fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=len(handles), frameon=False,
                fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 0.96))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------------------------ figure (b)
@@ -240,8 +247,4 @@ def plot_exposure(shares: dict, target_shares, category: str, path, k: int = 5) 
     ax.grid(axis="y", alpha=0.3)
     ax.legend(frameon=False, ncol=1 if len(groups) <= 5 else 2, loc="upper right")  # the popular deciles are left
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

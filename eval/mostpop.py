@@ -78,12 +78,18 @@ class Args:
     candidate_seed: int = 0
 
 
-def main(a: Args) -> None:
+def list_method_inputs(a) -> tuple[list[int], Path, object]:
+    """What a method that ranks the catalog reads first (MostPop, eval/random_baseline.py): its K values, checked
+    against the catalog, the category's folder and its catalog; the output folder checked before anything is read."""
     ks = parse_ks(a.topk)
     check_output_dir(a.output_dir)
     data = Path(a.data_dir) if a.data_dir else category_dir(a.category)
     catalog = load_catalog(data)
-    ks = parse_ks(ks, len(catalog))
+    return parse_ks(ks, len(catalog)), data, catalog
+
+
+def main(a: Args) -> None:
+    ks, data, catalog = list_method_inputs(a)
     context = TrainContext.of(load_split(data, "train"), catalog)
     pop = context.popularity
     order = popularity_order(pop)

@@ -8,15 +8,13 @@ are not removed, as for every method. Its expected HR@K is K / items (0.0030 at 
 Writes eval_top{K}.json and eval_users.jsonl (eval.mostpop.write_list_evals), like MostPop.
 """
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from eval.mostpop import full_ranks, train_context, write_list_evals
+from eval.mostpop import full_ranks, list_method_inputs, train_context, write_list_evals
 from utils.cli import run_cli
-from utils.data import category_dir, load_catalog, load_split, sample_records
-from utils.io import check_output_dir
-from utils.metrics import Ranking, evaluated_records, parse_ks
+from utils.data import load_split, sample_records
+from utils.metrics import Ranking, evaluated_records
 
 
 @dataclass
@@ -31,11 +29,7 @@ class Args:
 
 
 def main(a: Args) -> None:
-    ks = parse_ks(a.topk)
-    check_output_dir(a.output_dir)
-    data = Path(a.data_dir) if a.data_dir else category_dir(a.category)
-    catalog = load_catalog(data)
-    ks = parse_ks(ks, len(catalog))
+    ks, data, catalog = list_method_inputs(a)
     test = sample_records(load_split(data, "test"), a.test_sample_size, a.seed)
     keep, targets, n_skipped = evaluated_records(test, catalog)
     order = np.argsort(np.random.default_rng(a.seed).random((len(keep), len(catalog))), axis=1)

@@ -131,7 +131,7 @@ def markdown(slices: dict, roots, category, k: int) -> str:
 
 
 def plot_hr_by_decile(slices: dict, category: str, k: int, path) -> Path:
-    from eval.figures import COLORS, _plt
+    from eval.figures import COLORS, _plt, save_figure
 
     plt = _plt()
     deciles = list(slices["target decile"])
@@ -158,11 +158,7 @@ def plot_hr_by_decile(slices: dict, category: str, k: int, path) -> Path:
     ax.grid(axis="y", alpha=0.3)
     ax.legend(frameon=False)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def run(run_root: str = "models", category: str = "ML100K", k: int = 5, out: str = "", figs_dir: str = "figs"):
