@@ -63,7 +63,7 @@ for CATEGORY in $CATEGORIES; do
       --embedding_model "${EMBEDDING_MODEL:-}" --decoding "$SELF_PLAY_DECODING" ${SPARE_RATIO:+--spare_ratio "$SPARE_RATIO"}
     if (( sft_step )); then
       launch -m train.sft --category "$CATEGORY" --resume_from "$current" --output_dir "$IT/SFT" \
-        --train_file "$IT/data/sft_train.jsonl" --section sft_step "${recipe_args[@]}" --seed "$((SEED + i))" \
+        --train_file "$IT/data/sft_train.jsonl" --section sft_step "${recipe_args[@]}" --seed "$SEED" --iteration "$i" \
         --report_to "$REPORT_TO" --genre_weighting "$genre_weighting" "${memory_args[@]}"
       # The SFT step's model is intermediate for SPRec and DPO+SFT (the paper evaluates it too); for SFT-only
       # and GenreSFT it is the result.
@@ -75,7 +75,7 @@ for CATEGORY in $CATEGORIES; do
     fi
     if (( dpo_step )); then
       launch -m train.dpo --model_dir "$current" --data_dir "$IT/data" --output_dir "$IT/DPO" "${recipe_args[@]}" \
-        --seed "$((SEED + i))" --report_to "$REPORT_TO" "${memory_args[@]}"
+        --seed "$SEED" --iteration "$i" --report_to "$REPORT_TO" "${memory_args[@]}"
       evaluate "$IT/DPO" "$CATEGORY"
       current="$IT/DPO"
     fi

@@ -180,18 +180,21 @@ copy_trained_model() {
 }
 
 # Evaluate a finished model directory on the GPUs already resolved (GPU_IDS, VISIBLE_GPUS): greedy predictions (or
-# DECODING=constrained beams), then eval_top{1,5}.json; a rerun reuses what was made with the same settings
-# (eval/inference.py). shell/eval.sh is this function from the command line.
+# DECODING=constrained beams), then eval_top{1,5}.json; DECODING may name several protocols ("greedy constrained"),
+# each evaluated in turn. A rerun reuses what was made with the same settings (eval/inference.py). shell/eval.sh is
+# this function from the command line.
 evaluate() {
-  local model_dir="$1" category="$2" sample_args=()
+  local model_dir="$1" category="$2" sample_args=() decoding
   check_category "$category"
   check_tracker "${REPORT_TO:-none}"
   stage_done "$model_dir" || die "$model_dir is not a finished model directory (no DONE marker)"
-  banner "evaluating $model_dir (${DECODING:-greedy} decoding)"
   [[ -n "${TEST_SAMPLE_SIZE:-}" ]] && sample_args=(--test_sample_size "$TEST_SAMPLE_SIZE")
-  launch -m eval.inference --model_dir "$model_dir" --category "$category" --seed "${SEED:-42}" "${sample_args[@]}" \
-    --evaluate --topk "${TOPK:-1,5}" --embedding_model "${EMBEDDING_MODEL:-}" --decoding "${DECODING:-greedy}" \
-    --report_to "${REPORT_TO:-none}"
+  for decoding in ${DECODING:-greedy}; do
+    banner "evaluating $model_dir ($decoding decoding)"
+    launch -m eval.inference --model_dir "$model_dir" --category "$category" --seed "${SEED:-42}" "${sample_args[@]}" \
+      --evaluate --topk "${TOPK:-1,5}" --embedding_model "${EMBEDDING_MODEL:-}" --decoding "$decoding" \
+      --report_to "${REPORT_TO:-none}"
+  done
 }
 
 # REPORT_TO=wandb or tensorboard needs its package: one line before any work (utils/tracking.py).

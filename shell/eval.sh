@@ -18,7 +18,7 @@ TEST_SAMPLE_SIZE=${TEST_SAMPLE_SIZE:-""}   # empty = the whole test split
 TOPK=${TOPK:-"1,5"}
 SEED=${SEED:-42}
 EMBEDDING_MODEL=${EMBEDDING_MODEL:-""}     # empty = the contract's: all-MiniLM-L6-v2 (official: paraphrase-MiniLM-L3-v2)
-DECODING=${DECODING:-greedy}               # greedy (official: title + embedding neighbours) | constrained | candidates
+DECODING=${DECODING:-greedy}               # greedy (official: title + embedding neighbours) | constrained | candidates, or several: "greedy constrained"
 REPORT_TO=${REPORT_TO:-"none"}             # none, wandb or tensorboard: the metrics logged per iteration too
 # ------------------------------------------------
 

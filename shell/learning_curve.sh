@@ -27,7 +27,7 @@ budgets=$(echo "$BUDGETS" | tr -s ' ' ',')
 python -m eval.learning_curve --run_root "$OUTPUT_ROOT" --category "$CATEGORY" --slices "${budgets#,}" --seed "$SEED"
 ensure_base_model "$CATEGORY"
 take_lock "$OUTPUT_ROOT/.$CATEGORY.lock"
-previous="" seen=0
+previous="" seen=0 stage=0
 for budget in $BUDGETS; do
   OUT="$OUTPUT_ROOT/SFT-$budget/$CATEGORY"
   start=(--base_model "$BASE_MODEL")
@@ -35,9 +35,10 @@ for budget in $BUDGETS; do
   banner "SFT to $budget records ($(( budget - seen )) new) -> $OUT"
   launch -m train.sft --category "$CATEGORY" "${start[@]}" --output_dir "$OUT" \
     --train_file "$OUTPUT_ROOT/slices/$CATEGORY/records-$budget.jsonl" --recipe "$RECIPE" \
-    --recipe_args "$RECIPE_ARGS sft.sample_size=$(( budget - seen ))" --seed "$SEED"
+    --recipe_args "$RECIPE_ARGS sft.sample_size=$(( budget - seen ))" --seed "$SEED" \
+    --iteration "$stage"
   evaluate "$OUT" "$CATEGORY"
-  previous="$OUT" seen=$budget
+  previous="$OUT" seen=$budget stage=$(( stage + 1 ))
 done
 banner "MostPop on the same users"
 python -m eval.mostpop --category "$CATEGORY" --output_dir "$OUTPUT_ROOT/MostPop/$CATEGORY" \

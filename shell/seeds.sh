@@ -22,17 +22,20 @@ ITERATIONS=${ITERATIONS:-2}
 RUNS_ROOT=${RUNS_ROOT:-"runs"}
 FIGS_DIR=${FIGS_DIR:-"figs/seeds"}
 SFT_MODEL=${SFT_MODEL:-""}       # empty = each seed trains its own SFT model; a finished SFT directory = all start from it
+CATEGORY=${CATEGORY:-"ML100K"}   # e.g. ML100KALL with RECIPE=recipes/recommender.yaml (docs/recommender.md)
+DECODING=${DECODING:-"greedy"}   # the protocols every model is evaluated under, e.g. "greedy constrained"
 # ------------------------------------------------
 
-export CATEGORIES=ML100K BASE_MODEL
-stage_done data/ML100K || python -m data.prepare ml-100k
+export CATEGORIES=$CATEGORY BASE_MODEL DECODING
+if [[ "$CATEGORY" == ML100K ]]; then stage_done data/ML100K || python -m data.prepare ml-100k; fi
+check_category "$CATEGORY"
 roots=()
 for seed in $SEEDS; do
   banner "seed $seed"
   export SEED=$seed OUTPUT_ROOT="$RUNS_ROOT/seed$seed"
   if [[ -n "$SFT_MODEL" ]]; then
-    copy_trained_model "$SFT_MODEL" "$OUTPUT_ROOT/SFT/ML100K"
-    evaluate "$OUTPUT_ROOT/SFT/ML100K" ML100K
+    copy_trained_model "$SFT_MODEL" "$OUTPUT_ROOT/SFT/$CATEGORY"
+    evaluate "$OUTPUT_ROOT/SFT/$CATEGORY" "$CATEGORY"
   else
     bash shell/SFT.sh "${GPU_IDS[@]}"
   fi
@@ -41,5 +44,8 @@ for seed in $SEEDS; do
   roots+=("$OUTPUT_ROOT")
 done
 banner "report over seeds: ${SEEDS}"
-python -m eval.report --run_root "$(IFS=,; echo "${roots[*]}")" --category ML100K --figs_dir "$FIGS_DIR"
-python -m eval.stats --run_root "$(IFS=,; echo "${roots[*]}")" --category ML100K
+python -m eval.report --run_root "$(IFS=,; echo "${roots[*]}")" --category "$CATEGORY" --figs_dir "$FIGS_DIR"
+for decoding in $DECODING; do
+  [[ "$decoding" == candidates ]] && continue   # ranks given candidates: no top-K lists of the catalog to pair
+  python -m eval.stats --run_root "$(IFS=,; echo "${roots[*]}")" --category "$CATEGORY" --decoding "$decoding"
+done

@@ -7,6 +7,7 @@ from train import self_play
 from utils.data import load_catalog, load_split
 from utils.io import UserError
 from utils.prompt import record_history, record_target, render_completion, render_prompt
+from utils.seeds import stage_seed
 
 
 def test_random_negatives_avoid_every_interaction_of_the_user(ml100k):
@@ -38,11 +39,6 @@ def test_random_negatives_need_enough_free_items():
     assert self_play.random_negatives({"a"}, Catalog(), random.Random(0), 2) in (["b", "c"], ["c", "b"])
     with pytest.raises(UserError, match="1 item\\(s\\) outside a user's interactions, fewer than the 2"):
         self_play.random_negatives({"a", "b"}, Catalog(), random.Random(0), 2)
-
-
-def test_iteration_seed_differs_per_iteration_and_run():
-    seeds = {self_play.iteration_seed(s, i) for s in (1, 2) for i in range(5)}
-    assert len(seeds) == 10
 
 
 def test_self_play_pairs(ml100k, tmp_path, monkeypatch):
@@ -92,7 +88,9 @@ def test_self_play_pairs(ml100k, tmp_path, monkeypatch):
     assert (tmp_path / "a/dpo_train.jsonl").read_text() == (tmp_path / "b/dpo_train.jsonl").read_text()
     sft = [json.loads(x) for x in (tmp_path / "a/sft_train.jsonl").read_text().splitlines()]
     assert [render_prompt(r) for r in sft] == calls[0]["prompts"][:40]  # the first 40 drawn
-    assert calls[0]["seed"] == self_play.iteration_seed(3, 1)
+    assert calls[0]["seed"] == stage_seed(3, "self_play", 1)  # the stage's seed, not the run's
+    config = json.loads((tmp_path / "a/run_config_self_play.json").read_text())
+    assert (config["args"]["seed"], config["settings"]["stage_seed"]) == (3, 32001)
 
 
 def test_offline_negative_rows(ml100k, tmp_path, monkeypatch):

@@ -1,7 +1,8 @@
 """The DPO step of an SPRec iteration: trl's DPOTrainer on self-play pairs.
 
 usage: python -m train.dpo --model_dir models/SPRec/ML100K/it0/SFT --data_dir models/SPRec/ML100K/it0/data \
-           --output_dir models/SPRec/ML100K/it0/DPO [--recipe recipes/small.yaml] [--recipe_args "dpo.beta=0.2"]
+           --output_dir models/SPRec/ML100K/it0/DPO [--recipe recipes/small.yaml] [--recipe_args "dpo.beta=0.2"] \
+           [--seed 42 --iteration 0]
 The policy starts from `model_dir` and the reference is that same starting model, held once: for a LoRA adapter,
 trl copies it into a frozen "ref" adapter on the same base; for the fully trained small model, trl loads one
 reference copy from the same directory. The trl settings are the recipe's dpo section (utils/recipe.py; by default
@@ -11,6 +12,7 @@ before training (the reference is fixed during the step) instead of inside each 
 `dpo.loss_type` takes trl's loss types (a list, e.g. [sigmoid, sft]), or alone one of the multi-negative losses
 `sdpo` (S-DPO) and `dmpo` (DMPO), which read k rejected items per pair (`rejected` plus the list `extra_rejected`;
 utils/custom_losses.py). Pairs with k > 1 need one of those.
+The step trains with its own seed, derived from the run seed (--seed) and --iteration (utils/seeds.py).
 """
 import time
 from dataclasses import asdict, dataclass
@@ -20,6 +22,7 @@ from utils.cli import comma_list, run_cli
 from utils.device import peak_memory_mb
 from utils.io import UserError, read_jsonl
 from utils.prompt import Contract
+from utils.seeds import stage_seed
 from utils.stage import Stage
 from utils.tracking import tracking_args
 from utils.trl_config import (
@@ -86,7 +89,8 @@ class Args:
     output_dir: str
     recipe: str = ""
     recipe_args: str = ""
-    seed: int = 42
+    seed: int = 42  # the run seed; the step's own is derived from it and the iteration
+    iteration: int = 0
     report_to: str = "none"
     activation_checkpointing: bool = False
     load_in_4bit: bool = False
@@ -108,6 +112,7 @@ class Checked:
     negatives: int  # rejected items per pair
     multi: str  # the multi-negative loss (sdpo, dmpo) or ""
     tracking: dict
+    seed: int  # the step's own seed (utils/seeds.py)
 
 
 def check(a: Args) -> Checked | None:
@@ -120,6 +125,7 @@ def check(a: Args) -> Checked | None:
     from utils.stage import is_done
 
     args = asdict(a)
+    args["stage_seed"] = stage_seed(a.seed, "dpo", a.iteration)
     # The recipe follows the model: the start model's kind, or on a rerun of a finished step its own model's.
     done = is_done(a.output_dir)
     model_dir = a.model_dir if done else check_model_dir(a.model_dir, "--model_dir")
@@ -143,7 +149,7 @@ def check(a: Args) -> Checked | None:
                                                           fields.get("precompute_ref_log_probs", False))
     note = f"recipe {args['recipe']} ({why(a.recipe, small_model)})"
     return Checked(stage, model_dir, small_model, recipe, note, contract, loss_types, train_pairs, valid_pairs, k,
-                   multi, tracking)
+                   multi, tracking, args["stage_seed"])
 
 
 def main(a: Args) -> None:
@@ -163,7 +169,7 @@ def main(a: Args) -> None:
 
     # trl's config before the model: a field trl rejects is one line before anything loads
     plan, kwargs = trainer_kwargs("dpo", recipe["dpo"], len(train_ds), len(valid_ds), stage, checked.tracking,
-                                  a.seed, a.activation_checkpointing, contract)
+                                  checked.seed, a.activation_checkpointing, contract)
     # trl's config knows only its own loss names; a multi-negative loss replaces trl's loss altogether
     config = DPOConfig(**{**kwargs, "loss_type": ["sigmoid"] if multi else checked.loss_types})
     ex = train_ds[0]

@@ -2,12 +2,13 @@
 
 usage: python -m train.self_play --model_dir models/SFT/ML100K --output_dir models/SPRec/ML100K/it0/data \
            --category ML100K --iteration 0 [--seed 42] [--recipe_args "self_play.train_sample_size=64"]
-Draws the iteration's prompts from train (the seed derived from the run seed and the iteration): the N + V the
-recipe's self_play section asks for (utils/recipe.py) and the contract's spares for answers that make no pair, 10% more
-or, under the official contract, 500 more (`--spare_ratio r`: r x (N + V) spares instead). It generates the current
-model's prediction for each and parses its title. The rejected side is that title as generated (`--rejected raw`, the
-authors' recipe) or the catalog item evaluation grounds it to (`--rejected grounded`: exact name first, else the
-nearest by the grounding embedding); either way a prediction that grounds to the target, or is empty, makes no pair.
+Draws the iteration's prompts from train (the stage's seed derived from the run seed and the iteration,
+utils/seeds.py): the N + V the recipe's self_play section asks for (utils/recipe.py) and the contract's spares for
+answers that make no pair, 10% more or, under the official contract, 500 more (`--spare_ratio r`: r x (N + V) spares
+instead). It generates the current model's prediction for each and parses its title. The rejected side is that title
+as generated (`--rejected raw`, the authors' recipe) or the catalog item evaluation grounds it to (`--rejected
+grounded`: exact name first, else the nearest by the grounding embedding); either way a prediction that grounds to the
+target, or is empty, makes no pair.
 The SFT step's positives are the first N drawn records. Offline negatives instead (nothing is generated), never
 an item the user interacted with (the history and target of every record of the user, valid and test included;
 `--exclude record`: only the record's own history and target):
@@ -30,12 +31,10 @@ from utils.cli import run_cli
 from utils.data import category_dir, interacted, load_catalog, load_split, user_items
 from utils.io import UserError, check_output_dir, write_json, write_jsonl
 from utils.prompt import PROJECT, Contract, record_history, record_target, render_completion
+from utils.seeds import stage_seed
 from utils.stage import Stage
 
 
-def iteration_seed(seed: int, iteration: int) -> int:
-    """One seed per run; every iteration draws from its own derived stream."""
-    return seed * 1000 + iteration
 
 
 def random_negatives(excluded: set, catalog, rng: random.Random, k: int = 1) -> list[str]:
@@ -157,18 +156,19 @@ def check_options(negatives, rejected, exclude, num_negatives, decoding, tempera
         raise UserError("--num_negatives > 1 with --negatives self needs sampling: set --temperature > 0")
 
 
-def draw(data: Path, seed: int, iteration: int, count: int):
-    """(catalog, the iteration's records, its random stream): `count` train records whose target is in the catalog
-    (the pairs wanted and the contract's spares, Contract.prompts_to_draw), or all of them when there are fewer."""
+def draw(data: Path, seed: int, count: int):
+    """(catalog, the iteration's records, its random stream seeded `seed`, the stage's): `count` train records whose
+    target is in the catalog (the pairs wanted and the contract's spares, Contract.prompts_to_draw), or all of them
+    when there are fewer."""
     catalog = load_catalog(data)
     train = [r for r in load_split(data, "train") if catalog.index(record_target(r)) is not None]
-    rng = random.Random(iteration_seed(seed, iteration))
+    rng = random.Random(seed)
     drawn = rng.sample(train, min(len(train), count))
     return catalog, drawn, rng
 
 
 def model_predictions(model_dir, prompts, catalog, state, decoding, num_negatives, beams, temperature, seed,
-                      iteration, token_budget, trust_remote_code, contract=PROJECT) -> list[list[str]]:
+                      token_budget, trust_remote_code, contract=PROJECT) -> list[list[str]]:
     """The current model's `num_negatives` answers per prompt, sharded over the processes: greedy (or sampled)
     generation as the contract generates (its length limit, where it stops, what it keeps), or the best catalog
     items by constrained beam search."""
@@ -190,7 +190,7 @@ def model_predictions(model_dir, prompts, catalog, state, decoding, num_negative
                              max_new_tokens=contract.max_new_tokens(tokenizer, catalog.names, "sampling"),
                              one_line=contract.one_line, token_budget=token_budget,
                              num_return_sequences=num_negatives, temperature=temperature,
-                             seed=iteration_seed(seed, iteration), desc="self-play sampling")
+                             seed=seed, desc="self-play sampling")
     return [[contract.answer(t) for t in answers] for answers in texts]
 
 
@@ -229,6 +229,7 @@ class Checked:
     prompts: int  # drawn: the pairs wanted and the spares
     recipe_note: str  # the recipe's name and why it was chosen, for the start line
     contract: Contract
+    seed: int  # the stage's own seed (utils/seeds.py): the draw, the offline negatives, the sampling
 
 
 def check(a: Args) -> Checked | None:
@@ -237,6 +238,7 @@ def check(a: Args) -> Checked | None:
     The arguments that change the result make the run config: options that change nothing in this mode stay out."""
     check_options(a.negatives, a.rejected, a.exclude, a.num_negatives, a.decoding, a.temperature, a.beams)
     args = asdict(a)
+    args["stage_seed"] = stage_seed(a.seed, "self_play", a.iteration)
     if a.decoding != "constrained":  # the beam count changes nothing else
         del args["beams"]
     if a.negatives == "self":  # which items offline negatives avoid: nothing to do with self-play's own
@@ -270,7 +272,7 @@ def check(a: Args) -> Checked | None:
     check_output_dir(stage.out)
     n_train, n_valid = (recipe["self_play"][k] for k in ("train_sample_size", "valid_sample_size"))
     return Checked(stage, model_dir, n_train, n_valid, contract.prompts_to_draw(n_train + n_valid, a.spare_ratio),
-                   f"recipe {args['recipe']}, {why(a.recipe, small_model)}", contract)
+                   f"recipe {args['recipe']}, {why(a.recipe, small_model)}", contract, args["stage_seed"])
 
 
 def main(a: Args) -> None:
@@ -282,7 +284,7 @@ def main(a: Args) -> None:
 
     # The iteration's records, then its pairs: offline negatives, or the current model's own predictions.
     data = Path(a.data_dir) if a.data_dir else category_dir(a.category)
-    catalog, drawn, rng = draw(data, a.seed, a.iteration, checked.prompts)
+    catalog, drawn, rng = draw(data, checked.seed, checked.prompts)
     prompts = [contract.dpo_prompt(r) for r in drawn]  # the pairs' prompts; the model samples from its own prompt
     how = f"{a.negatives} negatives" + (f", {a.decoding} decoding" if a.negatives == "self" else "")
     stage.say(f"iteration {a.iteration}: {len(drawn)} prompts drawn ({how}; {checked.recipe_note}). "
@@ -297,8 +299,8 @@ def main(a: Args) -> None:
         per_record = 1
     else:
         outputs = model_predictions(checked.model_dir, [contract.generation_prompt(r) for r in drawn], catalog,
-                                    stage.state, a.decoding, a.num_negatives, a.beams, a.temperature, a.seed,
-                                    a.iteration, a.token_budget, a.trust_remote_code, contract)
+                                    stage.state, a.decoding, a.num_negatives, a.beams, a.temperature,
+                                    checked.seed, a.token_budget, a.trust_remote_code, contract)
         generation_seconds = round(time.time() - t0, 1)  # model load included; the rest of `seconds` is grounding
         if not stage.is_main:
             return stage.stand_by()

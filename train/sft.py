@@ -2,7 +2,7 @@
 `contract: official` trains the authors' whole text instead, utils/prompt.py).
 
 usage: python -m train.sft --category ML100K --output_dir models/SFT/ML100K [--base_model PATH_OR_HUB_ID]
-       [--resume_from MODEL_DIR] [--train_file records.jsonl] [--section sft|sft_step]
+       [--resume_from MODEL_DIR] [--train_file records.jsonl] [--section sft|sft_step] [--seed 42 --iteration 0]
        [--recipe recipes/pretrained-gpu.yaml] [--recipe_args "sft.learning_rate=1e-3 lora.r=8"]
        (or through accelerate launch for data parallelism)
 The trl settings are a recipe's section (utils/recipe.py): `sft` from the base model, `sft_step` for an iteration's
@@ -11,6 +11,7 @@ the embedded SmolLM2-135M-Instruct) gets the recipe's LoRA adapter (`lora`: r 16
 linear layer but the head) and loss on the completion only; the embedded small model is trained fully with loss on
 the whole text (it must learn the titles from nothing; measured: 0% vs 99.6% valid titles). `--resume_from` continues
 an existing adapter or model.
+The stage trains with its own seed, derived from the run seed (--seed), the section and --iteration (utils/seeds.py).
 `--genre_weighting True` is genre re-weighted SFT (IFairLRS-style): each record's loss is multiplied by a weight that
 favours targets of genres the training targets under-represent relative to the histories (weights from the
 category's whole train split, utils.trl_config.genre_weights; the loss through utils.custom_losses.WeightedSFTTrainer).
@@ -23,6 +24,7 @@ from utils.data import category_dir, load_split, read_records, sample_records
 from utils.device import peak_memory_mb
 from utils.io import UserError, check_output_dir
 from utils.prompt import Contract
+from utils.seeds import stage_seed
 from utils.stage import Stage, is_done
 from utils.tracking import tracking_args
 from utils.trl_config import (
@@ -100,7 +102,8 @@ class Args:
     recipe: str = ""
     recipe_args: str = ""
     full_finetune: str = "auto"
-    seed: int = 42
+    seed: int = 42  # the run seed; the stage's own is derived from it, the section and the iteration
+    iteration: int = 0  # an iteration's SFT step, or a stage's place in a chain of SFT stages (the learning curve)
     report_to: str = "none"
     activation_checkpointing: bool = False
     load_in_4bit: bool = False
@@ -121,6 +124,7 @@ class Checked:
     contract: Contract
     data: Path
     tracking: dict
+    seed: int  # the stage's own seed (utils/seeds.py)
 
 
 def check(a: Args) -> Checked | None:
@@ -134,6 +138,7 @@ def check(a: Args) -> Checked | None:
     if a.section not in ("sft", "sft_step"):
         raise UserError(f"--section {a.section}: train.sft reads the recipe section sft (from the base model) or "
                         f"sft_step (an iteration's SFT step)")
+    args["stage_seed"] = stage_seed(a.seed, a.section, a.iteration)
     data = Path(a.data_dir) if a.data_dir else category_dir(a.category)
     check_output_dir(a.output_dir)
     # The recipe follows the model: the start model's kind, or on a rerun of a finished stage its own model's.
@@ -162,7 +167,8 @@ def check(a: Args) -> Checked | None:
 
         quantization_config(full)  # QLoRA needs LoRA, a GPU and bitsandbytes: say so before anything is loaded
     note = f"recipe {args['recipe']} ({a.section}; {why(a.recipe, small_model)}; contract {contract.name})"
-    return Checked(stage, start, small_model, full, new_adapter, recipe, note, contract, data, tracking)
+    return Checked(stage, start, small_model, full, new_adapter, recipe, note, contract, data, tracking,
+                   args["stage_seed"])
 
 
 def main(a: Args) -> None:
@@ -170,7 +176,7 @@ def main(a: Args) -> None:
     if checked is None:
         return
     stage, start, recipe, contract = checked.stage, checked.start, checked.recipe, checked.contract
-    splits, weights, weighting = training_records(a.section, recipe, checked.data, a.train_file, a.seed,
+    splits, weights, weighting = training_records(a.section, recipe, checked.data, a.train_file, checked.seed,
                                                   a.genre_weighting)
     from trl import SFTConfig, SFTTrainer
 
@@ -181,7 +187,7 @@ def main(a: Args) -> None:
                           for split in ("train", "valid"))
     # trl's config before the model: a field trl rejects is one line before anything loads
     plan, kwargs = trainer_kwargs(a.section, recipe[a.section], len(train_ds), len(valid_ds), stage, checked.tracking,
-                                  a.seed, a.activation_checkpointing, contract)
+                                  checked.seed, a.activation_checkpointing, contract)
     completion_only = contract.completion_only_loss(checked.small_model)
     config = SFTConfig(**kwargs, completion_only_loss=completion_only)
     how = "adapter, continued" if is_adapter(start) else "full" if checked.full else "LoRA"
@@ -192,7 +198,7 @@ def main(a: Args) -> None:
         stage.say(f"genre re-weighted: record weights {weighting['record_weight_min']} to "
                   f"{weighting['record_weight_max']}, mean {weighting['record_weight_mean']}")
     model, peft_config = start_model(start, checked.full, checked.small_model, bool(a.resume_from),
-                                     recipe["lora"] if checked.new_adapter else None, a.seed, a.trust_remote_code,
+                                     recipe["lora"] if checked.new_adapter else None, checked.seed, a.trust_remote_code,
                                      a.load_in_4bit)
     stage.begin()
     if not checked.small_model:  # a pretrained base: the head on the completion alone, on the CPU too (trl_config.py)
