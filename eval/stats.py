@@ -3,12 +3,16 @@ spread across seeds.
 
 usage: python -m eval.stats --run_root models --category ML100K [--k 5] [--resamples 1000] [--swaps 2000]
        python -m eval.stats --run_root runs/seed1,runs/seed2,runs/seed3 --category ML100K   (several seeds)
+       [--decoding constrained] [--references MostPop,SASRec]
 The models compared are those of the report's exposure figure: SFT and the last iteration's result of each method
 (greedy decoding), each evaluated on the same test users. Each model's top-K lists come from its eval_users.jsonl
 (written with its eval files): no dataset, no embedding model. A model directory without one (an older run) is
 re-grounded from its test_result.json, which needs the dataset and the embedding model and gives the same lists.
-For each pair (every method against SFT; SPRec against every other method) and each run root, the paired difference
-(first - second) of:
+With --decoding constrained, the models' catalog-constrained lists (eval_users_constrained.jsonl) instead, for the
+models that have them. --references MostPop,SASRec adds those rows of each run root (ranked lists of the catalog, one
+list for every protocol) and compares every trained model with each.
+For each pair (every method against SFT; SPRec against every other method; every trained model against each
+reference) and each run root, the paired difference (first - second) of:
   - HR@K and NDCG@K: means of per-user values. Interval: 95% percentile bootstrap, the test users resampled with
     replacement (the same users for both models: paired), 1,000 times. p: the paired randomisation test below
     (swapping a user's two lists flips the sign of their per-user difference).
@@ -44,7 +48,7 @@ is below 0.05) with its Holm-adjusted p, which the verdict reads, and in how man
 noise by that seed's own (Holm-adjusted) test. A difference that is the same in every seed (sd 0: two seeds that
 share a model and its lists) is written "identical in every seed", with no interval and no t-test (a zero-width
 interval would exclude 0 and a t-test would call it certain); only the seeds' own tests speak to its noise.
-Writes <first root>/<C>_stats.md.
+Writes <first root>/<C>_stats.md (<C>_stats_constrained.md for constrained decoding, _top<K> added for K other than 5).
 """
 from pathlib import Path
 from typing import NamedTuple
@@ -230,10 +234,13 @@ def regrounded(result_path, catalog, deciles, k: int, embedding_model) -> dict:
     return {"keys": keys, "topk": ranking.topk, "ranks": ranking.ranks, "popular": deciles[ranking.topk] == 0}
 
 
-def comparisons(labels) -> list[tuple[str, str]]:
-    """Every method against SFT, and SPRec against every other method."""
-    pairs = [(m, "SFT") for m in labels if m != "SFT"]
-    pairs += [("SPRec", m) for m in labels if m not in ("SFT", "SPRec") and "SPRec" in labels]
+def comparisons(labels, references=()) -> list[tuple[str, str]]:
+    """Every method against SFT, SPRec against every other method, then every trained model against each reference
+    row (MostPop, SASRec: `--references`)."""
+    trained = [m for m in labels if m not in references]
+    pairs = [(m, "SFT") for m in trained if m != "SFT"]
+    pairs += [("SPRec", m) for m in trained if m not in ("SFT", "SPRec") and "SPRec" in trained]
+    pairs += [(m, r) for r in references if r in labels for m in trained]
     return pairs
 
 
@@ -295,14 +302,42 @@ def cell(d: Difference) -> str:
     return text + (" within noise" if d.within_noise else "")
 
 
+def sources(root, category: str, decoding: str, references) -> dict[str, Path]:
+    """{label: model directory}: SFT and each method's last iteration (the report's exposure figure), then the
+    reference rows asked for, whose one ranked list stands for every protocol. Constrained decoding takes the models
+    that have its lists."""
+    from eval.figures import exposure_sources
+    from utils.methods import method_dir
+    from utils.metrics import users_name
+
+    if decoding == "greedy":
+        out = exposure_sources(root, category)
+    else:
+        out = {label: d for label, d in exposure_sources(root, category).items()
+               if (d / users_name(decoding)).is_file()}
+    for name in references:
+        d = method_dir(Path(root), name, category)
+        if not (d / users_name()).is_file():
+            raise UserError(f"{d}: no {users_name()} for the reference row {name} (--references)")
+        out[name] = d
+    return out
+
+
 def run_stats(roots, category: str, data_dir: str = "", k: int = 5, resamples: int = 1000, seed: int = 0,
-              embedding_model: str = "", swaps: int = 2000) -> tuple[str, dict]:
-    from eval.figures import exposure_sources, recorded_embedding_model
+              embedding_model: str = "", swaps: int = 2000, decoding: str = "greedy",
+              references=()) -> tuple[str, dict]:
+    from eval.figures import recorded_embedding_model
     from utils.metrics import result_name, users_name
 
+    if decoding not in ("greedy", "constrained"):
+        raise UserError(f"--decoding {decoding}: the paired statistics take greedy or constrained top-K lists")
     dataset = {}  # the catalog and popularity deciles, loaded only for a model without eval_users.jsonl
 
     def lists(label, model_dir):
+        if label in references:
+            return from_users_file(model_dir / users_name(), k)
+        if decoding != "greedy":
+            return from_users_file(model_dir / users_name(decoding), k)
         if (model_dir / users_name()).is_file():
             return from_users_file(model_dir / users_name(), k)
         if not dataset:
@@ -318,13 +353,13 @@ def run_stats(roots, category: str, data_dir: str = "", k: int = 5, resamples: i
 
     per_root, regrounded_from = [], set()
     for root in roots:
-        models = {label: lists(label, d) for label, d in exposure_sources(root, category).items()}
+        models = {label: lists(label, d) for label, d in sources(root, category, decoding, references).items()}
         if len({tuple(m["keys"]) for m in models.values()}) > 1:
             raise UserError(f"{root}: the models were evaluated on different test users (another TEST_SAMPLE_SIZE or "
                             f"SEED); paired statistics need the same ones")
         cache = {}  # each model's bootstrap and jackknife once, whatever the number of pairs it is in
         per_root.append(with_holm({(a, b): paired_differences(models[a], models[b], resamples, seed, k, swaps, cache)
-                                   for a, b in comparisons(list(models))}))
+                                   for a, b in comparisons(list(models), references)}))
     pairs = [p for p in per_root[0] if all(p in r for r in per_root)]
     seed_p = {}  # several seeds: {metric: {pair: (t-test p, its Holm-adjusted p over the pairs)}}
     if len(roots) > 1:
@@ -333,8 +368,9 @@ def run_stats(roots, category: str, data_dir: str = "", k: int = 5, resamples: i
             tested = [pair for pair in pairs if raw[pair] is not None]  # Holm over the pairs that have a test
             adjusted = dict(zip(tested, holm_adjusted([raw[pair] for pair in tested]))) if tested else {}
             seed_p[metric] = {pair: (raw[pair], adjusted.get(pair)) for pair in pairs}
-    lines = [f"## {category}: paired differences at K={k} (first minus second; {len(roots)} run root(s); 95% "
-             f"intervals over the test users, per root)", "",
+    protocol = "" if decoding == "greedy" else f", {decoding} decoding"
+    lines = [f"## {category}: paired differences at K={k} (first minus second{protocol}; {len(roots)} run root(s); "
+             f"95% intervals over the test users, per root)", "",
              "| first - second | " + " | ".join(METRICS) + " |", "|---|" + "---:|" * len(METRICS)]
     for a, b in pairs:
         cells = []
@@ -384,12 +420,16 @@ def run_stats(roots, category: str, data_dir: str = "", k: int = 5, resamples: i
 
 
 def run(run_root: str = "models", category: str = "ML100K", data_dir: str = "", k: int = 5, resamples: int = 1000,
-        seed: int = 0, embedding_model: str = "", out: str = "", swaps: int = 2000):
+        seed: int = 0, embedding_model: str = "", out: str = "", swaps: int = 2000, decoding: str = "greedy",
+        references: str | tuple = ""):
     from eval.collect import parse_roots
 
     roots = parse_roots(run_root)
-    text, _ = run_stats(roots, category, data_dir, k, resamples, seed, embedding_model, swaps)
-    path = Path(out) if out else Path(roots[0]) / f"{category}_stats.md"
+    # fire reads "MostPop,SASRec" as a tuple and "MostPop" as a string
+    refs = tuple(references) if isinstance(references, (list, tuple)) else tuple(references.replace(",", " ").split())
+    text, _ = run_stats(roots, category, data_dir, k, resamples, seed, embedding_model, swaps, decoding, refs)
+    suffix = ("" if decoding == "greedy" else f"_{decoding}") + ("" if k == 5 else f"_top{k}")
+    path = Path(out) if out else Path(roots[0]) / f"{category}_stats{suffix}.md"
     write_text(path, text)
     print(text + f"\nwrote {path}")
 

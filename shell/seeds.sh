@@ -24,6 +24,7 @@ FIGS_DIR=${FIGS_DIR:-"figs/seeds"}
 SFT_MODEL=${SFT_MODEL:-""}       # empty = each seed trains its own SFT model; a finished SFT directory = all start from it
 CATEGORY=${CATEGORY:-"ML100K"}   # e.g. ML100KALL with RECIPE=recipes/recommender.yaml (docs/recommender.md)
 DECODING=${DECODING:-"greedy"}   # the protocols every model is evaluated under, e.g. "greedy constrained"
+REFERENCES=${REFERENCES:-"MostPop"}  # reference rows every model is also compared with (eval.stats --references)
 # ------------------------------------------------
 
 export CATEGORIES=$CATEGORY BASE_MODEL DECODING
@@ -47,5 +48,8 @@ banner "report over seeds: ${SEEDS}"
 python -m eval.report --run_root "$(IFS=,; echo "${roots[*]}")" --category "$CATEGORY" --figs_dir "$FIGS_DIR"
 for decoding in $DECODING; do
   [[ "$decoding" == candidates ]] && continue   # ranks given candidates: no top-K lists of the catalog to pair
-  python -m eval.stats --run_root "$(IFS=,; echo "${roots[*]}")" --category "$CATEGORY" --decoding "$decoding"
+  for k in 1 5; do
+    python -m eval.stats --run_root "$(IFS=,; echo "${roots[*]}")" --category "$CATEGORY" --decoding "$decoding" \
+      --references "$REFERENCES" --k "$k"
+  done
 done

@@ -178,3 +178,16 @@ def test_a_finished_sft_model_is_copied_without_its_evaluations(fake_bin, tmp_pa
     (src / "DONE").unlink()
     p = common(fake_bin, f"copy_trained_model {src} {tmp_path / 'other'}")
     assert p.returncode == 2 and "not a finished model directory" in p.stderr and not (tmp_path / "other").exists()
+
+
+def test_evaluate_runs_each_protocol_named_in_decoding(fake_bin, tmp_path, ml100k):
+    """DECODING="greedy constrained": one evaluation per protocol, in order, on the same model and users."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "DONE").write_text("")
+    p = common(fake_bin, f"parse_gpu_ids 0 0; evaluate {model} ML100K", DECODING="greedy constrained",
+               REPORT_TO="none")
+    assert p.returncode == 0, p.stderr
+    runs = [line for line in p.stdout.splitlines() if "-m eval.inference" in line]
+    assert [r.split("--decoding ")[1].split()[0] for r in runs] == ["greedy", "constrained"]
+    assert all(f"--model_dir {model} --category ML100K --seed 42" in r for r in runs)

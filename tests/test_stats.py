@@ -257,6 +257,37 @@ def test_per_user_files_give_the_statistics_of_regrounding(tmp_path, monkeypatch
         assert d["DivRatio"].low < d["DivRatio"].estimate < d["DivRatio"].high and d["DivRatio"].p < 0.05
 
 
+def test_constrained_lists_and_reference_rows(tmp_path, monkeypatch):
+    """--decoding constrained reads eval_users_constrained.jsonl of the models that have one (DPO has none here, so it
+    drops out); --references adds a reference row's one list for every protocol and compares each trained model with
+    it, never the reference with SFT. Here MostPop's list is SFT's greedy one and the constrained lists are SFT's and
+    SPRec's greedy ones swapped, so every difference is known from the greedy table."""
+    data, root, dirs = line_run(tmp_path, monkeypatch)
+    for d in dirs.values():
+        evaluate.main(evaluate.Args(str(d / "test_result.json"), category="Line", data_dir=str(data), topk="1,5",
+                                    embedding_model="stub"))
+    (root / "MostPop" / "Line").mkdir(parents=True)
+    (root / "MostPop" / "Line" / "eval_users.jsonl").write_bytes((dirs["SFT"] / "eval_users.jsonl").read_bytes())
+    for a, b in (("SFT", "SPRec"), ("SPRec", "SFT")):
+        (dirs[a] / "eval_users_constrained.jsonl").write_bytes((dirs[b] / "eval_users.jsonl").read_bytes())
+    kw = dict(k=5, resamples=200, swaps=300)
+    _, greedy = stats.run_stats([root], "Line", **kw, references=("MostPop",))
+    assert greedy["pairs"] == [("SPRec", "SFT"), ("DPO", "SFT"), ("SPRec", "DPO"), ("SFT", "MostPop"),
+                               ("SPRec", "MostPop"), ("DPO", "MostPop")]
+    g = greedy["per_root"][0]
+    assert all(g[("SFT", "MostPop")][m].estimate == 0 for m in stats.METRICS)
+    assert all(g[("SPRec", "MostPop")][m].estimate == g[("SPRec", "SFT")][m].estimate for m in stats.METRICS)
+    text, constrained = stats.run_stats([root], "Line", **kw, decoding="constrained", references=("MostPop",))
+    assert constrained["pairs"] == [("SPRec", "SFT"), ("SFT", "MostPop"), ("SPRec", "MostPop")]
+    c = constrained["per_root"][0]
+    assert c[("SPRec", "SFT")]["HR"].estimate == pytest.approx(-g[("SPRec", "SFT")]["HR"].estimate)
+    assert "first minus second, constrained decoding" in text
+    with pytest.raises(stats.UserError, match="reference row SASRec"):
+        stats.run_stats([root], "Line", **kw, references=("SASRec",))
+    with pytest.raises(stats.UserError, match="greedy or constrained"):
+        stats.run_stats([root], "Line", **kw, decoding="candidates")
+
+
 def test_exposure_figure_from_per_user_files(tmp_path, monkeypatch):
     """The exposure figure's shares from eval_users.jsonl with no dataset equal those of re-grounding with it (every
     test user is evaluated here, so the test targets' shares agree too)."""

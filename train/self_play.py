@@ -35,8 +35,6 @@ from utils.seeds import stage_seed
 from utils.stage import Stage
 
 
-
-
 def random_negatives(excluded: set, catalog, rng: random.Random, k: int = 1) -> list[str]:
     """k distinct random catalog items outside `excluded`."""
     free = len(catalog) - sum(catalog.index(n) is not None for n in excluded)
