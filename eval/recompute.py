@@ -32,9 +32,10 @@ def seeds(folder: str, numbers) -> list[str]:
     return [f"{folder}/seed{n}" for n in numbers]
 
 
-DEMO_SEEDS = ["results/demo", *seeds("results/demo-seeds", (43, 44, 45, 46))]
+DEMO_SEEDS = seeds("results/demo-seeds", range(42, 47))  # the seed rule before (results/README.md)
 STATS_FILES = {  # committed statistics file: the run roots it is computed over (the first root: the seed 42 run)
     "results/demo/ML100K_stats.md": ["results/demo"],
+    "results/demo-seeds/seed42/ML100K_stats.md": ["results/demo-seeds/seed42"],
     "results/demo-seeds/ML100K_stats.md": DEMO_SEEDS,
     "results/demo-seeds/ML100K_stats_seeds42-44.md": DEMO_SEEDS[:3],
     "results/seeds/ML100K_stats.md": seeds("results/seeds", range(42, 47)),
