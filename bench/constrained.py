@@ -31,7 +31,7 @@ def synthetic_names(n: int, seed: int = 0) -> list[str]:
 
 def trie_scaling(tokenizer, n_items: int) -> None:
     from utils.constrained import build_trie
-    from utils.generation import completion_ids
+    from utils.prompt import completion_ids
 
     names = synthetic_names(n_items)
     t0 = time.perf_counter()
@@ -54,8 +54,9 @@ def main():
 
     from utils.constrained import beam_search, catalog_trie
     from utils.device import default_device
-    from utils.generation import generate, max_answer_tokens
+    from utils.generation import Batching, generate
     from utils.modeling import load_model, load_tokenizer
+    from utils.prompt import max_answer_tokens
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="", help="model directory (default: models/SFT/<C>)")
@@ -84,13 +85,12 @@ def main():
           f"{args.category} trie: {len(catalog)} items, {trie.n_nodes} nodes, depth {trie.depth}, "
           f"built in {t_trie:.2f} s", flush=True)
 
-    generate(model, tokenizer, prompts[:2], max_new_tokens=max_new, token_budget=budget, progress=False)
-    beam_search(model, tokenizer, prompts[:2], catalog.names, k=args.k, token_budget=budget, progress=False)
-    greedy, t_greedy = timed(lambda: generate(model, tokenizer, prompts, max_new_tokens=max_new,
-                                              token_budget=budget, progress=False))
+    batching = Batching(budget, progress=False)
+    generate(model, tokenizer, prompts[:2], max_new_tokens=max_new, batching=batching)
+    beam_search(model, tokenizer, prompts[:2], catalog.names, k=args.k, batching=batching)
+    greedy, t_greedy = timed(lambda: generate(model, tokenizer, prompts, max_new_tokens=max_new, batching=batching))
     print(f"greedy: {t_greedy:.2f} s", flush=True)
-    beams, t_beam = timed(lambda: beam_search(model, tokenizer, prompts, catalog.names, k=args.k,
-                                              token_budget=budget, progress=False))
+    beams, t_beam = timed(lambda: beam_search(model, tokenizer, prompts, catalog.names, k=args.k, batching=batching))
     print("\n| decoding | seconds | prompts/s |\n|---|---:|---:|")
     for label, t in (("greedy", t_greedy), (f"constrained beam K={args.k}", t_beam)):
         print(f"| {label} | {t:.2f} | {len(prompts) / t:.1f} |")

@@ -19,7 +19,7 @@ from pathlib import Path
 from utils.cli import run_cli
 from utils.io import UserError, write_json
 from utils.numerics import KERNEL_VARIABLES
-from utils.stage import git_commit, git_dirty, versions
+from utils.provenance import git_commit, git_dirty, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from utils.cli import run_cli
 from utils.io import write_json
 from utils.numerics import cpu_facts
-from utils.stage import git_commit, git_dirty, versions
+from utils.provenance import git_commit, git_dirty, versions
 
 
 def clock_hz() -> float:

@@ -61,7 +61,7 @@ def measure(base: str, compact: bool, steps: int, batch: int, prompts: int, adap
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
     from utils.data import category_dir, load_catalog
-    from utils.generation import generate
+    from utils.generation import Batching, generate
     from utils.modeling import load_model, load_tokenizer
     from utils.prompt import PROJECT, record_target
     from utils.recipe import resolve
@@ -109,9 +109,9 @@ def measure(base: str, compact: bool, steps: int, batch: int, prompts: int, adap
     texts = [PROJECT.generation_prompt(r) for r in test]
     # the answer length evaluation allows (eval/inference.py): the catalog's longest title, not the test targets'
     max_new = PROJECT.max_new_tokens(tok, load_catalog(category_dir("ML100K")).names, "evaluation")
-    generate(model, tok, texts[:8], max_new_tokens=max_new, progress=False)
+    generate(model, tok, texts[:8], max_new_tokens=max_new, batching=Batching(progress=False))
     start = time.perf_counter()
-    answers = generate(model, tok, texts, max_new_tokens=max_new, progress=False)
+    answers = generate(model, tok, texts, max_new_tokens=max_new, batching=Batching(progress=False))
     out["generate_s_per_prompt"] = (time.perf_counter() - start) / len(texts)
     out["answers"] = [a[0] for a in answers]
     return out
@@ -173,7 +173,7 @@ def main():
     if args.out:
         from utils.io import write_json
         from utils.numerics import cpu_facts
-        from utils.stage import git_commit, git_dirty, versions
+        from utils.provenance import git_commit, git_dirty, versions
 
         write_json(args.out, {"args": {k: v for k, v in vars(args).items() if k not in ("one", "out")},
                               "git_commit": git_commit(), "git_dirty": git_dirty(), "versions": versions(),

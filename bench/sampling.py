@@ -58,8 +58,9 @@ def main():
 
     from bench.which_model import pick_model
     from utils.device import default_device
-    from utils.generation import SharedPrefix, encode_prompts, generate, max_answer_tokens
+    from utils.generation import Batching, SharedPrefix, encode_prompts, generate
     from utils.modeling import load_model, load_tokenizer
+    from utils.prompt import max_answer_tokens
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="", help="model directory (default: models/SFT/<C>)")
@@ -113,8 +114,8 @@ def main():
     labels = {share: f"ours, shared prefix {'once' if share else 'in every row'}" for share in (False, True)}
 
     def run(some, share):
-        return generate(model_ours, tokenizer, some, max_new_tokens=max_new, token_budget=budget, progress=False,
-                        share_prefix=share)
+        return generate(model_ours, tokenizer, some, max_new_tokens=max_new,
+                        batching=Batching(budget, share_prefix=share, progress=False))
 
     for share in labels:  # both warmed up before either is timed
         run(prompts[:64], share)

@@ -14,7 +14,7 @@ also counts what the no-EOS generation writes after the answer.
 import argparse
 
 from utils.data import category_dir, load_catalog, load_split
-from utils.generation import generate
+from utils.generation import Batching, generate
 from utils.modeling import load_model, load_tokenizer
 from utils.prompt import OFFICIAL
 
@@ -44,7 +44,7 @@ def main():
     for label, render in (("the authors' evaluation template", OFFICIAL.generation_prompt),
                           ("the SFT text's own (indented) prompt", sft_prompt)):
         texts = [t[0] for t in generate(model, tokenizer, [render(r) for r in records], max_new_tokens=limit,
-                                        one_line=False, progress=False)]
+                                        one_line=False, batching=Batching(progress=False))]
         first_quoted = sum(OFFICIAL.rejected_title(t) in names for t in texts)
         valid = sum(OFFICIAL.eval_title(OFFICIAL.answer(t)) in names for t in texts)
         print(f"| {label} | {first_quoted} | {valid} | `{texts[0][:72]!r}` |")

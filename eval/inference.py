@@ -20,19 +20,21 @@ usage: python -m eval.inference --model_dir models/SFT/ML100K --category ML100K 
 The contract (utils/prompt.py) is the one the model was trained with, read from its run config: the project's, or
 the authors' (`contract: official`: their evaluation prompt, 32 new tokens, their title extraction, and their
 grounding model, paraphrase-MiniLM-L3-v2, unless --embedding_model names another).
-With --evaluate, eval/evaluate.py then runs in the same process (one Python start-up instead of two). A rerun reuses
-the predictions made with the same settings (and the eval files made with the same embedder), and stops with the
-differing values when the settings changed (e.g. another TEST_SAMPLE_SIZE or SEED, or the beam count K).
+With --evaluate, eval/evaluate.py then runs in the same process (one Python start-up instead of two). Both are stages
+of utils/stage.py whose products are files in the model directory: a rerun reuses the predictions made with the same
+settings and stops with the differing values when the settings changed (e.g. another TEST_SAMPLE_SIZE or SEED, or the
+beam count K); it reuses the eval files made with the same grounding model and K and makes them again otherwise
+(cheap, from the same predictions): run_config_evaluation.json (run_config_evaluation_constrained.json) records them.
 """
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from utils.cli import run_cli
 from utils.data import category_dir, load_catalog, load_split, sample_records
-from utils.io import UserError, read_json, write_json
+from utils.io import UserError, write_json
 from utils.prompt import Contract, model_contract, record_target, render_completion
-from utils.stage import check_same_settings, write_run_config
+from utils.stage import Stage
 
 
 @dataclass
@@ -59,15 +61,14 @@ class Args:
 @dataclass
 class Checked:
     """What check() resolved: the model's contract and grounding model, the records, where the predictions go, their
-    run config (its name and settings), and whether predictions made with these settings are already there."""
+    stage, and whether predictions made with these settings are already there."""
     model_dir: Path
     contract: Contract
     embedding_model: str
     records: list
     data_dir: Path
     out_path: Path
-    stage: str
-    args: dict
+    stage: Stage
     reuse: bool
 
 
@@ -87,7 +88,7 @@ def check(a: Args) -> Checked:
     model_dir = Path(a.model_dir)
     contract = model_contract(model_dir)
     args.update(contract.settings())  # nothing for the project's contract: older run configs still compare equal
-    stage = "inference" if a.decoding == "greedy" else f"inference_{a.decoding}"
+    name = "inference" if a.decoding == "greedy" else f"inference_{a.decoding}"
     if a.decoding == "constrained":  # the beam count changes the predictions (a wider beam can find a better top-1)
         args["beams"] = parse_ks(a.topk)[-1]
     if a.decoding == "candidates":
@@ -101,14 +102,12 @@ def check(a: Args) -> Checked:
     out_path = model_dir / result_name(a.split, a.decoding)
     data_dir = Path(a.data_dir) if a.data_dir else category_dir(a.category)
     records = sample_records(load_split(data_dir, a.split), a.test_sample_size, a.seed)
-    reuse = False
-    if out_path.is_file() and not a.force:
-        check_same_settings(model_dir, stage, args, f"the predictions {out_path}",
-                            "delete it (or pass --force) to predict again")
-        previous = read_json(out_path)
-        reuse = isinstance(previous, list) and len(previous) == len(records)
+    stage = Stage(name, model_dir, args, what="the predictions", tag="inference", products=[out_path])
+    reuse = not a.force and stage.skip("delete it (or pass --force) to predict again",
+                                       f"{out_path} exists with {len(records)} predictions; skipping generation "
+                                       f"(--force to redo)")
     embedding_model = a.embedding_model or contract.embedding_model  # the official contract grounds with the authors'
-    return Checked(model_dir, contract, embedding_model, records, data_dir, out_path, stage, args, reuse)
+    return Checked(model_dir, contract, embedding_model, records, data_dir, out_path, stage, reuse)
 
 
 def main(a: Args) -> None:
@@ -117,17 +116,14 @@ def main(a: Args) -> None:
     checked = check(a)
     model_dir, contract, records, out_path = checked.model_dir, checked.contract, checked.records, checked.out_path
     if checked.reuse:  # without accelerate's state: a finished evaluation skips without torch
-        if launched_as_main():
-            print(f"{out_path} exists with {len(records)} predictions; skipping generation (--force to redo)")
-            if a.evaluate and evaluated(model_dir, a.topk, checked.embedding_model, a.decoding):
-                print(f"[eval] {model_dir} already evaluated with these settings; skipping")
-            elif a.evaluate:
-                evaluate_results(a, checked)
+        if a.evaluate and launched_as_main():
+            evaluate_results(a, checked)
         return
     from utils.device import process_state, release_memory
     from utils.modeling import load_model, load_tokenizer
 
     state = process_state()
+    checked.stage.begin()
     catalog = load_catalog(checked.data_dir)
     tokenizer = load_tokenizer(model_dir, trust_remote_code=a.trust_remote_code, padding_side="left")
     model = load_model(model_dir, merge=True, trust_remote_code=a.trust_remote_code, device=state.device)
@@ -138,27 +134,27 @@ def main(a: Args) -> None:
     t0 = time.time()
     if a.decoding == "constrained":
         from utils.constrained import beam_search_sharded
+        from utils.generation import Batching
 
-        beams = beam_search_sharded(model, tokenizer, prompts, catalog.names, k=checked.args["beams"],
-                                    token_budget=a.token_budget, desc=f"{a.split} inference (constrained)")
+        beams = beam_search_sharded(model, tokenizer, prompts, catalog.names, k=checked.stage.args["beams"],
+                                    batching=Batching(a.token_budget, desc=f"{a.split} inference (constrained)"))
         predicted = [{"predict": [render_completion(catalog.names[i]) for i, _ in b],
                       "logprobs": [round(s, 6) for _, s in b]} for b in beams]
     elif a.decoding == "candidates":
         predicted = predict_candidates(model, tokenizer, records, prompts, catalog, checked.data_dir, a)
     else:
-        from utils.generation import generate_sharded
+        from utils.generation import Batching, Sampling, generate_sharded
 
         texts = generate_sharded(model, tokenizer, prompts,
                                  max_new_tokens=contract.max_new_tokens(tokenizer, catalog.names, "evaluation"),
-                                 one_line=contract.one_line, token_budget=a.token_budget, seed=a.seed,
-                                 desc=f"{a.split} inference")
+                                 one_line=contract.one_line, sampling=Sampling(seed=a.seed),
+                                 batching=Batching(a.token_budget, desc=f"{a.split} inference"))
         predicted = [{"predict": [contract.answer(t) for t in answers]} for answers in texts]
     if state.is_main_process:
         write_json(out_path, [{**r, **p} for r, p in zip(records, predicted)])
-        write_run_config(model_dir, checked.stage, checked.args,
-                         {"records": len(records), "world_size": state.num_processes,
-                          "generation_seconds": round(time.time() - t0, 2)})
-        print(f"[inference] wrote {out_path} ({time.time() - t0:.1f} s generation)", flush=True)
+    checked.stage.finish({"records": len(records), "world_size": state.num_processes,
+                          "generation_seconds": round(time.time() - t0, 2)},
+                         f"wrote {out_path} ({time.time() - t0:.1f} s generation)")
     del model
     release_memory()
     if a.evaluate and state.is_main_process:
@@ -168,7 +164,7 @@ def main(a: Args) -> None:
 
 def predict_candidates(model, tokenizer, records, prompts, catalog, data_dir, a: Args) -> list[dict]:
     """Each record's drawn candidates, their answers ranked by the model's log-probability and those scores."""
-    from utils.candidates import candidate_scores_sharded, draw_candidates
+    from utils.candidates import BATCHING, candidate_scores_sharded, draw_candidates
     from utils.data import user_items
 
     by_user = user_items(data_dir)
@@ -177,7 +173,7 @@ def predict_candidates(model, tokenizer, records, prompts, catalog, data_dir, a:
     drawn = {i: draw_candidates(records[i], catalog, by_user, a.candidate_seed, a.candidates) for i in scored}
     scores = dict(zip(scored, candidate_scores_sharded(
         model, tokenizer, [prompts[i] for i in scored], [[catalog.names[j] for j in drawn[i]] for i in scored],
-        token_budget=a.token_budget, desc=f"{a.split} inference (candidates)")))
+        batching=replace(BATCHING, token_budget=a.token_budget, desc=f"{a.split} inference (candidates)"))))
     out = []
     for i in range(len(records)):
         rows, s = drawn.get(i, []), scores.get(i, [])
@@ -188,25 +184,33 @@ def predict_candidates(model, tokenizer, records, prompts, catalog, data_dir, a:
     return out
 
 
-def evaluated(model_dir, topk, embedding_model, decoding="greedy") -> bool:
-    """Every requested eval file of the decoding mode and its per-user file exist; greedy ones grounded with the same
-    embedding model, by name and content (constrained ones ground nothing)."""
+def evaluation_stage(a: Args, checked: Checked) -> Stage:
+    """The eval files of the decoding mode and its per-user file, as a stage: made with these K, this contract and,
+    greedy, this grounding model by name and content (constrained decoding grounds nothing)."""
     from utils.grounding import embedding_model_id
     from utils.metrics import eval_name, parse_ks, users_name
 
-    want = embedding_model_id(embedding_model) if decoding == "greedy" else None
-    files = [Path(model_dir) / eval_name(k, decoding) for k in parse_ks(topk)]
-    return ((Path(model_dir) / users_name(decoding)).is_file()
-            and all(f.is_file() and read_json(f).get("embedding_model") == want for f in files))
+    ks = parse_ks(a.topk)
+    greedy = a.decoding == "greedy"
+    args = {"ks": list(ks), "decoding": a.decoding, "contract": checked.contract.name,
+            "grounding_model": embedding_model_id(checked.embedding_model) if greedy else None}
+    products = [checked.model_dir / eval_name(k, a.decoding) for k in ks] + [checked.model_dir / users_name(a.decoding)]
+    return Stage("evaluation" if greedy else f"evaluation_{a.decoding}", checked.model_dir, args,
+                 what="the eval files", tag="eval", products=products, redo_on_change=True)
 
 
 def evaluate_results(a: Args, checked: Checked) -> None:
-    """eval/evaluate.py on the predictions, in this process."""
+    """eval/evaluate.py on the predictions, in this process (the main one), unless made with these settings."""
     from eval import evaluate
 
+    stage = evaluation_stage(a, checked)
+    if stage.skip(message=f"{checked.model_dir} already evaluated with these settings; skipping"):
+        return
+    stage.begin()
     evaluate.main(evaluate.Args(str(checked.out_path), category=a.category, data_dir=str(checked.data_dir),
                                 topk=a.topk, embedding_model=checked.embedding_model, decoding=a.decoding,
                                 report_to=a.report_to, contract=checked.contract.name, candidates=a.candidates))
+    stage.finish(message=f"{checked.model_dir} evaluated")
 
 
 if __name__ == "__main__":

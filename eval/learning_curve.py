@@ -21,6 +21,7 @@ from eval.collect import answer_counts
 from utils.cli import comma_list, run_cli
 from utils.data import category_dir, load_split, sample_records
 from utils.io import UserError, read_json, write_text
+from utils.methods import curve_slice, method_dir
 from utils.metrics import read_eval_users, users_name
 
 
@@ -47,15 +48,14 @@ def budget_slices(records: list, budgets: list[int], seed: int) -> dict[int, lis
 
 def write_slices(run_root, category: str, budgets: list[int], seed: int, data_dir: str = "") -> None:
     data = Path(data_dir) if data_dir else category_dir(category)
-    out = Path(run_root) / "slices" / category
     for b, records in budget_slices(load_split(data, "train"), budgets, seed).items():
-        path = out / f"records-{b}.jsonl"
+        path = curve_slice(run_root, category, b)
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
         if not path.is_file():
             write_text(path, text)
         elif path.read_text(encoding="utf-8") != text:
             raise UserError(f"{path} holds other records (another seed, data or budgets): use a new --run_root")
-    print(f"[curve] records for budgets {','.join(map(str, budgets))} (seed {seed}) in {out}")
+    print(f"[curve] records for budgets {','.join(map(str, budgets))} (seed {seed}) in {path.parent}")
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -97,7 +97,7 @@ def curve_table(run_root, category: str) -> tuple[list[tuple[int, dict]], dict |
     rows = [(b, stage_row(d)) for b, d in stages]
     if len({r["fingerprint"] for _, r in rows}) > 1:
         raise UserError(f"{root}: the stages were evaluated on different test users: evaluate them on the same ones")
-    mostpop = root / "MostPop" / category / "eval_top5.json"
+    mostpop = method_dir(root, "MostPop", category) / "eval_top5.json"
     pop = read_json(mostpop) if mostpop.is_file() else None
     if pop and pop.get("test_records") != rows[0][1]["fingerprint"]:
         raise UserError(f"{mostpop} was evaluated on other test users than the stages")

@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
@@ -87,22 +88,32 @@ class _KeepBest(Trainer):
         self._epoch_start = now
 
 
-def build_config(model: str, data_path: Path, name: str, scratch: Path, max_len: int, epochs: int, patience: int,
-                 seed: int, hyper: dict) -> Config:
+@dataclass(frozen=True)
+class Training:
+    """How a model is trained (eval/sasrec.py's options): the history items it reads, the most epochs, the epochs
+    without a better valid score before it stops, the seed, and RecBole's other settings (`hyper`)."""
+    max_len: int
+    epochs: int
+    patience: int
+    seed: int
+    hyper: dict
+
+
+def build_config(model: str, data_path: Path, name: str, scratch: Path, t: Training) -> Config:
     """RecBole's configuration: the leave-one-out split on our time order, full-catalog evaluation of the valid item,
-    and the model's hyperparameters (RecBole's defaults unless `hyper` sets them)."""
+    and the model's hyperparameters (RecBole's defaults unless `t.hyper` sets them)."""
     settings = {
         "data_path": str(data_path), "checkpoint_dir": str(scratch / "saved"),
         "USER_ID_FIELD": USER, "ITEM_ID_FIELD": ITEM, "TIME_FIELD": TIME,
         # every catalog item is a RecBole item (the .item file), interacted with or not, so every item gets a score
         "load_col": {"inter": [USER, ITEM, TIME], "item": [ITEM]},
-        "MAX_ITEM_LIST_LENGTH": max_len,
+        "MAX_ITEM_LIST_LENGTH": t.max_len,
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
         "train_neg_sample_args": None, "loss_type": "CE",  # softmax over the whole catalog: no sampled negatives
         "metrics": ["Hit", "NDCG"], "topk": [10], "valid_metric": VALID_METRIC,
-        "epochs": epochs, "stopping_step": patience, "seed": seed, "reproducibility": True,
+        "epochs": t.epochs, "stopping_step": t.patience, "seed": t.seed, "reproducibility": True,
         "use_gpu": torch.cuda.is_available(), "show_progress": False, "log_wandb": False, "worker": 0,
-        **hyper,
+        **t.hyper,
     }
     saved, sys.argv = sys.argv, sys.argv[:1]  # RecBole's Config also reads --key=value from the command line
     try:
@@ -143,19 +154,18 @@ def check_split(splits: dict, sequences: dict, max_len: int) -> None:
                                      f"{user}'s {len(seq)} items, not {want}")
 
 
-def train(model_name: str, data_path: Path, name: str, sequences: dict, max_len: int, epochs: int, patience: int,
-          seed: int, hyper: dict, say=print):
+def train(model_name: str, data_path: Path, name: str, sequences: dict, t: Training, say=print):
     """Train on RecBole's train set, early-stopped on its valid set. Returns (the model at its best epoch, the
     dataset (RecBole's item ids), facts for the run config)."""
     if model_name not in ARCHITECTURE:
         raise ValueError(f"model must be one of {', '.join(ARCHITECTURE)}, got {model_name!r}")
     with tempfile.TemporaryDirectory(prefix="recbole-") as scratch:
-        config = build_config(model_name, data_path, name, Path(scratch), max_len, epochs, patience, seed, hyper)
+        config = build_config(model_name, data_path, name, Path(scratch), t)
         init_seed(config["seed"], config["reproducibility"])
         dataset = create_dataset(config)
         train_data, valid_data, test_data = data_preparation(config, dataset)
         check_split({"train": train_data._dataset, "valid": valid_data._dataset, "test": test_data._dataset},
-                    sequences, max_len)
+                    sequences, t.max_len)
         say(f"RecBole's leave-one-out split equals the project's sequences: {len(train_data._dataset)} train rows, "
             f"{len(valid_data._dataset)} valid, {len(test_data._dataset)} test (never trained on, never evaluated)")
         init_seed(config["seed"] + config["local_rank"], config["reproducibility"])

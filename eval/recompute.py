@@ -60,7 +60,7 @@ def recompute(roots: list[str], out: Path) -> None:
     os.chdir(ROOT)  # the roots are written into the file as given: relative, as the committed files have them
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            stats.run(run_root=",".join(roots), category="ML100K", out=str(out))
+            stats.main(stats.Args(run_root=",".join(roots), category="ML100K", out=str(out)))
     finally:
         os.chdir(here)
 

@@ -33,9 +33,10 @@ from eval.mostpop import full_ranks, train_context, write_list_evals
 from utils.cli import comma_list, run_cli
 from utils.data import REPO_ROOT, category_dir, load_catalog, load_split, sample_records, split_path
 from utils.io import UserError, check_output_dir, read_json
+from utils.markers import finish_stage, is_done, start_stage
 from utils.metrics import Ranking, evaluated_records, parse_ks
 from utils.prompt import record_history, record_target
-from utils.stage import check_same_settings, finish_stage, is_done, start_stage, write_run_config
+from utils.provenance import check_same_settings, write_run_config
 
 MODELS = ("SASRec", "GRU4Rec")
 SEEN_REMOVED = "seen_removed"  # the subdirectory of the seen-items-removed variant
@@ -102,11 +103,26 @@ def write_atomic_files(sequences: dict, catalog, directory, name: str) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------- export
-def export(scores: np.ndarray, test, keep, targets, n_skipped, catalog, context, ks, output_dir, model: str,
-           category: str, seen=None) -> dict:
-    """Eval files of (N, items) `scores` for the evaluated test records `keep` (target rows `targets`): each record's
-    whole catalog ranked by score, ties to the smaller row. With `seen` (per record, the catalog rows of its input
-    sequence) those items go to the bottom first: the seen-items-removed variant. Returns {K: metrics}."""
+@dataclass
+class TestUsers:
+    """The test records a model's scores are for, and what their eval files are written against
+    (eval.mostpop.write_list_evals): the records, the evaluated ones (`keep`, a catalog target) and their targets'
+    catalog rows, how many were skipped, the catalog, the training popularity, the K values, the category."""
+    records: list
+    keep: list
+    targets: np.ndarray
+    n_skipped: int
+    catalog: object
+    context: object
+    ks: list
+    category: str
+
+
+def export(scores: np.ndarray, users: TestUsers, output_dir, model: str, seen=None) -> dict:
+    """Eval files of (N, items) `scores` for the evaluated test records `users.keep`: each record's whole catalog
+    ranked by score, ties to the smaller row. With `seen` (per record, the catalog rows of its input sequence) those
+    items go to the bottom first: the seen-items-removed variant. Returns {K: metrics}."""
+    keep, targets, catalog, ks = users.keep, users.targets, users.catalog, users.ks
     scores = np.array(scores, dtype=np.float64)
     if scores.shape != (len(keep), len(catalog)):
         raise ValueError(f"scores of shape {scores.shape}, expected {(len(keep), len(catalog))}")
@@ -114,8 +130,8 @@ def export(scores: np.ndarray, test, keep, targets, n_skipped, catalog, context,
         for i, rows in enumerate(seen):
             scores[i, rows] = -np.inf
     order = np.argsort(-scores, axis=1, kind="stable")
-    ranking = Ranking(keep, targets, full_ranks(order, targets), order[:, :max(ks)], None, None, n_skipped)
-    return write_list_evals(ranking, test, catalog, context, ks, output_dir, model, category)
+    ranking = Ranking(keep, targets, full_ranks(order, targets), order[:, :max(ks)], None, None, users.n_skipped)
+    return write_list_evals(ranking, users.records, catalog, users.context, ks, output_dir, model, users.category)
 
 
 # --------------------------------------------------------------------------------------------------- main
@@ -188,14 +204,14 @@ def main(a: Args) -> None:
 
     with tempfile.TemporaryDirectory(prefix="sasrec-atomic-") as tmp:
         write_atomic_files(sequences, catalog, tmp, category)
-        model, dataset, facts = recbole_model.train(a.model, Path(tmp), category, sequences, a.max_len, a.epochs,
-                                                    a.patience, a.seed, hyper, say=lambda m: print(f"[{stage}] {m}"))
+        training = recbole_model.Training(a.max_len, a.epochs, a.patience, a.seed, hyper)
+        model, dataset, facts = recbole_model.train(a.model, Path(tmp), category, sequences, training,
+                                                    say=lambda m: print(f"[{stage}] {m}"))
     scores = recbole_model.score(model, dataset, inputs, len(catalog))
     partial = start_stage(out)
-    context = train_context(data, catalog)
-    export(scores, test, keep, targets, n_skipped, catalog, context, ks, partial, a.model, category)
-    export(scores, test, keep, targets, n_skipped, catalog, context, ks, partial / SEEN_REMOVED,
-           f"{a.model} (seen items removed)", category, seen=inputs)
+    users = TestUsers(test, keep, targets, n_skipped, catalog, train_context(data, catalog), ks, category)
+    export(scores, users, partial, a.model)
+    export(scores, users, partial / SEEN_REMOVED, f"{a.model} (seen items removed)", seen=inputs)
     write_run_config(partial, stage, args, {**facts, "history_len": a.max_len, "test_users": len(keep)})
     finish_stage(out)
     print(f"[{stage}] wrote {out} (best epoch {facts['best_epoch']} of {facts['epochs_run']} run, "

@@ -50,6 +50,7 @@ share a model and its lists) is written "identical in every seed", with no inter
 interval would exclude 0 and a t-test would call it certain); only the seeds' own tests speak to its noise.
 Writes <first root>/<C>_stats.md (<C>_stats_constrained.md for constrained decoding, _top<K> added for K other than 5).
 """
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -323,12 +324,34 @@ def sources(root, category: str, decoding: str, references) -> dict[str, Path]:
     return out
 
 
-def run_stats(roots, category: str, data_dir: str = "", k: int = 5, resamples: int = 1000, seed: int = 0,
-              embedding_model: str = "", swaps: int = 2000, decoding: str = "greedy",
-              references=()) -> tuple[str, dict]:
+@dataclass
+class Args:
+    """The statistics' options (the command line's --name value; tests build it directly)."""
+    run_root: str = "models"  # one run root, or several (seeds) separated by commas
+    category: str = "ML100K"
+    data_dir: str = ""  # only for re-grounding a model without eval_users.jsonl
+    k: int = 5
+    resamples: int = 1000
+    seed: int = 0
+    embedding_model: str = ""  # only for re-grounding; empty: the one each model recorded
+    out: str = ""  # default: <first root>/<category>_stats[_<decoding>][_top<k>].md
+    swaps: int = 2000
+    decoding: str = "greedy"
+    references: str | tuple = ""  # "MostPop,SASRec" (fire reads it as a tuple), "MostPop" or a tuple
+
+    @property
+    def reference_names(self) -> tuple:
+        refs = self.references
+        return tuple(refs) if isinstance(refs, (list, tuple)) else tuple(refs.replace(",", " ").split())
+
+
+def run_stats(roots, a: Args) -> tuple[str, dict]:
+    """The paired statistics of the run roots as a markdown text, and the differences themselves."""
     from eval.figures import recorded_embedding_model
     from utils.metrics import result_name, users_name
 
+    category, data_dir, k, resamples, seed, swaps = a.category, a.data_dir, a.k, a.resamples, a.seed, a.swaps
+    embedding_model, decoding, references = a.embedding_model, a.decoding, a.reference_names
     if decoding not in ("greedy", "constrained"):
         raise UserError(f"--decoding {decoding}: the paired statistics take greedy or constrained top-K lists")
     dataset = {}  # the catalog and popularity deciles, loaded only for a model without eval_users.jsonl
@@ -419,20 +442,16 @@ def run_stats(roots, category: str, data_dir: str = "", k: int = 5, resamples: i
     return "\n".join(lines) + "\n", {"pairs": pairs, "per_root": per_root}
 
 
-def run(run_root: str = "models", category: str = "ML100K", data_dir: str = "", k: int = 5, resamples: int = 1000,
-        seed: int = 0, embedding_model: str = "", out: str = "", swaps: int = 2000, decoding: str = "greedy",
-        references: str | tuple = ""):
+def main(a: Args) -> None:
     from eval.collect import parse_roots
 
-    roots = parse_roots(run_root)
-    # fire reads "MostPop,SASRec" as a tuple and "MostPop" as a string
-    refs = tuple(references) if isinstance(references, (list, tuple)) else tuple(references.replace(",", " ").split())
-    text, _ = run_stats(roots, category, data_dir, k, resamples, seed, embedding_model, swaps, decoding, refs)
-    suffix = ("" if decoding == "greedy" else f"_{decoding}") + ("" if k == 5 else f"_top{k}")
-    path = Path(out) if out else Path(roots[0]) / f"{category}_stats{suffix}.md"
+    roots = parse_roots(a.run_root)
+    text, _ = run_stats(roots, a)
+    suffix = ("" if a.decoding == "greedy" else f"_{a.decoding}") + ("" if a.k == 5 else f"_top{a.k}")
+    path = Path(a.out) if a.out else Path(roots[0]) / f"{a.category}_stats{suffix}.md"
     write_text(path, text)
     print(text + f"\nwrote {path}")
 
 
 if __name__ == "__main__":
-    run_cli(run)
+    run_cli(main)

@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# usage: bash shell/demo.sh [GPU ids...]
+# usage: bash shell/demo.sh [GPU ids...] [--dry-run]
 # The main job on the embedded default, from a fresh clone: set-up, MovieLens-100K, the small model the project
 # builds itself, SFT, an SPRec iteration, the verdict's baselines (the DPO baseline, the DPO+SFT ablation, MostPop;
 # BASELINES=all runs the paper's whole roster, shell/baselines.sh), the results report and the paired statistics
 # (eval/stats.py). Every stage is resumable: rerunning skips what is finished. The digits do not depend on the
-# machine (KERNELS=portable, shell/common.sh): a fresh clone prints the README's table.
+# machine (KERNELS=portable, utils/plan.py): a fresh clone prints the README's table.
 # BASE_MODEL=smollm2 runs the same job with the embedded pretrained SmolLM2-135M-Instruct and LoRA (docs/smollm2.md:
-# the sizes and the time it takes).
+# the sizes and the time it takes). --dry-run prints the whole plan and runs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash shell/setup.sh
+# shellcheck source=shell/help.sh
+source shell/help.sh
+[[ " $* " == *" --dry-run "* ]] || bash shell/setup.sh
 # shellcheck source=shell/common.sh
 source shell/common.sh
-parse_gpu_ids 0 "$@"
 
 # ---- edit here (or set in the environment) ----
 ITERATIONS=${ITERATIONS:-1}   # self-play iterations of SPRec and the baselines (the five-seed study: 2)
@@ -25,20 +26,9 @@ BASELINES=${BASELINES:-"DPO DPO+SFT MostPop"}   # all = the paper's whole roster
 # its own recipe (utils/recipe.py).
 if [[ -z "$BASE_MODEL" ]]; then RECIPE=${RECIPE:-recipes/demo.yaml}; else RECIPE=${RECIPE:-""}; fi
 EVAL_SFT_STEP=${EVAL_SFT_STEP:-0}   # 1: also evaluate each iteration's intermediate SFT-step model (no claim needs it)
-export CATEGORIES=ML100K BASE_MODEL OUTPUT_ROOT SEED BASELINES EVAL_SFT_STEP RECIPE
 # ------------------------------------------------
+export CATEGORIES=ML100K ITERATIONS BASE_MODEL OUTPUT_ROOT SEED FIGS_DIR BASELINES EVAL_SFT_STEP RECIPE
 
-start=$(date +%s)
-if ! stage_done data/ML100K; then
-  banner "preparing MovieLens-100K (data/ML100K)"
-  python -m data.prepare ml-100k
-fi
-bash shell/SFT.sh "${GPU_IDS[@]}"
-bash shell/SPRec.sh "${GPU_IDS[@]}" "$ITERATIONS"
-bash shell/baselines.sh "${GPU_IDS[@]}" "$ITERATIONS"
-banner "report"
-python -m eval.report --run_root "$OUTPUT_ROOT" --category ML100K --figs_dir "$FIGS_DIR"
-python -m eval.stats --run_root "$OUTPUT_ROOT" --category ML100K
-echo
-echo "demo finished in $(( ($(date +%s) - start) / 60 )) min $(( ($(date +%s) - start) % 60 )) s;" \
-  "table: $OUTPUT_ROOT/ML100K_results.md, figures: $FIGS_DIR/ML100K_*.png"
+start=$SECONDS
+run_plan demo 0 "$@"
+(( ${#DRY_RUN[@]} )) || echo "demo finished in $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s"

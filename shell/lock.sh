@@ -6,13 +6,15 @@
 # golden eval files if a digit moved (tests/test_golden.py says which).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=shell/help.sh
+source shell/help.sh
 
 # ---- edit here ----
 UV_VERSION=0.13.9
 PYTHON_VERSION=3.11
 PLATFORM=x86_64-manylinux_2_28
 TORCH_CPU_INDEX=${TORCH_CPU_INDEX:-"https://download.pytorch.org/whl/cpu"}  # where torch's +cpu wheel comes from
-# -------------------
+# ---------------------------------------------------------------------------------------------------------------
 
 py=python3; [[ -x .venv/bin/python ]] && py=.venv/bin/python
 "$py" -m uv --version 2>/dev/null | grep -q " $UV_VERSION" || "$py" -m pip install --quiet "uv==$UV_VERSION"

@@ -5,6 +5,8 @@
 # compiles the project's lock. shell/setup_recbole.sh installs it into .venv-recbole.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=shell/help.sh
+source shell/help.sh
 
 # ---- edit here ----
 UV_VERSION=0.13.9
@@ -12,7 +14,7 @@ PYTHON_VERSION=3.11
 PLATFORM=x86_64-manylinux_2_28
 TORCH_CPU_INDEX=${TORCH_CPU_INDEX:-"https://download.pytorch.org/whl/cpu"}  # where torch's +cpu wheel comes from
 ENV_DIR=envs/recbole
-# -------------------
+# ---------------------------------------------------------------------------------------------------------------
 
 tools=$(mktemp -d)
 trap 'rm -rf "$tools"' EXIT

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# usage: bash shell/sasrec.sh
+# usage: bash shell/sasrec.sh [--dry-run]
 # SASRec (MODEL=GRU4Rec: GRU4Rec) from RecBole 1.2.1 on CATEGORY's split, its top-K lists scored by the project's
 # metrics (eval/sasrec.py), into OUTPUT_ROOT/MODEL/CATEGORY, with MostPop and a Random row (eval/random_baseline.py)
 # beside it (seconds each); then `python -m eval.report --run_root OUTPUT_ROOT --category CATEGORY` shows them, and
 # beside any other run's rows once copied into one run root. Makes RecBole's environment first (.venv-recbole). A
 # finished run is reused when its settings match; other settings stop with the difference (set a new OUTPUT_ROOT).
-# Threads and kernels follow KERNELS and CPU_THREADS (shell/common.sh), recorded in the run config.
+# Threads and kernels follow KERNELS and CPU_THREADS (shell/common.sh), recorded in the run config. --dry-run prints
+# the plan (utils/plan.py) and runs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=shell/help.sh
+source shell/help.sh
+[[ " $* " == *" --dry-run "* ]] || bash shell/setup_recbole.sh
+# shellcheck source=shell/common.sh
+source shell/common.sh            # KERNELS, threads, the plan; the project's .venv runs MostPop and the Random row
 
 # ---- edit here (or set in the environment) ----
 MODEL=${MODEL:-SASRec}            # SASRec or GRU4Rec
@@ -19,16 +25,7 @@ PATIENCE=${PATIENCE:-10}          # epochs without a better valid NDCG@10
 SEED=${SEED:-42}
 RECBOLE_ARGS=${RECBOLE_ARGS:-""}  # more RecBole settings, "key=value,key=value"
 RAW=${RAW:-""}                    # a GroupLens ml-100k folder, if data.prepare read one (default: the recbole wheel's copy)
-# ------------------------------------------------
+# -------------------------------------------------------------------------------------------------------------
+export MODEL CATEGORY OUTPUT_ROOT MAX_LEN EPOCHS PATIENCE SEED RECBOLE_ARGS RAW
 
-bash shell/setup_recbole.sh
-# shellcheck source=shell/common.sh
-source shell/common.sh            # KERNELS, threads, banners; the project's .venv runs the Random row
-check_category "$CATEGORY"
-banner "MostPop and Random on $CATEGORY"
-python -m eval.mostpop --category "$CATEGORY" --output_dir "$OUTPUT_ROOT/MostPop/$CATEGORY" --seed "$SEED"
-python -m eval.random_baseline --category "$CATEGORY" --output_dir "$OUTPUT_ROOT/Random/$CATEGORY" --seed "$SEED"
-banner "$MODEL (RecBole) on $CATEGORY"
-.venv-recbole/bin/python -m eval.sasrec --category "$CATEGORY" --output_dir "$OUTPUT_ROOT/$MODEL/$CATEGORY" \
-  --model "$MODEL" --max_len "$MAX_LEN" --epochs "$EPOCHS" --patience "$PATIENCE" --seed "$SEED" \
-  --recbole_args "$RECBOLE_ARGS" --raw "$RAW"
+run_plan sasrec 0 "$@"

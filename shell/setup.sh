@@ -5,6 +5,8 @@
 # successful install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=shell/help.sh
+source shell/help.sh
 
 if [[ -n "${VIRTUAL_ENV:-}" || -n "${CONDA_PREFIX:-}" ]]; then
   PY=python

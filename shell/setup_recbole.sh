@@ -5,11 +5,13 @@
 # changed since the last successful install. A few minutes the first time (torch and tensorboard are the bulk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=shell/help.sh
+source shell/help.sh
 
 # ---- edit here ----
 ENV=.venv-recbole
 LOCK=envs/recbole/requirements.lock
-# -------------------
+# ---------------------------------------------------------------------------------------------------------------
 
 [[ -x "$ENV/bin/python" ]] || { echo "[setup_recbole] creating $ENV"; python3 -m venv "$ENV"; }
 stamp="$ENV/.recbole-lock.sha256"

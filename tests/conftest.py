@@ -25,10 +25,10 @@ def ml100k() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(ml100k, tmp_path_factory) -> Path:
     """An untrained embedded-style model for ML100K (small vocabulary so it builds in seconds)."""
-    from utils.tiny_model import build
+    from utils.tiny_model import Args, build
 
     out = tmp_path_factory.mktemp("tiny") / "model"
-    build(category="ML100K", out=str(out), vocab_size=1024, hidden=64, layers=2, heads=2, corpus_records=500)
+    build(Args(category="ML100K", out=str(out), vocab_size=1024, hidden=64, layers=2, heads=2, corpus_records=500))
     return out
 
 

@@ -28,7 +28,7 @@ def naive_scores(model, tok, prompt, names):
     cache, no batch, no padding): the reference."""
     import torch
 
-    from utils.generation import completion_ids
+    from utils.prompt import completion_ids
 
     pid = tok(prompt).input_ids
     out = []
@@ -63,7 +63,9 @@ def test_batched_prefilled_scores_equal_one_forward_pass_per_candidate(sharp, ml
     """Prompts of different lengths in one batch (one much shorter), 20 candidates each, completions of different
     token lengths: every score equals the naive full forward pass to 1e-5, with and without the shared prefix, and
     with batches of one prompt."""
-    from utils.candidates import candidate_scores, draw_candidates
+    from dataclasses import replace
+
+    from utils.candidates import BATCHING, candidate_scores, draw_candidates
     from utils.data import load_catalog, load_split, user_items
 
     model, tok = sharp
@@ -74,18 +76,20 @@ def test_batched_prefilled_scores_equal_one_forward_pass_per_candidate(sharp, ml
     names = [[catalog.names[i] for i in draw_candidates(r, catalog, by_user, 0)] for r in records]
     want = [naive_scores(model, tok, p, c) for p, c in zip(prompts, names)]
     for kwargs in ({}, {"share_prefix": False}, {"max_batch": 1}, {"token_budget": 2000}):
-        got = candidate_scores(model, tok, prompts, names, progress=False, **kwargs)
+        got = candidate_scores(model, tok, prompts, names, batching=replace(BATCHING, progress=False, **kwargs))
         assert np.allclose(got, want, atol=1e-5, rtol=0), kwargs
     assert len({round(s, 3) for s in want[0]}) > 15  # the scores differ: the check is not of a constant
 
 
 def test_a_model_that_knows_the_answer_ranks_it_first(sharp, ml100k):
     """The output layer biased towards one title's tokens: that title gets the best score among its candidates."""
+    from dataclasses import replace
+
     import torch
 
-    from utils.candidates import candidate_scores
+    from utils.candidates import BATCHING, candidate_scores
     from utils.data import load_catalog
-    from utils.generation import completion_ids
+    from utils.prompt import completion_ids
 
     model, tok = sharp
     catalog = load_catalog(ml100k)
@@ -99,7 +103,7 @@ def test_a_model_that_knows_the_answer_ranks_it_first(sharp, ml100k):
     head.bias = torch.nn.Parameter(bias if saved is None else saved + bias)
     try:
         scores = candidate_scores(model, tok, [render_prompt(json.loads((ml100k / "test.json").read_text())[0])],
-                                  [names], progress=False)[0]
+                                  [names], batching=replace(BATCHING, progress=False))[0]
     finally:
         head.bias = None if saved is None else torch.nn.Parameter(saved)
     assert int(np.argmax(scores)) == 13

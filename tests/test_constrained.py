@@ -1,10 +1,10 @@
 """Catalog-constrained beam search (utils/constrained.py) and its evaluation path."""
 import json
 import shutil
-import time
 
 import pytest
 
+from utils.generation import Batching
 from utils.io import UserError
 from utils.modeling import load_model, load_tokenizer
 from utils.prompt import render_completion, render_prompt
@@ -63,7 +63,7 @@ def test_the_mask_allows_exactly_the_catalog_continuations(sharp):
     import torch
 
     from utils.constrained import catalog_trie
-    from utils.generation import completion_ids
+    from utils.prompt import completion_ids
 
     _, tok = sharp
     trie = catalog_trie(tok, SIX)
@@ -97,12 +97,12 @@ def test_beams_are_the_exact_top_k_when_k_covers_the_catalog(sharp, prompts):
     """K >= items: nothing is pruned, so the beams are every item ranked by its brute-force log-probability; a
     smaller K gives distinct items in score order, each scored as brute force scores it."""
     from utils.constrained import beam_search
-    from utils.generation import completion_ids
+    from utils.prompt import completion_ids
 
     model, tok = sharp
     seqs = completion_ids(tok, SIX)
-    full = beam_search(model, tok, prompts[2:4], SIX, k=8, progress=False)
-    small = beam_search(model, tok, prompts[2:4], SIX, k=3, progress=False)
+    full = beam_search(model, tok, prompts[2:4], SIX, k=8, batching=Batching(progress=False))
+    small = beam_search(model, tok, prompts[2:4], SIX, k=3, batching=Batching(progress=False))
     for prompt, beams, top3 in zip(prompts[2:4], full, small):
         exact = _brute_force(model, tok, prompt, seqs)
         assert [i for i, _ in beams] == sorted(range(len(SIX)), key=lambda i: -exact[i])
@@ -136,30 +136,29 @@ def test_batched_equals_unbatched(sharp, prompts, ml100k):
 
     model, tok = sharp
     names = load_catalog(ml100k).names[:400]
-    batched = beam_search(model, tok, prompts[:6], names, k=5, token_budget=2500, progress=False)
-    single = [beam_search(model, tok, [p], names, k=5, progress=False)[0] for p in prompts[:6]]
+    batched = beam_search(model, tok, prompts[:6], names, k=5, batching=Batching(2500, progress=False))
+    single = [beam_search(model, tok, [p], names, k=5, batching=Batching(progress=False))[0] for p in prompts[:6]]
     for a, b in zip(batched, single):
         assert [i for i, _ in a] == [i for i, _ in b] and len({i for i, _ in a}) == 5
         assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-4)
 
 
-def test_a_50k_item_trie_builds_in_seconds(sharp):
+def test_a_large_catalogs_trie_holds_every_item_in_linear_memory(sharp):
+    """A 5,000-item catalog: every item in the tree, no more nodes than title tokens, memory linear in them. How long a
+    build takes (50,000 items in seconds) is a benchmark, not a test: python -m bench.constrained --trie_items 50000."""
     import random
 
     from utils.constrained import build_trie
-    from utils.generation import completion_ids
+    from utils.prompt import completion_ids
 
     _, tok = sharp
     rng = random.Random(0)
     words = ["Night", "Love", "Story", "Return", "Dark", "Man", "City", "War", "Star", "Blue", "Last", "Dream"]
-    names = [" ".join(rng.choices(words, k=rng.randint(1, 5))) + f" ({1920 + i % 100}) {i}" for i in range(50_000)]
+    names = [" ".join(rng.choices(words, k=rng.randint(1, 5))) + f" ({1920 + i % 100}) {i}" for i in range(5_000)]
     seqs = completion_ids(tok, names)
-    t0 = time.perf_counter()
     trie = build_trie(seqs)
-    seconds = time.perf_counter() - t0
     total = sum(map(len, seqs))
-    assert int((trie.item >= 0).sum()) == 50_000 and trie.n_nodes <= total + 1
-    assert seconds < 5, f"{seconds:.1f} s to build a 50,000-item trie"
+    assert int((trie.item >= 0).sum()) == 5_000 and trie.n_nodes <= total + 1
     assert trie.nbytes <= 32 * (total + 1)  # linear in the titles' tokens
 
 

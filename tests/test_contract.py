@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from utils.generation import Batching
 from utils.io import UserError
 from utils.prompt import OFFICIAL, PROJECT, contract_of, model_contract, render_completion, render_prompt
 
@@ -368,8 +369,8 @@ def test_official_generation_runs_past_the_answer_line(tiny_model):
 
     tok, model = load_tokenizer(tiny_model, padding_side="left"), load_model(tiny_model)
     prompts = [OFFICIAL.generation_prompt(R1), OFFICIAL.generation_prompt(R2)]
-    short = generate(model, tok, prompts, max_new_tokens=24, progress=False)
-    long = generate(model, tok, prompts, max_new_tokens=24, progress=False, one_line=False)
+    short = generate(model, tok, prompts, max_new_tokens=24, batching=Batching(progress=False))
+    long = generate(model, tok, prompts, max_new_tokens=24, batching=Batching(progress=False), one_line=False)
     for (s,), (t,) in zip(short, long):
         assert s == (t.split("\n", 1)[0] + "\n" if "\n" in t else t)
 

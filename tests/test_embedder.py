@@ -14,7 +14,7 @@ import pytest
 import utils.embedder as embedder
 import utils.grounding as grounding
 from utils.io import UserError
-from utils.stage import is_done, partial_dir
+from utils.markers import is_done, partial_dir
 
 PREFIX = "model.0.auto_model."
 

@@ -4,8 +4,11 @@ import json
 
 import pytest
 
+from utils.generation import Batching, Sampling
 from utils.modeling import load_model, load_tokenizer
 from utils.prompt import render_prompt
+
+QUIET = Batching(progress=False)
 
 
 def sharpened(tiny_model):
@@ -28,8 +31,8 @@ def test_batched_greedy_equals_unbatched(tiny_model, ml100k):
     records = json.loads((ml100k / "test.json").read_text())[:12]
     prompts = [render_prompt(r) for r in records]
     prompts[3] = prompts[3][:200] + "### Response:\n"  # a much shorter prompt in the same batch
-    batched = generate(model, tok, prompts, max_new_tokens=8, token_budget=2048, progress=False)
-    single = [generate(model, tok, [p], max_new_tokens=8, progress=False)[0] for p in prompts]
+    batched = generate(model, tok, prompts, max_new_tokens=8, batching=Batching(2048, progress=False))
+    single = [generate(model, tok, [p], max_new_tokens=8, batching=QUIET)[0] for p in prompts]
     assert batched == single
 
 
@@ -38,10 +41,8 @@ def test_sampling_is_seeded(tiny_model, ml100k):
 
     model, tok = load_model(tiny_model), load_tokenizer(tiny_model, padding_side="left")
     prompts = [render_prompt(r) for r in json.loads((ml100k / "test.json").read_text())[:4]]
-    a = generate(model, tok, prompts, max_new_tokens=6, temperature=1.0, num_return_sequences=2, seed=7,
-                 progress=False)
-    b = generate(model, tok, prompts, max_new_tokens=6, temperature=1.0, num_return_sequences=2, seed=7,
-                 progress=False)
+    a = generate(model, tok, prompts, max_new_tokens=6, sampling=Sampling(2, 1.0, 7), batching=QUIET)
+    b = generate(model, tok, prompts, max_new_tokens=6, sampling=Sampling(2, 1.0, 7), batching=QUIET)
     assert a == b and all(len(x) == 2 for x in a)
 
 
@@ -54,7 +55,7 @@ def test_a_sampling_generation_config_does_not_make_greedy_sample(tiny_model, ml
     model.generation_config.update(do_sample=True, temperature=1.5, top_k=50, top_p=0.9)
     tok = load_tokenizer(tiny_model, padding_side="left")
     prompts = [render_prompt(r) for r in json.loads((ml100k / "test.json").read_text())[:6]]
-    ours = [generate(model, tok, prompts, max_new_tokens=8, seed=s, progress=False) for s in (1, 2)]
+    ours = [generate(model, tok, prompts, max_new_tokens=8, sampling=Sampling(seed=s), batching=QUIET) for s in (1, 2)]
     assert ours[0] == ours[1]
     for prompt, (text,) in zip(prompts, ours[0]):
         ids = tok(prompt, return_tensors="pt")
@@ -95,8 +96,8 @@ def test_the_shared_prefix_changes_no_answer(tiny_model, ml100k, temperature, n_
     model, tok = sharpened(tiny_model), load_tokenizer(tiny_model, padding_side="left")
     prompts = [render_prompt(r) for r in json.loads((ml100k / "test.json").read_text())[:24]]
     prompts[5] = prompts[5][:200] + "### Response:\n"
-    runs = [generate(model, tok, prompts, max_new_tokens=8, token_budget=1500, temperature=temperature,
-                     num_return_sequences=n_ret, seed=3, share_prefix=share, progress=False) for share in (False, True)]
+    runs = [generate(model, tok, prompts, max_new_tokens=8, sampling=Sampling(n_ret, temperature, 3),
+                     batching=Batching(1500, share_prefix=share, progress=False)) for share in (False, True)]
     assert runs[0] == runs[1]
 
 
@@ -107,7 +108,8 @@ def test_the_shared_prefix_changes_no_beam(tiny_model, ml100k):
     model, tok = sharpened(tiny_model), load_tokenizer(tiny_model, padding_side="left")
     names = load_catalog(ml100k).names[:300]
     prompts = [render_prompt(r) for r in json.loads((ml100k / "test.json").read_text())[:8]]
-    plain, shared = (beam_search(model, tok, prompts, names, k=4, token_budget=3000, share_prefix=s, progress=False)
+    plain, shared = (beam_search(model, tok, prompts, names, k=4, batching=Batching(3000, share_prefix=s,
+                                                                                       progress=False))
                      for s in (False, True))
     assert [[i for i, _ in b] for b in plain] == [[i for i, _ in b] for b in shared]
     assert all(abs(x[1] - y[1]) < 1e-4 for a, b in zip(plain, shared) for x, y in zip(a, b))

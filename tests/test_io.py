@@ -29,7 +29,7 @@ def test_an_empty_list_is_a_clear_error():
 def test_a_setting_added_later_reads_as_its_old_value(tmp_path):
     """A run config written before --decoding existed is a greedy run: a greedy rerun reuses it, a constrained one
     stops with the difference."""
-    from utils.stage import check_same_settings, write_run_config
+    from utils.provenance import check_same_settings, write_run_config
 
     write_run_config(tmp_path, "inference", {"seed": 1, "split": "test"})
     check_same_settings(tmp_path, "inference", {"seed": 1, "split": "test", "decoding": "greedy"})

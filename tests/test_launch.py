@@ -119,20 +119,6 @@ def test_setup_keeps_an_installed_cuda_torch(tmp_path, cuda):
     assert ("keeping the installed CUDA torch 2.11.0+cu128" in p.stdout) == cuda
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"SFT_SAMPLE_SIZE": "64"}, 'SFT_SAMPLE_SIZE is no longer read (the recipes hold it, utils/recipe.py): unset it '
-                                'and set RECIPE_ARGS="sft.sample_size=64" instead'),
-    ({"LR": "1e-4"}, 'set RECIPE_ARGS="dpo.learning_rate=1e-4 sft_step.learning_rate=1e-4" instead'),
-    ({"PRECOMPUTE_REF": "1"}, 'set RECIPE_ARGS="dpo.precompute_ref_log_probs=true" instead'),
-    ({"SFT_TRAINER_ARGS": "weight_decay=0.1"}, 'set RECIPE_ARGS="sft.<field>=value" instead'),
-    ({"MODEL_KIND": "pretrained"}, "MODEL_KIND is no longer read: the recipe follows the model"),
-])
-def test_a_setting_that_moved_into_the_recipes_stops_every_script(fake_bin, env, message):
-    # an old command would otherwise train the recipe's sizes without a word
-    p = common(fake_bin, "echo started", **env)
-    assert p.returncode == 2 and message in p.stderr and "started" not in p.stdout, p.stderr
-
-
 def test_the_stderr_of_a_multi_process_launch_reads_like_one_process(tmp_path):
     """utils/launcher_stderr.py: a user error once (and recorded), no launcher report, a process's crash whole, the
     rest (progress frames ending in \\r included) as it came."""
@@ -158,36 +144,3 @@ def test_the_stderr_of_a_multi_process_launch_reads_like_one_process(tmp_path):
     assert p.stderr.decode() == ("step 1/2\rstep 2/2\r\n"
                                  "error: global batch 3 does not split evenly over 2 process(es)\n" + crash)
     assert errors.read_text() == "error: global batch 3 does not split evenly over 2 process(es)\n"
-
-
-def test_a_finished_sft_model_is_copied_without_its_evaluations(fake_bin, tmp_path):
-    """seeds.sh SFT_MODEL=DIR: each seed's root gets the model and its training record, not another run's eval files
-    (the seed evaluates its own users); a second copy keeps it, a different model in the way stops."""
-    src, dest = tmp_path / "src", tmp_path / "seed42/SFT/ML100K"
-    src.mkdir()
-    for name in ("DONE", "adapter_model.safetensors", "run_config_sft.json", "eval_top5.json", "eval_users.jsonl",
-                 "test_result.json", "run_config_inference.json"):
-        (src / name).write_text(name)
-    p = common(fake_bin, f"copy_trained_model {src} {dest}")
-    assert p.returncode == 0, p.stderr
-    assert sorted(f.name for f in dest.iterdir()) == ["DONE", "adapter_model.safetensors", "run_config_sft.json"]
-    assert common(fake_bin, f"copy_trained_model {src} {dest}").returncode == 0
-    (src / "run_config_sft.json").write_text("another run")
-    p = common(fake_bin, f"copy_trained_model {src} {dest}")
-    assert p.returncode == 2 and "holds another model" in p.stderr
-    (src / "DONE").unlink()
-    p = common(fake_bin, f"copy_trained_model {src} {tmp_path / 'other'}")
-    assert p.returncode == 2 and "not a finished model directory" in p.stderr and not (tmp_path / "other").exists()
-
-
-def test_evaluate_runs_each_protocol_named_in_decoding(fake_bin, tmp_path, ml100k):
-    """DECODING="greedy constrained": one evaluation per protocol, in order, on the same model and users."""
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "DONE").write_text("")
-    p = common(fake_bin, f"parse_gpu_ids 0 0; evaluate {model} ML100K", DECODING="greedy constrained",
-               REPORT_TO="none")
-    assert p.returncode == 0, p.stderr
-    runs = [line for line in p.stdout.splitlines() if "-m eval.inference" in line]
-    assert [r.split("--decoding ")[1].split()[0] for r in runs] == ["greedy", "constrained"]
-    assert all(f"--model_dir {model} --category ML100K --seed 42" in r for r in runs)

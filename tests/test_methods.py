@@ -8,31 +8,24 @@ from utils import methods
 from utils.io import UserError
 
 
-def shell_vars(name, k="3") -> dict:
-    return dict(line.split("=", 1) for line in methods.shell_assignments(name, k).splitlines())
+def settings(name, k="3") -> tuple:
+    s = methods.method_settings(name, k)
+    return s["negatives"], s["num_negatives"], s["recipe_args"], s["sft_step"], s["dpo_step"], s["genre_weighting"]
 
 
 @pytest.mark.parametrize("name, expected", [
-    ("SPRec", {"negatives": "self", "num_negatives": "1", "method_recipe_args": "''", "sft_step": "1", "dpo_step": "1",
-               "genre_weighting": "False"}),
-    ("DPO", {"negatives": "random", "num_negatives": "1", "method_recipe_args": "''", "sft_step": "0",
-             "dpo_step": "1", "genre_weighting": "False"}),
-    ("DPO+SFT", {"negatives": "random", "num_negatives": "1", "method_recipe_args": "''", "sft_step": "1",
-                 "dpo_step": "1", "genre_weighting": "False"}),
-    ("S-DPO", {"negatives": "random", "num_negatives": "3", "method_recipe_args": "dpo.loss_type=sdpo",
-               "sft_step": "0", "dpo_step": "1", "genre_weighting": "False"}),
-    ("DMPO", {"negatives": "random", "num_negatives": "3", "method_recipe_args": "dpo.loss_type=dmpo",
-              "sft_step": "0", "dpo_step": "1", "genre_weighting": "False"}),
-    ("SemanticDPO", {"negatives": "semantic", "num_negatives": "1", "method_recipe_args": "''", "sft_step": "0",
-                     "dpo_step": "1", "genre_weighting": "False"}),
-    ("GenreSFT", {"negatives": "random", "num_negatives": "1", "method_recipe_args": "''", "sft_step": "1",
-                  "dpo_step": "0", "genre_weighting": "True"}),
-    ("SFT-only", {"negatives": "random", "num_negatives": "1", "method_recipe_args": "''", "sft_step": "1",
-                  "dpo_step": "0", "genre_weighting": "False"}),
+    ("SPRec", ("self", 1, "", True, True, False)),
+    ("DPO", ("random", 1, "", False, True, False)),
+    ("DPO+SFT", ("random", 1, "", True, True, False)),
+    ("S-DPO", ("random", 3, "dpo.loss_type=sdpo", False, True, False)),
+    ("DMPO", ("random", 3, "dpo.loss_type=dmpo", False, True, False)),
+    ("SemanticDPO", ("semantic", 1, "", False, True, False)),
+    ("GenreSFT", ("random", 1, "", True, False, True)),
+    ("SFT-only", ("random", 1, "", True, False, False)),
 ])
 def test_each_method_runs_with_its_negatives_loss_and_steps(name, expected):
     # what shell/SPRec.sh ran each method with before the table existed (its bash case), value for value
-    assert shell_vars(name) == expected
+    assert settings(name) == expected
 
 
 def test_the_table_is_consistent():
@@ -55,11 +48,11 @@ def test_the_table_is_consistent():
 ])
 def test_bad_methods_are_one_line(name, k, message):
     with pytest.raises(UserError, match="^" + message.replace("(", r"\(").replace(")", r"\)").replace("+", r"\+")):
-        methods.shell_assignments(name, k)
+        methods.method_settings(name, k)
 
 
 def test_a_non_multi_negative_method_ignores_num_negatives():
-    assert shell_vars("DPO", "zero")["num_negatives"] == "1"
+    assert methods.method_settings("DPO", "zero")["num_negatives"] == 1
 
 
 def test_layout(tmp_path):
@@ -71,13 +64,12 @@ def test_layout(tmp_path):
     assert methods.locate(base / "it2" / "DPO") == (base.resolve(), ["SPRec", "ML100K"], 2, "DPO")
     sft = (tmp_path / "SFT" / "ML100K").resolve()
     assert methods.locate(sft) == (sft, ["SFT", "ML100K"], None, "")
+    assert methods.iteration_dir(tmp_path, "SPRec", "ML100K", 2) == base / "it2"
+    assert methods.curve_stage_dir(tmp_path, 512, "ML100K") == tmp_path / "SFT-512" / "ML100K"
+    assert methods.curve_slice(tmp_path, "ML100K", 512) == tmp_path / "slices/ML100K/records-512.jsonl"
 
 
-def test_cli_prints_what_the_scripts_read():
-    def cli(*args):
-        return subprocess.run([sys.executable, "-m", "utils.methods", *args], capture_output=True, text=True)
-
-    assert cli("--roster").stdout.split() == list(methods.BASELINES)
-    assert "dpo.loss_type=dmpo" in cli("--shell", "DMPO", "--num_negatives", "2").stdout
-    bad = cli("--shell", "PPO")
-    assert bad.returncode == 2 and bad.stderr.startswith("error: METHOD must be one of") and not bad.stdout
+def test_cli_prints_the_table():
+    p = subprocess.run([sys.executable, "-m", "utils.methods"], capture_output=True, text=True)
+    assert p.returncode == 0 and [line.split()[0] for line in p.stdout.splitlines()[1:]] == [
+        m.name for m in methods.METHODS]

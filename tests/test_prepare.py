@@ -11,7 +11,7 @@ import pytest
 from data import movielens
 from data import prepare as prepare_mod
 from data.prepare import main
-from data.protocol import write_category
+from data.protocol import Protocol, write_category
 from utils.data import REPO_ROOT, load_category
 
 # (id, title as GroupLens writes it, recbole title, year, genres)
@@ -72,7 +72,7 @@ def test_both_raw_formats_agree(tmp_path):
     assert items_g["3"][0] == "Café au lait (1994)"  # latin-1 decoded
     assert inter_g == inter_r
     for d, (items, inter) in {"g": (items_g, inter_g), "r": (items_r, inter_r)}.items():
-        write_category(tmp_path / d, items, inter, movielens.DOMAIN, movielens.ML_GENRES, train_size=0)
+        write_category(tmp_path / d, items, inter, movielens.DOMAIN, movielens.ML_GENRES, Protocol(train_size=0))
     for f in ("train.json", "valid.json", "test.json", "id2name.json", "name2genre.json", "genre_dict.json"):
         assert (tmp_path / "g" / f).read_bytes() == (tmp_path / "r" / f).read_bytes(), f
 

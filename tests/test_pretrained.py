@@ -10,6 +10,7 @@ from conftest import ROOT
 from test_trl_config import LORA
 
 from utils.data import load_split
+from utils.generation import Batching
 from utils.prompt import parse_title, record_target, render_completion, render_prompt
 
 pytestmark = pytest.mark.slow
@@ -122,15 +123,17 @@ def test_dpo_reference_is_the_start_model_not_the_base(start_adapter):
 
 def test_merged_and_unmerged_inference_give_the_same_titles(start_adapter):
     from utils.data import load_catalog
-    from utils.generation import generate, max_answer_tokens
+    from utils.generation import generate
     from utils.modeling import load_model, load_tokenizer
+    from utils.prompt import max_answer_tokens
 
     prompts = [render_prompt(r) for r in records(16, "test")]
     tok = load_tokenizer(start_adapter, padding_side="left")
     n = max_answer_tokens(tok, load_catalog(ROOT / "data" / "ML100K").names)
     titles = {}
     for merge in (True, False):
-        texts = generate(load_model(start_adapter, merge=merge), tok, prompts, max_new_tokens=n, progress=False)
+        texts = generate(load_model(start_adapter, merge=merge), tok, prompts, max_new_tokens=n,
+                         batching=Batching(progress=False))
         titles[merge] = [parse_title(t[0]) for t in texts]
     assert titles[True] == titles[False]
     assert sum(bool(t) for t in titles[True]) >= 8  # real answers, not empty strings that agree trivially
@@ -140,16 +143,17 @@ def test_the_shared_prefix_gives_transformers_greedy_answers_on_smollm2(start_ad
     """SmolLM2's prompts share about 60 tokens: with that prefix computed once, greedy answers equal those without it
     and those of transformers' `generate` on each prompt alone."""
     from utils.data import load_catalog
-    from utils.generation import SharedPrefix, encode_prompts, generate, max_answer_tokens, stop_token_ids
+    from utils.generation import SharedPrefix, encode_prompts, generate, stop_token_ids
     from utils.modeling import load_model, load_tokenizer
+    from utils.prompt import max_answer_tokens
 
     prompts = [render_prompt(r) for r in records(6, "test")]
     tok = load_tokenizer(start_adapter, padding_side="left")
     model = load_model(start_adapter, merge=True)
     n = max_answer_tokens(tok, load_catalog(ROOT / "data" / "ML100K").names)
     assert SharedPrefix.of(model, encode_prompts(tok, prompts)[0]).length >= 40
-    shared, plain = (generate(model, tok, prompts, max_new_tokens=n, token_budget=2000, share_prefix=s, progress=False)
-                     for s in (True, False))
+    shared, plain = (generate(model, tok, prompts, max_new_tokens=n,
+                              batching=Batching(2000, share_prefix=s, progress=False)) for s in (True, False))
     assert shared == plain
     for prompt, (text,) in zip(prompts[:2], shared):  # transformers' generate is slow on this CPU: two prompts
         ids = tok(prompt, return_tensors="pt")

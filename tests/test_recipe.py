@@ -2,8 +2,8 @@
 import pytest
 
 from utils.io import UserError
+from utils.provenance import flat_settings, result_settings
 from utils.recipe import RECIPES, STAGE_SECTIONS, default_recipe, parse_overrides, read_recipe, resolve, trainer_fields
-from utils.stage import flat_settings, result_settings
 
 
 @pytest.mark.parametrize("name", ["small.yaml", "pretrained-gpu.yaml", "pretrained-cpu.yaml"])

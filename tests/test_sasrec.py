@@ -124,7 +124,8 @@ def test_export_ranks_the_whole_catalog_without_removing_seen_items(tiny, tmp_pa
     scores[0, history[0][0]] = 5.0  # ...but user 0's seen item above it (kept in the headline lists)...
     scores[1, :] = 0.0  # ...and user 1's scores all tie: the catalog order decides
     context = TrainContext(np.arange(len(catalog))[::-1].copy(), {})
-    res = sasrec.export(scores, test, keep, targets, 0, catalog, context, [1, 5], tmp_path / "m", "SASRec", "Tiny")
+    scored = sasrec.TestUsers(test, keep, targets, 0, catalog, context, [1, 5], "Tiny")
+    res = sasrec.export(scores, scored, tmp_path / "m", "SASRec")
     users = read_eval_users(tmp_path / "m" / "eval_users.jsonl", 5)
     assert users["topk"][0][:2].tolist() == [history[0][0], targets[0]] and users["ranks"][0] == 1
     assert users["topk"][1].tolist() == [0, 1, 2, 3, 4] and users["ranks"][1] == min(targets[1], 5)
@@ -132,8 +133,7 @@ def test_export_ranks_the_whole_catalog_without_removing_seen_items(tiny, tmp_pa
     assert res[1]["HR"] == pytest.approx(expected)
     assert json.loads((tmp_path / "m" / "eval_top1.json").read_text())["HR"] == pytest.approx(expected)
     # the seen-items-removed variant: user 0's history item goes to the bottom, its target to the top
-    sasrec.export(scores, test, keep, targets, 0, catalog, context, [1, 5], tmp_path / "s", "SASRec", "Tiny",
-                  seen=history)
+    sasrec.export(scores, scored, tmp_path / "s", "SASRec", seen=history)
     seen = read_eval_users(tmp_path / "s" / "eval_users.jsonl", 5)
     assert seen["ranks"][0] == 0 and not set(seen["topk"][1].tolist()) & set(history[1])
 

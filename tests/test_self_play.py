@@ -66,7 +66,7 @@ def test_self_play_pairs(ml100k, tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr("utils.generation.generate_sharded", fake_generate)
-    monkeypatch.setattr("utils.generation.max_answer_tokens", lambda tok, names: 8)
+    monkeypatch.setattr("utils.prompt.max_answer_tokens", lambda tok, names: 8)
     monkeypatch.setattr("utils.modeling.load_tokenizer", lambda *a, **k: None)
     monkeypatch.setattr("utils.modeling.load_model", lambda *a, **k: None)
     monkeypatch.setattr("utils.modeling.check_model_dir", lambda path, flag="": str(path))
@@ -88,7 +88,7 @@ def test_self_play_pairs(ml100k, tmp_path, monkeypatch):
     assert (tmp_path / "a/dpo_train.jsonl").read_text() == (tmp_path / "b/dpo_train.jsonl").read_text()
     sft = [json.loads(x) for x in (tmp_path / "a/sft_train.jsonl").read_text().splitlines()]
     assert [render_prompt(r) for r in sft] == calls[0]["prompts"][:40]  # the first 40 drawn
-    assert calls[0]["seed"] == stage_seed(3, "self_play", 1)  # the stage's seed, not the run's
+    assert calls[0]["sampling"].seed == stage_seed(3, "self_play", 1)  # the stage's seed, not the run's
     config = json.loads((tmp_path / "a/run_config_self_play.json").read_text())
     assert (config["args"]["seed"], config["settings"]["stage_seed"]) == (3, 32001)
 
@@ -171,8 +171,8 @@ def test_grounded_rejected_items_and_record_only_exclusion(ml100k, monkeypatch):
     monkeypatch.setattr(self_play, "user_items", lambda data_dir: consulted.append(data_dir) or {})
     for exclude, asked in (("record", []), ("user", [ml100k])):
         consulted.clear()
-        rows = self_play.offline_pairs(drawn, prompts, catalog, ml100k, "random", 1, random.Random(0), "", {},
-                                       exclude)
+        rows = self_play.offline_pairs(self_play.Args("out", negatives="random", exclude=exclude), drawn, prompts,
+                                       catalog, ml100k, random.Random(0), {})
         assert consulted == asked and len(rows) == len(drawn)
         for r, p in zip(drawn, rows):
             assert p["rejected_raw"] not in {record_target(r), *record_history(r)}

@@ -3,7 +3,8 @@ stage is skipped with the same settings and stops with others; a crashed attempt
 import pytest
 
 from utils.io import UserError, read_json
-from utils.stage import Stage, is_done
+from utils.markers import is_done
+from utils.stage import Stage
 
 
 def run_stage(out, args, crash=False):
@@ -76,3 +77,37 @@ def test_a_stage_made_in_bf16_is_not_resumed_in_fp32(tmp_path, monkeypatch):
     monkeypatch.setenv("KERNELS", "native")
     with pytest.raises(UserError, match="numerics.autocast 'bf16' -> None"):
         run_stage(out, {"lr": 0.1})
+
+
+def make_products(model_dir, args, redo_on_change=False, crash=False):
+    """A stage whose products are files in an existing directory (evaluation's predictions in a model directory)."""
+    product = model_dir / "test_result.json"
+    stage = Stage("inference", model_dir, args, what="the predictions", products=[product],
+                  redo_on_change=redo_on_change)
+    if stage.skip():
+        return "skipped"
+    stage.begin()
+    product.write_text(str(args["seed"]))
+    if crash:
+        raise RuntimeError("killed")
+    stage.finish({"records": 2})
+    return "ran"
+
+
+def test_a_stage_of_products_is_finished_by_its_files_and_its_run_config(tmp_path):
+    """Finished when its files and its run config are there: a crash after a file but before the run config, or a
+    missing file, makes it again; other settings stop it, or with redo_on_change make it again."""
+    model_dir = tmp_path / "SFT" / "ML100K"
+    model_dir.mkdir(parents=True)
+    assert make_products(model_dir, {"seed": 1}) == "ran" and make_products(model_dir, {"seed": 1}) == "skipped"
+    with pytest.raises(RuntimeError):
+        make_products(model_dir, {"seed": 2}, redo_on_change=True, crash=True)
+    assert not (model_dir / "run_config_inference.json").exists()  # the old run config went before the new files
+    assert make_products(model_dir, {"seed": 1}) == "ran"
+    (model_dir / "test_result.json").unlink()
+    assert make_products(model_dir, {"seed": 1}) == "ran"
+    with pytest.raises(UserError, match=r"the predictions .*test_result.json was made with other settings "
+                                        r"\(seed 1 -> 3\)"):
+        make_products(model_dir, {"seed": 3})
+    assert make_products(model_dir, {"seed": 3}, redo_on_change=True) == "ran"
+    assert (model_dir / "test_result.json").read_text() == "3" and not is_done(model_dir)

@@ -120,7 +120,8 @@ def test_run_stats_on_a_toy_run(tmp_path, monkeypatch):
     data_dir, rec = _toy_category(tmp_path, monkeypatch)
     root = tmp_path / "models"
     toy_predictions(root, rec, "it0")
-    text, result = stats.run_stats([root], "Toy", str(data_dir), k=3, resamples=400, embedding_model="stub")
+    text, result = stats.run_stats([root], stats.Args(category="Toy", data_dir=str(data_dir), k=3, resamples=400,
+                                                          embedding_model="stub"))
     d = result["per_root"][0][("SPRec", "SFT")]
     assert d["HR"] == (0.0, -1.0, 1.0, 1.0, 1.0)  # one pair: its Holm p is its p
     assert d["NDCG"].estimate == pytest.approx(1 / np.log2(3) / 2 - 1 / 2)
@@ -176,12 +177,14 @@ def test_run_stats_over_seeds(tmp_path, monkeypatch):
         toy_predictions(root, rec, "it0")
     (roots[2] / "SPRec/Toy/it0/DPO/test_result.json").write_text(json.dumps(
         [rec("Movie 9", '"Movie 9"'), rec("Movie 0", '"Movie 1"'), rec("Not a movie", '"Movie 9"')]))
-    text, _ = stats.run_stats(roots[:2], "Toy", str(data_dir), k=3, resamples=400, embedding_model="stub")
+    text, _ = stats.run_stats(roots[:2], stats.Args(category="Toy", data_dir=str(data_dir), k=3, resamples=400,
+                                                     embedding_model="stub"))
     ndcg = 1 / np.log2(3) / 2 - 1 / 2
     assert (f"| SPRec - SFT | +0.0000 identical in every seed (2/2 seeds within noise) | "
             f"{ndcg:+.4f} identical in every seed (") in text
     assert "± 0.0000" not in text and "- Identical in every seed: the difference is the same in each seed" in text
-    text, _ = stats.run_stats(roots[::2], "Toy", str(data_dir), k=3, resamples=400, embedding_model="stub")
+    text, _ = stats.run_stats(roots[::2], stats.Args(category="Toy", data_dir=str(data_dir), k=3, resamples=400,
+                                                      embedding_model="stub"))
     mean, std, lo, hi = stats.across_seeds([0.0, 0.5])  # seed 3: SPRec hits both users, SFT the first
     assert f"| SPRec - SFT | {mean:+.4f} ± {std:.4f} [{lo:+.4f}, {hi:+.4f}] p=" in text
 
@@ -243,14 +246,14 @@ def test_per_user_files_give_the_statistics_of_regrounding(tmp_path, monkeypatch
 
     for k in (3, 5):
         moved = [f.rename(f.with_suffix(".bak")) for f in files.values()]
-        text_re, regrounded = stats.run_stats([root], "Line", str(data), k=k, resamples=200, swaps=300,
-                                              embedding_model="stub")
+        text_re, regrounded = stats.run_stats([root], stats.Args(category="Line", data_dir=str(data), k=k,
+                                                                 resamples=200, swaps=300, embedding_model="stub"))
         for f, back in zip(moved, files.values()):
             f.rename(back)
         with monkeypatch.context() as m:
             m.setattr(grounding, "ground_titles", no_grounding)
-            text, from_files = stats.run_stats([root], "Line", str(tmp_path / "no data"), k=k, resamples=200,
-                                               swaps=300)
+            text, from_files = stats.run_stats([root], stats.Args(category="Line", data_dir=str(tmp_path / "no data"),
+                                                                  k=k, resamples=200, swaps=300))
         assert from_files["per_root"] == regrounded["per_root"] and len(from_files["pairs"]) == 3
         assert text_re == text + "- Re-grounded from test_result.json (no eval_users.jsonl): DPO, SFT, SPRec.\n"
         d = from_files["per_root"][0][("SPRec", "SFT")]
@@ -271,21 +274,22 @@ def test_constrained_lists_and_reference_rows(tmp_path, monkeypatch):
     for a, b in (("SFT", "SPRec"), ("SPRec", "SFT")):
         (dirs[a] / "eval_users_constrained.jsonl").write_bytes((dirs[b] / "eval_users.jsonl").read_bytes())
     kw = dict(k=5, resamples=200, swaps=300)
-    _, greedy = stats.run_stats([root], "Line", **kw, references=("MostPop",))
+    _, greedy = stats.run_stats([root], stats.Args(category="Line", **kw, references=("MostPop",)))
     assert greedy["pairs"] == [("SPRec", "SFT"), ("DPO", "SFT"), ("SPRec", "DPO"), ("SFT", "MostPop"),
                                ("SPRec", "MostPop"), ("DPO", "MostPop")]
     g = greedy["per_root"][0]
     assert all(g[("SFT", "MostPop")][m].estimate == 0 for m in stats.METRICS)
     assert all(g[("SPRec", "MostPop")][m].estimate == g[("SPRec", "SFT")][m].estimate for m in stats.METRICS)
-    text, constrained = stats.run_stats([root], "Line", **kw, decoding="constrained", references=("MostPop",))
+    text, constrained = stats.run_stats([root], stats.Args(category="Line", **kw, decoding="constrained",
+                                                                   references=("MostPop",)))
     assert constrained["pairs"] == [("SPRec", "SFT"), ("SFT", "MostPop"), ("SPRec", "MostPop")]
     c = constrained["per_root"][0]
     assert c[("SPRec", "SFT")]["HR"].estimate == pytest.approx(-g[("SPRec", "SFT")]["HR"].estimate)
     assert "first minus second, constrained decoding" in text
     with pytest.raises(stats.UserError, match="reference row SASRec"):
-        stats.run_stats([root], "Line", **kw, references=("SASRec",))
+        stats.run_stats([root], stats.Args(category="Line", **kw, references=("SASRec",)))
     with pytest.raises(stats.UserError, match="greedy or constrained"):
-        stats.run_stats([root], "Line", **kw, decoding="candidates")
+        stats.run_stats([root], stats.Args(category="Line", **kw, decoding="candidates"))
 
 
 def test_exposure_figure_from_per_user_files(tmp_path, monkeypatch):

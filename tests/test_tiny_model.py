@@ -1,5 +1,6 @@
 import json
 
+from utils.generation import Batching
 from utils.modeling import is_small_model, load_model, load_tokenizer
 from utils.prompt import render_completion, render_prompt
 from utils.tiny_model import TINY_MARKER
@@ -19,7 +20,7 @@ def test_build_reload_generate(tiny_model, ml100k):
     again = load_model(tiny_model)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     record = json.loads((ml100k / "test.json").read_text())[0]
-    out = generate(model, tok, [render_prompt(record)], max_new_tokens=5, progress=False)
+    out = generate(model, tok, [render_prompt(record)], max_new_tokens=5, batching=Batching(progress=False))
     # greedy: the answer is the argmax continuation, token by token, up to 5 tokens, ending at EOS or at a token
     # with a newline (utils.generation.stop_token_ids), and decoded without special tokens
     stops = set(stop_token_ids(tok))
@@ -66,11 +67,11 @@ def test_the_official_contracts_small_model_reads_its_three_templates_alike(ml10
     vocabulary does the same), and the model lives in its own folder; the project's folder is untouched."""
     from utils.data import load_split
     from utils.prompt import OFFICIAL, PROJECT
-    from utils.tiny_model import build, tiny_model_dir
+    from utils.tiny_model import Args, build, tiny_model_dir
 
     out = tmp_path / "official"
-    build(category="ML100K", out=str(out), vocab_size=1024, hidden=64, layers=2, heads=2, corpus_records=300,
-          recipe_args="contract=official")
+    build(Args(category="ML100K", out=str(out), vocab_size=1024, hidden=64, layers=2, heads=2, corpus_records=300,
+               recipe_args="contract=official"))
     assert json.loads((out / TINY_MARKER).read_text())["sft_texts"] == "official"
     tok = load_tokenizer(out)
     indent = tok.convert_ids_to_tokens(tok(" " * 16).input_ids)

@@ -101,5 +101,9 @@ def test_wandb_resumes_one_run_per_series_and_logs_at_the_iteration(tmp_path, mo
 
 
 def test_no_tracker_logs_nothing(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "wandb", None)  # an import would fail
-    tracking.log_eval_metrics("none", tmp_path / "SFT" / "ML100K", RESULTS)
+    for package in ("wandb", "torch.utils.tensorboard"):
+        monkeypatch.setitem(sys.modules, package, None)  # an import of either tracker would fail
+    model_dir = tmp_path / "SFT" / "ML100K"
+    model_dir.mkdir(parents=True)
+    assert tracking.log_eval_metrics("none", model_dir, RESULTS) is None
+    assert sorted(tmp_path.rglob("*")) == [model_dir.parent, model_dir]  # no runs/ folder, no event file

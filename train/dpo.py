@@ -112,17 +112,16 @@ class Checked:
     negatives: int  # rejected items per pair
     multi: str  # the multi-negative loss (sdpo, dmpo) or ""
     tracking: dict
-    seed: int  # the step's own seed (utils/seeds.py)
 
 
 def check(a: Args) -> Checked | None:
     """Every check on the user's input, before the heavy imports and before anything is written; None when the step
     is finished with these settings (other settings stop here with the differences)."""
     from utils.io import check_output_dir
+    from utils.markers import is_done
     from utils.modeling import check_model_dir, is_adapter, is_small_model
     from utils.prompt import check_model_contract, contract_of
     from utils.recipe import for_stage, why
-    from utils.stage import is_done
 
     args = asdict(a)
     args["stage_seed"] = stage_seed(a.seed, "dpo", a.iteration)
@@ -149,7 +148,7 @@ def check(a: Args) -> Checked | None:
                                                           fields.get("precompute_ref_log_probs", False))
     note = f"recipe {args['recipe']} ({why(a.recipe, small_model)})"
     return Checked(stage, model_dir, small_model, recipe, note, contract, loss_types, train_pairs, valid_pairs, k,
-                   multi, tracking, args["stage_seed"])
+                   multi, tracking)
 
 
 def main(a: Args) -> None:
@@ -169,7 +168,7 @@ def main(a: Args) -> None:
 
     # trl's config before the model: a field trl rejects is one line before anything loads
     plan, kwargs = trainer_kwargs("dpo", recipe["dpo"], len(train_ds), len(valid_ds), stage, checked.tracking,
-                                  checked.seed, a.activation_checkpointing, contract)
+                                  a.activation_checkpointing, contract)
     # trl's config knows only its own loss names; a multi-negative loss replaces trl's loss altogether
     config = DPOConfig(**{**kwargs, "loss_type": ["sigmoid"] if multi else checked.loss_types})
     ex = train_ds[0]

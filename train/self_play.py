@@ -62,10 +62,11 @@ def semantic_negative(history_rows, excluded_rows, unit_items) -> int | None:
     return int(np.argmin(scores))
 
 
-def offline_pairs(drawn, prompts, catalog, data_dir, negatives: str, k: int, rng, embedding_model: str, counts,
-                  exclude: str = "user", contract=PROJECT):
-    """One row per drawn record with offline negatives (random: k of them; semantic: one)."""
-    by_user = user_items(data_dir) if exclude == "user" else {}  # "record": only the record's own history and target
+def offline_pairs(a: "Args", drawn, prompts, catalog, data_dir, rng, counts, contract=PROJECT):
+    """One row per drawn record with the stage's offline negatives (`a.negatives` random: `a.num_negatives` of them;
+    semantic: one), never an item the user (`a.exclude` record: the record) interacted with."""
+    negatives, k, embedding_model = a.negatives, a.num_negatives, a.embedding_model
+    by_user = user_items(data_dir) if a.exclude == "user" else {}  # "record": only the record's own history and target
     if negatives == "semantic":
         import numpy as np
 
@@ -165,30 +166,31 @@ def draw(data: Path, seed: int, count: int):
     return catalog, drawn, rng
 
 
-def model_predictions(model_dir, prompts, catalog, state, decoding, num_negatives, beams, temperature, seed,
-                      token_budget, trust_remote_code, contract=PROJECT) -> list[list[str]]:
-    """The current model's `num_negatives` answers per prompt, sharded over the processes: greedy (or sampled)
-    generation as the contract generates (its length limit, where it stops, what it keeps), or the best catalog
-    items by constrained beam search."""
+def model_predictions(a: "Args", checked: "Checked", prompts, catalog, state) -> list[list[str]]:
+    """The current model's `a.num_negatives` answers per prompt, sharded over the processes: greedy (or sampled,
+    seeded with the stage's seed) generation as the contract generates (its length limit, where it stops, what it
+    keeps), or the best catalog items by constrained beam search."""
     from utils.modeling import load_model, load_tokenizer
 
-    tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, padding_side="left")
-    model = load_model(model_dir, merge=True, trust_remote_code=trust_remote_code, device=state.device)
-    if decoding == "constrained":
+    num_negatives, contract = a.num_negatives, checked.contract
+    tokenizer = load_tokenizer(checked.model_dir, trust_remote_code=a.trust_remote_code, padding_side="left")
+    model = load_model(checked.model_dir, merge=True, trust_remote_code=a.trust_remote_code, device=state.device)
+    if a.decoding == "constrained":
         from utils.constrained import beam_search_sharded
+        from utils.generation import Batching
 
         if len(catalog) < num_negatives:
             raise UserError(f"--num_negatives {num_negatives} is more than the catalog's {len(catalog)} items")
-        ranked = beam_search_sharded(model, tokenizer, prompts, catalog.names, k=beams, token_budget=token_budget,
-                                     desc="self-play constrained beams")
+        ranked = beam_search_sharded(model, tokenizer, prompts, catalog.names, k=a.beams,
+                                     batching=Batching(a.token_budget, desc="self-play constrained beams"))
         return [[render_completion(catalog.names[i]) for i, _ in b[:num_negatives]] for b in ranked]
-    from utils.generation import generate_sharded
+    from utils.generation import Batching, Sampling, generate_sharded
 
     texts = generate_sharded(model, tokenizer, prompts,
                              max_new_tokens=contract.max_new_tokens(tokenizer, catalog.names, "sampling"),
-                             one_line=contract.one_line, token_budget=token_budget,
-                             num_return_sequences=num_negatives, temperature=temperature,
-                             seed=seed, desc="self-play sampling")
+                             one_line=contract.one_line,
+                             sampling=Sampling(num_negatives, a.temperature, checked.seed),
+                             batching=Batching(a.token_budget, desc="self-play sampling"))
     return [[contract.answer(t) for t in answers] for answers in texts]
 
 
@@ -292,13 +294,10 @@ def main(a: Args) -> None:
         if not stage.is_main:
             return stage.stand_by()
         counts = {"drawn": len(drawn), "negatives_per_pair": a.num_negatives}
-        pairs = offline_pairs(drawn, prompts, catalog, data, a.negatives, a.num_negatives, rng, a.embedding_model,
-                              counts, a.exclude, contract)
+        pairs = offline_pairs(a, drawn, prompts, catalog, data, rng, counts, contract)
         per_record = 1
     else:
-        outputs = model_predictions(checked.model_dir, [contract.generation_prompt(r) for r in drawn], catalog,
-                                    stage.state, a.decoding, a.num_negatives, a.beams, a.temperature,
-                                    checked.seed, a.token_budget, a.trust_remote_code, contract)
+        outputs = model_predictions(a, checked, [contract.generation_prompt(r) for r in drawn], catalog, stage.state)
         generation_seconds = round(time.time() - t0, 1)  # model load included; the rest of `seconds` is grounding
         if not stage.is_main:
             return stage.stand_by()

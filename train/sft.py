@@ -23,9 +23,10 @@ from utils.cli import run_cli
 from utils.data import category_dir, load_split, read_records, sample_records
 from utils.device import peak_memory_mb
 from utils.io import UserError, check_output_dir
+from utils.markers import is_done
 from utils.prompt import Contract
 from utils.seeds import stage_seed
-from utils.stage import Stage, is_done
+from utils.stage import Stage
 from utils.tracking import tracking_args
 from utils.trl_config import (
     check_lora_targets,
@@ -187,7 +188,7 @@ def main(a: Args) -> None:
                           for split in ("train", "valid"))
     # trl's config before the model: a field trl rejects is one line before anything loads
     plan, kwargs = trainer_kwargs(a.section, recipe[a.section], len(train_ds), len(valid_ds), stage, checked.tracking,
-                                  checked.seed, a.activation_checkpointing, contract)
+                                  a.activation_checkpointing, contract)
     completion_only = contract.completion_only_loss(checked.small_model)
     config = SFTConfig(**kwargs, completion_only_loss=completion_only)
     how = "adapter, continued" if is_adapter(start) else "full" if checked.full else "LoRA"

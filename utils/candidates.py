@@ -7,7 +7,7 @@ protocol's seed and the user alone, so every model evaluated with the same seed 
 (paired comparisons), whatever the order or subset of users.
 
 Scoring. `candidate_scores` gives each candidate the model's log-probability of its completion after the prompt,
-`render_completion(name)` tokenized as a completion (utils.generation.completion_ids): the sum of the full-vocabulary
+`render_completion(name)` tokenized as a completion (utils.prompt.completion_ids): the sum of the full-vocabulary
 log-softmax of its tokens, not length-normalised, as constrained beam search scores (utils/constrained.py). Prompts are
 batched as utils.generation batches them (sorted by length, their shared prefix computed once); each batch's prompts
 are prefilled once, their KV cache repeated n times, and the n completions (right-padded) run in one forward pass
@@ -16,9 +16,13 @@ drawn order (the shuffle makes that order random; the target is not first by con
 """
 import random
 
+from utils.generation import Batching
 from utils.io import UserError
 
 N_CANDIDATES = 20
+# How prompts are batched for scoring (utils.generation.Batching); fewer rows than generation's 512, since each prompt
+# brings n rows of completions.
+BATCHING = Batching(max_batch=64, desc="candidate scoring")
 
 
 def draw_candidates(record, catalog, by_user: dict, seed: int, n: int = N_CANDIDATES) -> list[int]:
@@ -41,9 +45,8 @@ def draw_candidates(record, catalog, by_user: dict, seed: int, n: int = N_CANDID
     return rows
 
 
-def candidate_scores(model, tokenizer, prompts, candidates, *, token_budget: int = 32768, max_batch: int = 64,
-                     logit_budget: int = 1 << 27, share_prefix: bool = True, progress: bool = True,
-                     desc: str = "candidate scoring") -> list[list[float]]:
+def candidate_scores(model, tokenizer, prompts, candidates, *, batching: Batching = BATCHING,
+                     logit_budget: int = 1 << 27) -> list[list[float]]:
     """For each prompt, the log-probability of each of its candidates' completions (candidates[i]: item names), in
     the order given.
 
@@ -52,7 +55,8 @@ def candidate_scores(model, tokenizer, prompts, candidates, *, token_budget: int
     import torch
     from tqdm.auto import tqdm
 
-    from utils.generation import SharedPrefix, batches, completion_ids, encode_prompts, left_pad, pad_token_id, prefill
+    from utils.generation import SharedPrefix, batches, encode_prompts, left_pad, pad_token_id, prefill
+    from utils.prompt import completion_ids
 
     if len(prompts) != len(candidates):
         raise ValueError(f"{len(prompts)} prompts but {len(candidates)} candidate lists")
@@ -68,14 +72,14 @@ def candidate_scores(model, tokenizer, prompts, candidates, *, token_budget: int
         raise UserError("a candidate's completion has no tokens")
     enc, lengths = encode_prompts(tokenizer, prompts)
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
-    prefix = SharedPrefix.of(model, enc) if share_prefix else None
+    prefix = SharedPrefix.of(model, enc) if batching.share_prefix else None
     suffixes = [e[prefix.length:] for e in enc] if prefix else enc
     per_prompt = n * longest * model.config.vocab_size  # logits of one prompt's completion pass
-    max_batch = max(1, min(max_batch, logit_budget // per_prompt))
+    max_batch = max(1, min(batching.max_batch, logit_budget // per_prompt))
     out = [None] * len(prompts)
-    bar = tqdm(total=len(prompts), desc=desc, disable=not progress, leave=False)
+    bar = tqdm(total=len(prompts), desc=batching.desc or BATCHING.desc, disable=not batching.progress, leave=False)
     with torch.inference_mode():
-        for batch in batches(lengths, order, max(token_budget // n, 1), longest, max_batch):
+        for batch in batches(lengths, order, max(batching.token_budget // n, 1), longest, max_batch):
             ids, mask = left_pad(suffixes, batch, pad_token_id(tokenizer))
             cache, logits, next_pos, mask = prefill(model, ids.to(device), mask.to(device), prefix)
             scores = _score_completions(model, cache, logits, next_pos, mask, [completions[i] for i in batch],

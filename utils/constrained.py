@@ -1,7 +1,7 @@
 """Catalog-constrained beam search: K distinct real catalog items per prompt, ranked by sequence log-probability.
 
 The prefix tree. Each item's answer, `render_completion(name)` (the quoted title and the newline that ends the answer
-line; generation stops there), is tokenized the way a completion follows a prompt (utils.generation.completion_ids:
+line; generation stops there), is tokenized the way a completion follows a prompt (utils.prompt.completion_ids:
 on its own, no special tokens). The tree is stored in compressed sparse row form: node n's children are the edges
 child_ptr[n]:child_ptr[n+1], sorted by token, and edge e leads to node e + 1 (nodes are numbered in edge order, the
 root is 0). A node where an item's tokens end holds that item (item[n] >= 0) and may still have children (an item
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from utils.generation import BATCHING, Batching
 from utils.io import UserError
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ def build_trie(sequences) -> CatalogTrie:
 
 def catalog_trie(tokenizer, names) -> CatalogTrie:
     """The prefix tree of the catalog's answers under this tokenizer (on the CPU), built once per process."""
-    from utils.generation import completion_ids
+    from utils.prompt import completion_ids
 
     names = list(names)
     key = (tokenizer.name_or_path, len(tokenizer), hashlib.sha256("\0".join(names).encode()).hexdigest())
@@ -196,14 +197,13 @@ def _search(model, ids, mask, prefix, trie: CatalogTrie, k: int):
     return pool_item, pool_score
 
 
-def beam_search(model, tokenizer, prompts, names, *, k: int, token_budget: int = 32768, max_batch: int = 512,
-                desc: str = "constrained beam search", progress: bool = True,
-                share_prefix: bool = True) -> list[list[tuple[int, float]]]:
+def beam_search(model, tokenizer, prompts, names, *, k: int,
+                batching: Batching = BATCHING) -> list[list[tuple[int, float]]]:
     """For each prompt, in the order given: its k best catalog items as (row in `names`, sequence log-probability),
     best first (fewer when the catalog has fewer than k items).
 
     Prompts are batched like utils.generation.generate: sorted by length, each batch within the token budget counting
-    k beams of (prompt + longest answer) tokens per prompt, their shared prefix computed once (`share_prefix`).
+    k beams of (prompt + longest answer) tokens per prompt, their shared prefix computed once (`Batching`).
     """
     import torch
     from tqdm.auto import tqdm
@@ -218,12 +218,13 @@ def beam_search(model, tokenizer, prompts, names, *, k: int, token_budget: int =
     trie = catalog_trie(tokenizer, names).to(device)
     enc, lengths = encode_prompts(tokenizer, prompts)
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
-    prefix = SharedPrefix.of(model, enc) if share_prefix else None
+    prefix = SharedPrefix.of(model, enc) if batching.share_prefix else None
     suffixes = [e[prefix.length:] for e in enc] if prefix else enc
     out = [None] * len(prompts)
-    bar = tqdm(total=len(prompts), desc=desc, disable=not progress, leave=False)
+    bar = tqdm(total=len(prompts), desc=batching.desc or "constrained beam search", disable=not batching.progress,
+               leave=False)
     with torch.inference_mode():
-        for batch in batches(lengths, order, max(token_budget // k, 1), trie.depth, max_batch):
+        for batch in batches(lengths, order, max(batching.token_budget // k, 1), trie.depth, batching.max_batch):
             ids, mask = left_pad(suffixes, batch, pad_token_id(tokenizer))
             items, scores = _search(model, ids.to(device), mask.to(device), prefix, trie, k)
             for row, i in enumerate(batch):

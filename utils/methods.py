@@ -1,8 +1,7 @@
-"""The methods, in one table, and the run-directory layout they write: read by the scripts, the report and the figures.
+"""The methods, in one table, and the run-directory layout they write: read by the run plan (utils/plan.py), the
+report and the figures.
 
 usage: python -m utils.methods                                   # the table
-       python -m utils.methods --shell DPO+SFT [--num_negatives 3] # shell assignments for shell/SPRec.sh
-       python -m utils.methods --roster                            # the baselines BASELINES=all runs
 A method is its rejected items (the model's own predictions or offline ones), how many per pair and the loss that
 reads them, and the steps each self-play iteration takes. Adding a baseline is one entry in METHODS (and a test).
 
@@ -12,9 +11,12 @@ The layout under a run root (OUTPUT_ROOT), shared by every stage, script and rea
     <Method>/<Category>/it<i>/data/      the iteration's pairs and fresh positives (train/self_play.py)
     <Method>/<Category>/it<i>/SFT/       the SFT step's model, when the method takes one
     <Method>/<Category>/it<i>/DPO/       the DPO step's model, when the method takes one
+    plans/<name>.json                    the run plans that made them (utils/plan.py)
+and under a learning curve's root (shell/learning_curve.sh):
+    slices/<Category>/records-<b>.jsonl  the records the stage for budget b trains on
+    SFT-<b>/<Category>/                  the model that has seen b records
 """
 import re
-import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +104,21 @@ def method_dir(run_root, name: str, category: str) -> Path:
     return Path(run_root) / name / category
 
 
+def iteration_dir(run_root, name: str, category: str, iteration: int) -> Path:
+    """<run root>/<Method>/<Category>/it<i>: one iteration's data and models."""
+    return method_dir(run_root, name, category) / f"it{iteration}"
+
+
+def curve_stage_dir(run_root, budget: int, category: str) -> Path:
+    """A learning curve's model that has seen `budget` records."""
+    return Path(run_root) / f"SFT-{budget}" / category
+
+
+def curve_slice(run_root, category: str, budget: int) -> Path:
+    """The records a learning curve's stage for `budget` trains on."""
+    return Path(run_root) / "slices" / category / f"records-{budget}.jsonl"
+
+
 def iteration_dirs(base) -> list[tuple[int, Path]]:
     """The it<i> directories of an iterative method's <Method>/<Category> directory, by iteration."""
     found = [(int(m.group(1)), d) for d in Path(base).iterdir()
@@ -118,9 +135,9 @@ def locate(model_dir) -> tuple[Path, list[str], int | None, str]:
     return Path(*parts[:i]), list(parts[max(0, i - 2):i]), (int(parts[i][2:]) if its else None), "/".join(parts[i + 1:])
 
 
-# ------------------------------------------------------------------------------------------------------- CLI
-def shell_assignments(name: str, num_negatives) -> str:
-    """The variables shell/SPRec.sh runs a method with, as shell assignments."""
+def method_settings(name: str, num_negatives) -> dict:
+    """What a run of an iterative method takes: its negatives, how many per pair (NUM_NEGATIVES for a multi-negative
+    loss, else 1), its recipe change (the multi-negative loss) and the steps of each iteration."""
     from utils.io import UserError
 
     m = iterative_method(name)
@@ -129,13 +146,12 @@ def shell_assignments(name: str, num_negatives) -> str:
         if not re.fullmatch(r"[0-9]+", str(num_negatives)) or int(num_negatives) < 1:
             raise UserError(f"NUM_NEGATIVES must be a positive integer, got {num_negatives!r}")
         k = int(num_negatives)
-    values = {"negatives": m.negatives, "num_negatives": k,
-              "method_recipe_args": f"dpo.loss_type={m.multi_negative_loss}" if m.multi_negative_loss else "",
-              "sft_step": int("SFT" in m.steps), "dpo_step": int("DPO" in m.steps),
-              "genre_weighting": m.genre_weighting}
-    return "\n".join(f"{k}={shlex.quote(str(v))}" for k, v in values.items())
+    return {"negatives": m.negatives, "num_negatives": k,
+            "recipe_args": f"dpo.loss_type={m.multi_negative_loss}" if m.multi_negative_loss else "",
+            "sft_step": "SFT" in m.steps, "dpo_step": "DPO" in m.steps, "genre_weighting": m.genre_weighting}
 
 
+# ------------------------------------------------------------------------------------------------------- CLI
 def table() -> str:
     lines = [f"{'method':<12} {'negatives':<9} {'loss':<8} {'steps':<8} about"]
     for m in METHODS:
@@ -147,17 +163,9 @@ def table() -> str:
 def main(argv: list[str]) -> None:
     import argparse
 
-    from utils.io import UserError, fail
-
     ap = argparse.ArgumentParser(prog="python -m utils.methods", description=__doc__.split("\n")[0])
-    ap.add_argument("--shell", metavar="METHOD", help="print shell assignments for shell/SPRec.sh")
-    ap.add_argument("--num_negatives", default="1", help="S-DPO and DMPO: rejected items per pair")
-    ap.add_argument("--roster", action="store_true", help="print the baselines BASELINES=all runs")
-    a = ap.parse_args(argv)
-    try:
-        print(shell_assignments(a.shell, a.num_negatives) if a.shell else " ".join(BASELINES) if a.roster else table())
-    except UserError as e:
-        fail(str(e))
+    ap.parse_args(argv)
+    print(table())
 
 
 if __name__ == "__main__":

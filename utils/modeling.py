@@ -10,7 +10,7 @@ from pathlib import Path
 
 from utils.device import half_precision, has_gpu
 from utils.io import UserError, first_line
-from utils.stage import is_done
+from utils.markers import is_done
 from utils.tiny_model import TINY_MARKER, tiny_model_dir
 
 # peft 0.21 reads `model.is_gradient_checkpointing`, which transformers 5 renamed; the notice is about peft's code,

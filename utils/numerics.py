@@ -8,8 +8,9 @@ default; the values live there alone): CPU_THREADS threads a machine, ATen's AVX
 (the one Intel documents as giving the same results on Intel and other CPUs) and oneDNN at AVX2. KERNELS=native takes
 the machine's cores and fastest kernels instead (faster; the digits are then the machine's own).
 
-Every stage records both (utils/stage.write_run_config): `numerics` is result-changing (a finished stage made with other
-threads or kernels is not silently reused), `environment` is the facts (CPU model and flags, the variables' values).
+Every stage records both (utils/provenance.write_run_config): `numerics` is result-changing (a finished stage made
+with other threads or kernels is not silently reused), `environment` is the facts (CPU model and flags, the
+variables' values).
 """
 import json
 import os

@@ -16,7 +16,7 @@ from pathlib import Path
 from utils.cli import run_cli
 from utils.data import REPO_ROOT
 from utils.io import UserError, first_line, write_text
-from utils.stage import finish_stage, is_done, start_stage
+from utils.markers import finish_stage, is_done, start_stage
 
 # Short name -> where it comes from. One entry today; a new GGUF-in-a-wheel model is one more entry.
 PRETRAINED = {

@@ -34,6 +34,20 @@ def render_completion(title: str) -> str:
     return f'"{title}"\n'
 
 
+def completion_ids(tokenizer, names) -> list[list[int]]:
+    """The token ids of each name's answer (`render_completion`) as they follow a prompt: tokenized on its own, with
+    no special tokens. This is how trl's DPO trainer tokenizes a completion (it then appends EOS), and a prompt ends on
+    a token boundary (tests/test_tiny_model.py, the SmolLM2 tokenizer alike), so SFT's prompt + completion tokenizes
+    to the same ids too."""
+    return tokenizer([render_completion(n) for n in names], add_special_tokens=False).input_ids
+
+
+def max_answer_tokens(tokenizer, names, margin: int = 4) -> int:
+    """New-token limit for an answer: the longest catalog title as a completion, plus a small margin."""
+    longest = sorted(names, key=len, reverse=True)[:200]  # the longest by characters hold the longest in tokens
+    return max(len(ids) for ids in completion_ids(tokenizer, longest)) + margin
+
+
 def parse_title(text: str) -> str:
     """The title a generated text names (docs/metrics.md, title parsing).
 
@@ -122,8 +136,6 @@ class Contract:
 
     def max_new_tokens(self, tokenizer, names, purpose: str) -> int:
         """New-token limit (`purpose`: "sampling" or "evaluation"): the longest catalog answer plus a margin."""
-        from utils.generation import max_answer_tokens
-
         return max_answer_tokens(tokenizer, names)
 
     def answer(self, generated: str) -> str:

@@ -324,6 +324,35 @@ def for_stage(stage: str, recipe: str, overrides: str, small_model: bool, lora: 
     return str(path), resolve(path, overrides, STAGE_SECTIONS[stage] + (("lora",) if lora else ()))
 
 
+# Settings that moved into the recipes are no longer read from the environment: a user's old command
+# (SFT_SAMPLE_SIZE=64 bash shell/SFT.sh) would train the full size without a word, so it stops and names the new form.
+RETIRED_VARIABLES = {
+    "SFT_SAMPLE_SIZE": "sft.sample_size", "SFT_VALID_SAMPLE_SIZE": "sft.valid_sample_size",
+    "SFT_EPOCHS": "sft.num_train_epochs", "SFT_LR": "sft.learning_rate", "SFT_WARMUP_STEPS": "sft.warmup_steps",
+    "SFT_BATCH_SIZE": "sft.global_batch_size", "SFT_DEVICE_BATCH_SIZE": "sft.per_device_train_batch_size",
+    "LORA_TARGETS": "lora.target_modules", "TRAIN_SAMPLE_SIZE": "self_play.train_sample_size",
+    "VALID_SAMPLE_SIZE": "self_play.valid_sample_size", "LR": "dpo.learning_rate sft_step.learning_rate",
+    "BETA": "dpo.beta", "LOSS_TYPE": "dpo.loss_type", "BATCH_SIZE": "dpo.global_batch_size",
+    "DEVICE_BATCH_SIZE": "dpo.per_device_train_batch_size", "WARMUP_STEPS": "dpo.warmup_steps sft_step.warmup_steps",
+    "PRECOMPUTE_REF": "dpo.precompute_ref_log_probs=true", "SFT_TRAINER_ARGS": "sft.<field>",
+    "LORA_ARGS": "lora.<field>", "DPO_TRAINER_ARGS": "dpo.<field>",
+}
+
+
+def refuse_retired_variables(environ) -> None:
+    """Stop on a variable the recipes replaced, naming the RECIPE_ARGS that does what it did."""
+    if "MODEL_KIND" in environ:
+        raise UserError("MODEL_KIND is no longer read: the recipe follows the model; name one with "
+                        "RECIPE=recipes/<name>.yaml")
+    for name, fields in RETIRED_VARIABLES.items():
+        if name not in environ:
+            continue
+        form = [f"{f}=value" if f.endswith("<field>") else f if "=" in f else f"{f}={environ[name]}"
+                for f in fields.split()]
+        raise UserError(f"{name} is no longer read (the recipes hold it, utils/recipe.py): unset it and set "
+                        f"RECIPE_ARGS=\"{' '.join(form)}\" instead")
+
+
 def main(recipe: str = "", recipe_args: str = ""):
     """Check the overrides (and a recipe file, when named) and print the resolved recipe or the overrides as YAML."""
     import yaml

@@ -9,13 +9,14 @@ contract's small model has a vocabulary fitted to what it reads, as a real model
 other texts than the project's has its own folder (models/tiny-official/<category>), and its indents are tokens of
 their own. Does nothing when the model is built.
 """
+from dataclasses import dataclass
 from pathlib import Path
 
 from utils.cli import run_cli
 from utils.data import REPO_ROOT, category_dir, check_category_name, load_catalog, load_split
 from utils.io import write_json
+from utils.markers import finish_stage, is_done, start_stage
 from utils.prompt import PROJECT, contract_of, render_completion
-from utils.stage import finish_stage, is_done, start_stage
 
 PAD, EOS = "<|pad|>", "<|eos|>"
 # Written into the model it builds and copied into every model trained fully from it (utils.modeling.save_trained):
@@ -51,16 +52,32 @@ def train_tokenizer(texts, vocab_size: int, space_runs_apart: bool = False):
                                    model_max_length=1024)
 
 
-def build(category: str = "ML100K", out: str = "", vocab_size: int = 4096, hidden: int = 128, layers: int = 4,
-          heads: int = 4, seed: int = 0, corpus_records: int = 5000, force: bool = False, recipe: str = "",
-          recipe_args: str = ""):
+@dataclass
+class Args:
+    """The build's options (the command line's --name value; tests build it directly)."""
+    category: str = "ML100K"
+    out: str = ""
+    vocab_size: int = 4096
+    hidden: int = 128
+    layers: int = 4
+    heads: int = 4
+    seed: int = 0
+    corpus_records: int = 5000
+    force: bool = False
+    recipe: str = ""
+    recipe_args: str = ""
+
+
+def build(a: Args) -> None:
     """Train the tokenizer on the texts of the recipe's contract (the project's by default) and save a freshly
-    initialised Llama of the given size into `out` (default: the contract's folder, tiny_model_dir)."""
+    initialised Llama of the given size into `a.out` (default: the contract's folder, tiny_model_dir)."""
     from utils.recipe import for_stage
 
-    contract = contract_of(for_stage("sft", recipe, recipe_args, small_model=True)[1])
-    out_dir = Path(out) if out else tiny_model_dir(category, contract)
-    if is_done(out_dir) and not force:
+    category, vocab_size, hidden, layers, heads, seed = a.category, a.vocab_size, a.hidden, a.layers, a.heads, a.seed
+
+    contract = contract_of(for_stage("sft", a.recipe, a.recipe_args, small_model=True)[1])
+    out_dir = Path(a.out) if a.out else tiny_model_dir(category, contract)
+    if is_done(out_dir) and not a.force:
         return
     print(f"building the embedded small model {out_dir} (contract {contract.name})", flush=True)
     import torch
@@ -68,7 +85,7 @@ def build(category: str = "ML100K", out: str = "", vocab_size: int = 4096, hidde
 
     data_dir = category_dir(category)
     catalog = load_catalog(data_dir)
-    train = load_split(data_dir, "train")[:corpus_records]
+    train = load_split(data_dir, "train")[:a.corpus_records]
     texts = [t for r in train for t in contract.small_model_corpus(r)]  # what the model reads (SFT trains on)
     texts += [render_completion(n) for n in catalog.names]  # every title, even those never in the sample
     tokenizer = train_tokenizer(texts, vocab_size, space_runs_apart=bool(contract.small_model_texts))

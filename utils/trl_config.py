@@ -143,12 +143,13 @@ def score_labelled_positions_only() -> None:
     trl_utils._use_triton = compact
 
 
-def trainer_kwargs(section: str, fields: dict, n_examples: int, n_eval: int, stage, tracking: dict, seed: int,
+def trainer_kwargs(section: str, fields: dict, n_examples: int, n_eval: int, stage, tracking: dict,
                    activation_checkpointing: bool, contract=PROJECT) -> tuple[dict, dict]:
     """(batch plan, keyword arguments of a stage's trl config) from its recipe section (utils/recipe.py): the stage's
     defaults (it saves once, at the end, and loads data in its own process; a recipe may change either), the section's
-    trl fields, then what the stage sets itself: output, schedule, tracking, seeds, device. The SFT and DPO stages
-    add their loss."""
+    trl fields, then what the stage sets itself: output, schedule, tracking, seeds (the stage's own, utils/seeds.py,
+    recorded in its settings as stage_seed), device. The SFT and DPO stages add their loss."""
+    seed = stage.args["stage_seed"]
     from utils.recipe import trainer_fields
 
     processes = stage.state.num_processes
