@@ -5,12 +5,13 @@ usage: python -m eval.readme_tables [--readme FILE] [--check]
 A table between the lines
     <!-- table from results/demo/ML100K_results.md; columns: HR@1, HR@5, NDCG@5 -->
     <!-- end table -->
-is rebuilt from the first table of that report (eval/report.py's output) that has every named column: the named
-columns with the report's own headers, every row with the report's own labels, in its order (`; rows: SFT, SPRec
-it1 DPO` keeps only those). The path is relative to the file the table is in (docs/*.md: `../results/...`). Every
-such table of README.md and of each docs/*.md is rebuilt, or only those of `--readme FILE`. Without --check the files
-are rewritten in place; with --check nothing is written and the exit status is 1 if a table differs from its report
-(tests/test_readme_tables.py runs it on the real files).
+is rebuilt from the first table of that report (eval/report.py's output) that has every named column (and every
+named row): the named columns with the report's own headers, every row with the report's own labels, in its order
+(`; rows: SFT, SPRec it1 DPO` keeps only those, from the first table that has them all; a label holding ", " is read
+whole). The path is relative to the file the table is in (docs/*.md: `../results/...`). Every such table of README.md
+and of each docs/*.md is rebuilt, or only those of `--readme FILE`. Without --check the files are rewritten in place;
+with --check nothing is written and the exit status is 1 if a table differs from its report (tests/test_readme_tables.py
+runs it on the real files).
 """
 import re
 from pathlib import Path
@@ -43,10 +44,26 @@ def _plain(header: list[str]) -> list[str]:
     return [re.sub(r"\s*[↑↓]$", "", h) for h in header]
 
 
-def render(report: Path, columns: list[str], rows: list[str] | None) -> list[str]:
-    """The markdown lines of one generated table made from `report`."""
-    tables = read_tables(report)
-    header, body = next((t for t in tables if all(c in _plain(t[0]) for c in columns)), tables[0])
+def split_rows(text: str, labels) -> list[str]:
+    """The row labels named in `text`, separated by commas; a label that holds ", " itself ("SFT, constrained", the
+    report's greedy-against-constrained rows) is read whole when the table has it."""
+    out, current = [], ""
+    for piece in text.split(","):
+        current = f"{current},{piece}" if current else piece
+        if current.strip() in labels:
+            out.append(current.strip())
+            current = ""
+    return out + ([p.strip() for p in current.split(",")] if current else [])
+
+
+def render(report: Path, columns: list[str], rows: str | None) -> list[str]:
+    """The markdown lines of one generated table made from `report`: from its first table with every named column and,
+    where rows are named, every named row."""
+    candidates = [t for t in read_tables(report) if all(c in _plain(t[0]) for c in columns)] or read_tables(report)[:1]
+    named = [None if rows is None else split_rows(rows, {b[0] for b in t[1]}) for t in candidates]
+    pick = next((i for i, t in enumerate(candidates)
+                 if named[i] is None or all(r in {b[0] for b in t[1]} for r in named[i])), 0)
+    (header, body), rows = candidates[pick], named[pick]
     plain = _plain(header)
     missing = [c for c in columns if c not in plain]
     if missing:
@@ -75,8 +92,7 @@ def regenerate(text: str, base: Path) -> tuple[str, list[str]]:
         end = next((j for j in range(i, len(lines)) if lines[j] == END), None)
         if end is None:
             raise UserError(f"line {i}: '{lines[i - 1]}' has no '{END}' after it")
-        rows = [r.strip() for r in m["rows"].split(",")] if m["rows"] else None
-        table = render(base / m["path"], [c.strip() for c in m["columns"].split(",")], rows)
+        table = render(base / m["path"], [c.strip() for c in m["columns"].split(",")], m["rows"] or None)
         if lines[i:end] != table:
             changed.append(m["path"])
         out += table

@@ -74,6 +74,20 @@ def test_columns_come_from_the_first_table_that_has_them_all(tmp_path):
         readme_tables.regenerate("<!-- table from r.md; columns: HR@5, Gini@5 -->\n<!-- end table -->\n", tmp_path)
 
 
+def test_rows_come_from_the_first_table_that_has_them_all(tmp_path):
+    """The report's greedy-against-constrained table repeats the first table's columns with other row labels: named
+    rows pick it."""
+    second = ("\n### Toy: greedy against constrained\n\n| Method | HR@5 ↑ |\n|:---|---:|\n"
+              "| SFT, constrained | 0.4000 |\n")
+    (tmp_path / "r.md").write_text(REPORT + second)
+    text, _ = readme_tables.regenerate("<!-- table from r.md; columns: HR@5; rows: SFT, constrained -->\n"
+                                       "<!-- end table -->\n", tmp_path)
+    assert "| Method | HR@5 ↑ |\n|---|---:|\n| SFT, constrained | 0.4000 |\n" in text
+    text, _ = readme_tables.regenerate("<!-- table from r.md; columns: HR@5; rows: SFT -->\n<!-- end table -->\n",
+                                       tmp_path)
+    assert "| SFT | 0.2000 |\n" in text
+
+
 @pytest.mark.parametrize("marker, message", [
     ("<!-- table from r.md; columns: HR@10 -->", "no column HR@10"),
     ("<!-- table from r.md; columns: HR@5; rows: DPO it0 -->", "no row DPO it0"),
