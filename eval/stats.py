@@ -291,11 +291,12 @@ def across_seeds(differences) -> tuple[float, float, float, float]:
 
 
 def format_p(p: float) -> str:
-    return f"{p:.4f}".rstrip("0").rstrip(".")
+    """"=" and four decimals; a p that would print as 0 (a t-test over seeds that agree closely) is "<0.0001"."""
+    return "<0.0001" if p < 0.00005 else "=" + f"{p:.4f}".rstrip("0").rstrip(".")
 
 
 def p_text(p: float | None, p_holm: float | None) -> str:
-    return ("" if p is None else f" p={format_p(p)}") + ("" if p_holm is None else f" Holm p={format_p(p_holm)}")
+    return ("" if p is None else f" p{format_p(p)}") + ("" if p_holm is None else f" Holm p{format_p(p_holm)}")
 
 
 def cell(d: Difference) -> str:
@@ -423,7 +424,8 @@ def run_stats(roots, a: Args) -> tuple[str, dict]:
               "user adds no new item).",
               f"- p (every metric): a paired randomisation test (each user's two lists swapped with probability 1/2, "
               f"{swaps} draws, the same for every metric and pair; two-sided, p = (1 + draws with |difference| ≥ "
-              f"|observed|) / (1 + {swaps}), so never below {format_p(1 / (1 + swaps))}). Holm p: adjusted by Holm's "
+              f"|observed|) / (1 + {swaps}), so never below {format_p(1 / (1 + swaps)).lstrip('=')}). Holm p: "
+              f"adjusted by Holm's "
               f"method over the {len(pairs)} comparisons of its column; within noise where the Holm p ≥ {ALPHA} (the "
               f"verdict reads the adjusted p, not the raw one).",
               "- TopDecile: share of the top-K recommendations among the 10% of items most frequent as training "

@@ -310,3 +310,8 @@ def test_exposure_figure_from_per_user_files(tmp_path, monkeypatch):
         assert shares.shape == (1, 10) and np.allclose(shares, regrounded[0][label]), label
     assert files[1].tolist() == pytest.approx(regrounded[1].tolist())
     assert files[0]["SFT"][0].tolist() == pytest.approx([.4, .4, .2] + [0] * 7)  # always items 0-4, 2 a decile
+
+
+def test_p_values_print_with_four_decimals_and_never_as_zero():
+    assert stats.format_p(0.0005) == "=0.0005" and stats.format_p(1.0) == "=1" and stats.format_p(0.04999) == "=0.05"
+    assert stats.p_text(0.00004, 0.0002) == " p<0.0001 Holm p=0.0002"
