@@ -59,7 +59,8 @@ def split_rows(text: str, labels) -> list[str]:
 def render(report: Path, columns: list[str], rows: str | None) -> list[str]:
     """The markdown lines of one generated table made from `report`: from its first table with every named column and,
     where rows are named, every named row."""
-    candidates = [t for t in read_tables(report) if all(c in _plain(t[0]) for c in columns)] or read_tables(report)[:1]
+    tables = read_tables(report)
+    candidates = [t for t in tables if all(c in _plain(t[0]) for c in columns)] or tables[:1]
     named = [None if rows is None else split_rows(rows, {b[0] for b in t[1]}) for t in candidates]
     pick = next((i for i, t in enumerate(candidates)
                  if named[i] is None or all(r in {b[0] for b in t[1]} for r in named[i])), 0)

@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 from utils.cli import run_cli
 from utils.io import fail
+from utils.metrics import stats_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,10 +43,10 @@ class Options(NamedTuple):
     references: str = ""
 
 
-RECOMMENDER_SEEDS = seeds("results/recommender-seeds", range(42, 47))
-RECOMMENDER = {  # the recommender's five-seed claim (docs/recommender.md): both protocols, at K 1 and 5, with MostPop
-    f"results/recommender-seeds/ML100KALL_stats{'' if d == 'greedy' else '_' + d}{'' if k == 5 else f'_top{k}'}.md":
-    (RECOMMENDER_SEEDS, Options("ML100KALL", d, k, "MostPop")) for d in ("greedy", "constrained") for k in (1, 5)}
+STATS_OPTIONS = {  # the files made with other options than Options()'s: the recommender's five-seed claim
+    # (docs/recommender.md), both protocols at K 1 and 5, every model also against MostPop
+    f"results/recommender-seeds/{stats_name('ML100KALL', d, k)}": Options("ML100KALL", d, k, "MostPop")
+    for d in ("greedy", "constrained") for k in (1, 5)}
 STATS_FILES = {  # committed statistics file: the run roots it is computed over (the first root: the seed 42 run)
     "results/demo/ML100K_stats.md": ["results/demo"],
     "results/demo-seeds/seed42/ML100K_stats.md": ["results/demo-seeds/seed42"],
@@ -57,7 +58,7 @@ STATS_FILES = {  # committed statistics file: the run roots it is computed over 
     "results/bare-dpo-prompt-seeds/ML100K_stats.md": seeds("results/bare-dpo-prompt-seeds", range(42, 45)),
     "results/grounding/demo-seeds-L3/ML100K_stats.md": seeds("results/grounding/demo-seeds-L3", range(42, 47)),
     "results/smollm2-seeds/ML100K_stats.md": seeds("results/smollm2-seeds", (42, 43)),
-} | RECOMMENDER
+} | {path: seeds("results/recommender-seeds", range(42, 47)) for path in STATS_OPTIONS}
 
 
 SLICES_FILES = {  # committed slices report (its JSON beside it): the run roots (python -m eval.slices)
@@ -65,7 +66,7 @@ SLICES_FILES = {  # committed slices report (its JSON beside it): the run roots 
 }
 
 
-def recompute(roots: list[str], out: Path, options: Options | None = None) -> None:
+def recompute(roots: list[str], out: Path, options: Options) -> None:
     """eval/stats.py over `roots` (relative to the repository) into `out`, quietly."""
     from eval import stats
 
@@ -73,7 +74,7 @@ def recompute(roots: list[str], out: Path, options: Options | None = None) -> No
     os.chdir(ROOT)  # the roots are written into the file as given: relative, as the committed files have them
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            stats.main(stats.Args(run_root=",".join(roots), out=str(out), **(options or Options())._asdict()))
+            stats.main(stats.Args(run_root=",".join(roots), out=str(out), **options._asdict()))
     finally:
         os.chdir(here)
 
@@ -167,10 +168,9 @@ def recompute_eval_files(write: bool, add_contexts: bool) -> list[str]:
 def run(write: bool = False, add_contexts: bool = False) -> None:
     differ = recompute_eval_files(write, add_contexts)
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (path, spec) in enumerate(STATS_FILES.items()):
-            roots, options = spec if isinstance(spec, tuple) else (spec, Options())
+        for i, (path, roots) in enumerate(STATS_FILES.items()):
             out = Path(tmp) / f"{i}.md"
-            recompute(roots, out, options)
+            recompute(roots, out, STATS_OPTIONS.get(path, Options()))
             committed = ROOT / path
             same = committed.is_file() and committed.read_bytes() == out.read_bytes()
             if write and not same:

@@ -58,6 +58,7 @@ import numpy as np
 
 from utils.cli import run_cli
 from utils.io import UserError, write_text
+from utils.metrics import stats_name
 
 METRICS = ("HR", "NDCG", "TopDecile", "DivRatio", "ORRatio")  # TopDecile: share of recommendations in decile 1
 USER_MEANS = ("HR", "NDCG")  # means of per-user values: paired bootstrap
@@ -449,8 +450,7 @@ def main(a: Args) -> None:
 
     roots = parse_roots(a.run_root)
     text, _ = run_stats(roots, a)
-    suffix = ("" if a.decoding == "greedy" else f"_{a.decoding}") + ("" if a.k == 5 else f"_top{a.k}")
-    path = Path(a.out) if a.out else Path(roots[0]) / f"{a.category}_stats{suffix}.md"
+    path = Path(a.out) if a.out else Path(roots[0]) / stats_name(a.category, a.decoding, a.k)
     write_text(path, text)
     print(text + f"\nwrote {path}")
 

@@ -297,6 +297,12 @@ def users_name(decoding: str | None = "greedy") -> str:
     return f"eval_users{_suffix(decoding)}.jsonl"
 
 
+def stats_name(category: str, decoding: str = "greedy", k: int = 5) -> str:
+    """The paired statistics file eval/stats.py writes by default: <C>_stats.md for greedy decoding at K=5,
+    <C>_stats_constrained.md for constrained decoding, with _top<K> added for another K."""
+    return f"{category}_stats{_suffix(decoding)}{'' if k == 5 else f'_top{k}'}.md"
+
+
 def prediction_text(record, path, index) -> str:
     if "logprobs" in record:  # only ranked modes write them: their items must not be grounded as one text
         mode = "candidates" if "candidates" in record else "constrained"

@@ -287,11 +287,13 @@ def prepare_ml100k() -> list[Step]:
 
 
 def report(v: Variables, roots: list[str], figs_dir: str, category: str = "ML100K") -> list[Step]:
+    from utils.metrics import stats_name
+
     joined = ",".join(roots)
     return [Step("main", ["-m", "eval.report", "--run_root", joined, "--category", category, "--figs_dir", figs_dir],
                  "report", f"{roots[0]}/{category}_results.md"),
             Step("main", ["-m", "eval.stats", "--run_root", joined, "--category", category], "paired statistics",
-                 f"{roots[0]}/{category}_stats.md")]
+                 f"{roots[0]}/{stats_name(category)}")]
 
 
 def plan_demo(v: Variables, gpus: list[str]) -> list[Step]:
@@ -308,16 +310,17 @@ def statistics(v: Variables, roots: list[str], category: str) -> list[Step]:
     """The paired statistics over the seeds' roots under each protocol of DECODING that gives top-K lists of the
     catalog (the candidate protocol ranks given candidates: no lists to pair), at K = 1 and 5, every trained model
     also against each reference row of REFERENCES (eval.stats --references)."""
+    from utils.metrics import stats_name
+
     steps = []
     for decoding in decodings(v):
         if decoding == "candidates":
             continue
         for k in (1, 5):
-            suffix = ("" if decoding == "greedy" else f"_{decoding}") + ("" if k == 5 else f"_top{k}")
             steps.append(Step("main", ["-m", "eval.stats", "--run_root", ",".join(roots), "--category", category,
                                        "--decoding", decoding, "--references", v["REFERENCES"], "--k", str(k)],
                               f"paired statistics ({decoding} decoding, K={k})",
-                              f"{roots[0]}/{category}_stats{suffix}.md"))
+                              f"{roots[0]}/{stats_name(category, decoding, k)}"))
     return steps
 
 
