@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # usage: bash shell/setup_recbole.sh
 # Idempotent: creates .venv-recbole (RecBole 1.2.1 for eval/sasrec.py, git-ignored, never mixed into .venv) and
-# installs envs/recbole/requirements.lock (exact versions and hashes, made by shell/lock_recbole.sh) only when it
-# changed since the last successful install. A few minutes the first time (torch and tensorboard are the bulk).
+# installs envs/recbole/requirements.lock (exact versions and hashes, made by bash shell/lock.sh envs/recbole) only
+# when it changed since the last successful install. A few minutes the first time (torch and tensorboard are the bulk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=shell/help.sh
