@@ -1,5 +1,5 @@
 """RecBole's part of eval/sasrec.py: the one module that imports RecBole, so it runs only in .venv-recbole
-(shell/setup_recbole.sh), never in the project's .venv.
+(bash shell/setup.sh envs/recbole), never in the project's .venv.
 
 RecBole 1.2.1 reads the atomic files eval/sasrec.py writes (one row per interaction; `timestamp` is the item's place
 in its user's sequence, so RecBole's time order is the project's order exactly), turns each user's sequence into

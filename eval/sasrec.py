@@ -4,7 +4,7 @@ the reference a conventional sequential recommender sets beside MostPop.
 usage: python -m eval.sasrec --category ML100K --output_dir models/SASRec/ML100K [--model SASRec|GRU4Rec]
        [--max_len 50] [--epochs 200] [--patience 10] [--seed 42] [--raw GROUPLENS_DIR]
 It runs in RecBole's own environment, .venv-recbole (`.venv-recbole/bin/python -m eval.sasrec ...`), which
-shell/setup_recbole.sh makes; `bash shell/sasrec.sh` makes it and runs this.
+bash shell/setup.sh envs/recbole makes; `bash shell/sasrec.sh` makes it and runs this.
 
 1. Sequences. Each user's whole item sequence, up to and including the test item, is rebuilt from ML-100K by the
    project's own protocol (data.protocol.user_sequences on the copy in the recbole wheel, as `python -m data.prepare
@@ -192,7 +192,7 @@ def main(a: Args) -> None:
         from eval import recbole_model
     except ImportError as e:
         raise UserError(f"RecBole is not importable here ({e}): run this in its own environment, made by "
-                        f"'bash shell/setup_recbole.sh': .venv-recbole/bin/python -m eval.sasrec ...") from None
+                        f"'bash shell/setup.sh envs/recbole': .venv-recbole/bin/python -m eval.sasrec ...") from None
 
     history_len = read_json(data / "stats.json").get("history_len", 10) if (data / "stats.json").is_file() else 10
     sequences = source_sequences(catalog, a.raw)

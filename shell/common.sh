@@ -11,7 +11,6 @@ cd "$ROOT" || exit 1
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 
 die() { echo "error: $*" >&2; exit 2; }
-banner() { printf '\n==== %s [%s] ====\n' "$*" "$(date +%H:%M:%S)"; }
 
 # ---- every script reads these too (set in the environment) ----------------------------------------------------
 KERNELS=${KERNELS:-portable}      # portable: the same digits on any x86-64 CPU (2 threads, AVX2 kernels); native:
@@ -23,7 +22,7 @@ NUM_MACHINES=${NUM_MACHINES:-1}   # several machines: the same script and variab
 MACHINE_RANK=${MACHINE_RANK:-0}   # 0 the main one (it writes), and a shared file system for the output root
 MAIN_PROCESS_IP=${MAIN_PROCESS_IP:-127.0.0.1}
 MAIN_PROCESS_PORT=${MAIN_PROCESS_PORT:-29500}  # ACCELERATE_CONFIG: another accelerate config for GPUs (not ours)
-export KERNELS CPU_THREADS CPU_PROCESSES SHARDING NUM_MACHINES MACHINE_RANK
+export KERNELS CPU_THREADS CPU_PROCESSES SHARDING NUM_MACHINES MACHINE_RANK MAIN_PROCESS_IP MAIN_PROCESS_PORT
 # ---------------------------------------------------------------------------------------------------------------
 
 # Python: an active virtualenv/conda env, else the project's .venv (created by shell/setup.sh).
@@ -61,64 +60,31 @@ parse_gpu_ids() {
   VISIBLE_GPUS=$(IFS=,; echo "${mapped[*]}")
 }
 
-# Run a Python entry point: plain python for one CPU process on one machine, else accelerate over the GPU ids (one
-# process each: DDP, or FSDP / DeepSpeed with SHARDING) or over CPU_PROCESSES gloo processes on the CPU, on each of
-# NUM_MACHINES machines. A config file from shell/accelerate/ is always passed, so a user's default accelerate config
-# never changes a run; ACCELERATE_CONFIG names another file for the GPU case.
+# Run a Python entry point as the plan's launcher step says (LAUNCHER, utils/plan.py's launcher): plain python for
+# one CPU process on one machine, else accelerate launch with those arguments, on the GPU ids' devices, and on a
+# free port where the plan leaves it FREE.
+LAUNCHER=()
 launch() {
-  local per_machine=${#GPU_IDS[@]} configs="$ROOT/shell/accelerate" config port threads=() cores
-  cores=${OMP_NUM_THREADS:-$(nproc)}   # the machine's threads (the plan's CPU_THREADS)
-  if ! [[ "$NUM_MACHINES" =~ ^[1-9][0-9]*$ && "$MACHINE_RANK" =~ ^[0-9]+$ ]] || (( MACHINE_RANK >= NUM_MACHINES )); then
-    die "NUM_MACHINES=$NUM_MACHINES, MACHINE_RANK=$MACHINE_RANK: need 0 <= MACHINE_RANK < NUM_MACHINES"
-  fi
-  case "$SHARDING" in
-    none) config=multi_gpu ;;
-    fsdp | zero2 | zero3) config=$SHARDING
-      (( per_machine )) || die "SHARDING=$SHARDING needs GPUs (accelerate shards only on accelerators); on the CPU use SHARDING=none"
-      [[ "$SHARDING" == fsdp ]] || python -c 'import importlib.util as u, sys; sys.exit(u.find_spec("deepspeed") is None)' \
-        || die "SHARDING=$SHARDING needs DeepSpeed: pip install deepspeed (or use SHARDING=fsdp)" ;;
-    *) die "SHARDING must be none, fsdp, zero2 or zero3, got '$SHARDING'" ;;
-  esac
-  if (( per_machine == 0 )); then
-    per_machine=$CPU_PROCESSES
-    if (( per_machine == 1 && NUM_MACHINES == 1 )); then
-      CUDA_VISIBLE_DEVICES="" python "$@" 9>&-
-      return
-    fi
-    config=multi_cpu
-    # The machine's threads (OMP_NUM_THREADS, from the plan) shared by its processes, passed explicitly (left to
-    # accelerate, it would take the machine's cores, and says so in a warning on every launch).
-    threads=(--num_cpu_threads_per_process "$(( cores / per_machine + (cores < per_machine) ))")   # at least 1
-  elif (( per_machine == 1 && NUM_MACHINES == 1 )) && [[ "$SHARDING" == none ]]; then
-    config=single_gpu
-  fi
-  config="$configs/$config.yaml"
-  [[ -n "$VISIBLE_GPUS" && -n "${ACCELERATE_CONFIG:-}" ]] && config=$ACCELERATE_CONFIG
-  port=$MAIN_PROCESS_PORT
-  (( NUM_MACHINES > 1 )) || port=$(free_port)   # one machine: any free port, so that two runs can share a machine
-  local status=0 errors
+  if (( ! ${#LAUNCHER[@]} )); then CUDA_VISIBLE_DEVICES="" python "$@" 9>&-; return; fi
+  local args=("${LAUNCHER[@]}") status=0 errors
+  [[ "${args[-1]}" != FREE ]] \
+    || args[-1]=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   errors=$(mktemp)
   # stderr through utils/launcher_stderr.py (a user error once, no launcher traceback), stdout as it is (fd 3); the
   # status is accelerate's (inside `if`, a failure does not stop a `set -e` script before it is read)
-  if { CUDA_VISIBLE_DEVICES="$VISIBLE_GPUS" accelerate launch --config_file "$config" \
-      --num_processes $(( per_machine * NUM_MACHINES )) --num_machines "$NUM_MACHINES" --machine_rank "$MACHINE_RANK" \
-      --main_process_ip "$MAIN_PROCESS_IP" --main_process_port "$port" "${threads[@]}" "$@" 9>&- 2>&1 1>&3 3>&- \
+  if { CUDA_VISIBLE_DEVICES="$VISIBLE_GPUS" accelerate launch "${args[@]}" "$@" 9>&- 2>&1 1>&3 3>&- \
       | python -m utils.launcher_stderr "$errors" 9>&- >&2; status=${PIPESTATUS[0]}; } 3>&1; then :; fi
   if (( status )) && [[ -s "$errors" ]]; then rm -f "$errors"; exit 2; fi   # a one-line error, printed once
   rm -f "$errors"
   return "$status"
 }
 
-free_port() { python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
 # One run per output directory at a time: hold an flock on a lock file until the script exits (or takes the next
 # lock). Only the script holds it (`launch` closes fd 9 for its children), so a killed run's lock goes with it.
 take_lock() {
-  local lock="$1"
-  (( NUM_MACHINES == 1 )) || lock+=".machine$MACHINE_RANK"   # one lock per machine of a multi-machine run
-  mkdir -p "$(dirname "$lock")"
-  exec 9>"$lock"
-  flock -n 9 || die "another run is using $(dirname "$lock") (lock $lock); wait for it or stop it"
+  mkdir -p "$(dirname "$1")"
+  exec 9>"$1"
+  flock -n 9 || die "another run is using $(dirname "$1") (lock $1); wait for it or stop it"
 }
 
 # run_plan SCRIPT N ARGS...: the GPU ids and the N arguments after them (parse_gpu_ids), then utils/plan.py makes the
@@ -141,14 +107,15 @@ run_steps() {
     IFS= read -r -d '' -u 8 title && IFS= read -r -d '' -u 8 n
     argv=()
     for ((i = 0; i < n; i++)); do IFS= read -r -d '' -u 8 arg; argv+=("$arg"); done
-    [[ -z "$title" || "$kind" == say ]] || banner "$title"
+    [[ -z "$title" || "$kind" == say ]] || printf '\n==== %s [%s] ====\n' "$title" "$(date +%H:%M:%S)"
     case "$kind" in
       export) export "${argv[0]}=${argv[1]}" ;;
       unset) unset "${argv[0]}" ;;
       lock) take_lock "${argv[0]}" ;;
+      launcher) LAUNCHER=("${argv[@]}") ;;
       launch) launch "${argv[@]}" 8<&- ;;
-      main) if (( MACHINE_RANK == 0 )); then python "${argv[@]}" 8<&- 9>&-; fi ;;
-      recbole) if (( MACHINE_RANK == 0 )); then .venv-recbole/bin/python "${argv[@]}" 8<&- 9>&-; fi ;;
+      main) python "${argv[@]}" 8<&- 9>&- ;;
+      recbole) .venv-recbole/bin/python "${argv[@]}" 8<&- 9>&- ;;
       run) "${argv[@]}" 8<&- 9>&- ;;
       say) printf '%s\n' "$title" ;;
       *) die "unknown plan step '$kind'" ;;

@@ -6,7 +6,7 @@
 # golden eval files if a digit moved (tests/test_golden.py says which).
 # ENV_DIR locks an environment of its own the same way: ENV_DIR/requirements.txt, with ENV_DIR/overrides.txt when there
 # is one, into ENV_DIR/requirements.lock (envs/recbole: RecBole's, which overrides.txt keeps without ray; installed by
-# shell/setup_recbole.sh).
+# bash shell/setup.sh envs/recbole).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=shell/help.sh

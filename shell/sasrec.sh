@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=shell/help.sh
 source shell/help.sh
-[[ " $* " == *" --dry-run "* ]] || bash shell/setup_recbole.sh
+[[ " $* " == *" --dry-run "* ]] || bash shell/setup.sh envs/recbole
 # shellcheck source=shell/common.sh
 source shell/common.sh            # KERNELS, threads, the plan; the project's .venv runs MostPop and the Random row
 

@@ -1,11 +1,16 @@
-"""shell/common.sh: GPU ids within a scheduler's CUDA_VISIBLE_DEVICES, and an accelerate config always passed.
+"""Launching: the plan's launcher (utils/plan.py: accelerate's arguments from the GPU ids and the launch variables) and
+shell/common.sh's launch (GPU ids within a scheduler's CUDA_VISIBLE_DEVICES, a free port, the launcher's stderr).
 nvidia-smi and accelerate are stand-ins on PATH that report 8 GPUs and print what they were asked to run."""
 import os
+import shlex
 import subprocess
 import sys
 
 import pytest
 from conftest import ROOT
+
+from utils.io import UserError
+from utils.plan import Variables, launcher
 
 
 @pytest.fixture
@@ -17,63 +22,73 @@ def fake_bin(tmp_path):
     return tmp_path
 
 
-def common(fake_bin, script, **env):
+def args_of(gpus="", **env) -> str:
+    return " ".join(launcher(Variables(env, "test"), gpus.split()))
+
+
+def launch(fake_bin, gpus="", **env):
+    """parse_gpu_ids, the plan's launcher for those ids and variables, then `launch -m train.sft --x 1`."""
     full = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "ACCELERATE_CONFIG")}
     full.update(PATH=f"{fake_bin}{os.pathsep}{full['PATH']}", **env)
-    return subprocess.run(["bash", "-c", f"source shell/common.sh; {script}"], cwd=ROOT, env=full,
-                          capture_output=True, text=True)
+    script = (f"source shell/common.sh; parse_gpu_ids 0 {gpus}; "
+              f"LAUNCHER=({shlex.join(launcher(Variables(full, 'test'), gpus.split()))}); launch -m train.sft --x 1")
+    return subprocess.run(["bash", "-c", script], cwd=ROOT, env=full, capture_output=True, text=True)
 
 
 def test_gpu_ids_count_within_cuda_visible_devices(fake_bin):
-    p = common(fake_bin, "parse_gpu_ids 0 0 1 3; launch -m train.sft --x 1", CUDA_VISIBLE_DEVICES="4,5,6,7")
+    p = launch(fake_bin, "0 1 3", CUDA_VISIBLE_DEVICES="4,5,6,7")
     assert p.returncode == 0, p.stderr
-    assert p.stdout.startswith("CUDA_VISIBLE_DEVICES=4,5,7 launch --config_file ")
-    assert "shell/accelerate/multi_gpu.yaml --num_processes 3 " in p.stdout and p.stdout.strip().endswith("--x 1")
+    assert p.stdout.startswith("CUDA_VISIBLE_DEVICES=4,5,7 launch --config_file shell/accelerate/multi_gpu.yaml "
+                               "--num_processes 3 --num_machines 1 --machine_rank 0 ")
+    assert p.stdout.strip().endswith("-m train.sft --x 1")
 
 
-def test_one_gpu_gets_the_single_gpu_config_and_all_gpus_without_a_mask(fake_bin):
-    p = common(fake_bin, "parse_gpu_ids 0 6; launch -m train.sft")
+def test_one_machine_launches_on_a_free_port(fake_bin):
+    p = launch(fake_bin, "6")
     assert p.returncode == 0, p.stderr
-    assert p.stdout.startswith("CUDA_VISIBLE_DEVICES=6 launch --config_file ") and "single_gpu.yaml" in p.stdout
+    assert p.stdout.startswith("CUDA_VISIBLE_DEVICES=6 launch --config_file shell/accelerate/single_gpu.yaml ")
+    port = p.stdout.split("--main_process_port ")[1].split()[0]
+    assert port.isdigit() and args_of("6").endswith("--main_process_port FREE")
 
 
 def test_a_gpu_outside_the_allocation_is_a_clear_error(fake_bin):
-    p = common(fake_bin, "parse_gpu_ids 0 0 4", CUDA_VISIBLE_DEVICES="4,5,6,7")
+    p = launch(fake_bin, "0 4", CUDA_VISIBLE_DEVICES="4,5,6,7")
     assert p.returncode == 2
     assert "GPU id 4 does not exist: 4 GPU(s) visible (CUDA_VISIBLE_DEVICES=4,5,6,7)" in p.stderr
 
 
-def test_cpu_processes_use_the_projects_cpu_config(fake_bin):
-    p = common(fake_bin, "parse_gpu_ids 0; launch -m train.sft", CPU_PROCESSES="2", ACCELERATE_CONFIG="/x.yaml")
-    assert p.returncode == 0, p.stderr
-    assert p.stdout.startswith("CUDA_VISIBLE_DEVICES= launch --config_file ")
-    assert "shell/accelerate/multi_cpu.yaml --num_processes 2 " in p.stdout
+def test_one_cpu_process_is_plain_python_and_several_use_the_projects_cpu_config(fake_bin):
+    assert args_of() == "" and args_of(CPU_PROCESSES="1") == ""
+    assert args_of(CPU_PROCESSES="2", ACCELERATE_CONFIG="/x.yaml", CPU_THREADS="4").startswith(
+        "--config_file shell/accelerate/multi_cpu.yaml --num_processes 2 ")
+    assert "--num_cpu_threads_per_process 2 " in args_of(CPU_PROCESSES="2", CPU_THREADS="4")
+    p = launch(fake_bin, CPU_PROCESSES="2")
+    assert p.returncode == 0 and p.stdout.startswith("CUDA_VISIBLE_DEVICES= launch --config_file "), p.stderr
 
 
-def test_machines_and_sharding_reach_accelerate(fake_bin):
-    p = common(fake_bin, "parse_gpu_ids 0 0 1; launch -m train.sft --x 1", NUM_MACHINES="2", MACHINE_RANK="1",
-               MAIN_PROCESS_IP="10.0.0.5", MAIN_PROCESS_PORT="29600", SHARDING="fsdp")
-    assert p.returncode == 0, p.stderr
-    assert "shell/accelerate/fsdp.yaml --num_processes 4 --num_machines 2 --machine_rank 1 " in p.stdout
-    assert "--main_process_ip 10.0.0.5 --main_process_port 29600 -m train.sft --x 1" in p.stdout
+def test_machines_and_sharding_reach_accelerate():
+    assert args_of("0 1", NUM_MACHINES="2", MACHINE_RANK="1", MAIN_PROCESS_IP="10.0.0.5", MAIN_PROCESS_PORT="29600",
+                   SHARDING="fsdp") == ("--config_file shell/accelerate/fsdp.yaml --num_processes 4 --num_machines 2 "
+                                        "--machine_rank 1 --main_process_ip 10.0.0.5 --main_process_port 29600")
+    assert args_of("0 1", ACCELERATE_CONFIG="/x.yaml").startswith("--config_file /x.yaml ")  # a user's, for GPUs
 
 
-def test_one_cpu_process_per_machine_still_goes_through_accelerate(fake_bin):
-    p = common(fake_bin, "parse_gpu_ids 0; launch -m train.sft", NUM_MACHINES="2", MACHINE_RANK="0")
-    assert p.returncode == 0, p.stderr
-    assert "shell/accelerate/multi_cpu.yaml --num_processes 2 --num_machines 2 --machine_rank 0 " in p.stdout
+def test_one_cpu_process_per_machine_still_goes_through_accelerate():
+    args = args_of(NUM_MACHINES="2", MACHINE_RANK="0", KERNELS="native")
+    assert "shell/accelerate/multi_cpu.yaml --num_processes 2 --num_machines 2 --machine_rank 0 " in args
     # the machine's cores for its one process, passed (accelerate warns when it has to pick them itself)
-    assert f"--num_cpu_threads_per_process {len(os.sched_getaffinity(0))} -m train.sft" in p.stdout
+    assert f"--num_cpu_threads_per_process {len(os.sched_getaffinity(0))} --main_process_port 29500" in args
 
 
 @pytest.mark.parametrize("env, message", [
     ({"SHARDING": "fsdp"}, "SHARDING=fsdp needs GPUs"),
     ({"SHARDING": "zero4"}, "SHARDING must be none, fsdp, zero2 or zero3"),
     ({"NUM_MACHINES": "2", "MACHINE_RANK": "2"}, "need 0 <= MACHINE_RANK < NUM_MACHINES"),
+    ({"CPU_PROCESSES": "0"}, "CPU_PROCESSES must be a positive integer, got '0'"),
 ])
-def test_bad_launch_variables_are_clear_errors(fake_bin, env, message):
-    p = common(fake_bin, "parse_gpu_ids 0; launch -m train.sft", **env)
-    assert p.returncode == 2 and message in p.stderr, p.stderr
+def test_bad_launch_variables_are_clear_errors(env, message):
+    with pytest.raises(UserError, match=message):
+        args_of(**env)
 
 
 def test_fsdp_config_makes_an_fsdp2_plugin_with_whole_weight_saving(monkeypatch):
@@ -117,6 +132,12 @@ def test_setup_keeps_an_installed_cuda_torch(tmp_path, cuda):
     torch_hash = lock.split("torch==", 1)[1].split("--hash=", 1)[1].split()[0]
     assert "--hash=sha256:" in installed and (torch_hash in installed) != cuda
     assert ("keeping the installed CUDA torch 2.11.0+cu128" in p.stdout) == cuda
+
+
+def test_setup_of_an_environment_without_a_lock_is_a_clear_error(tmp_path):
+    p = subprocess.run(["bash", "shell/setup.sh", "envs/nope"], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr == "error: no envs/nope/requirements.lock to install\n"
+    assert not (ROOT / ".venv-nope").exists()
 
 
 def test_the_stderr_of_a_multi_process_launch_reads_like_one_process(tmp_path):

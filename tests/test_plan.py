@@ -41,10 +41,20 @@ def script_env(**extra):
     return env
 
 
+def test_each_machine_of_several_holds_its_own_lock_and_machine_0_alone_runs_the_one_process_steps(ml100k):
+    env = {k: v for k, v in SFT.items() if k != "BASE_MODEL"} | {"BASE_MODEL": "", "NUM_MACHINES": "2"}
+    for rank in ("0", "1"):
+        steps = make("SFT", env | {"MACHINE_RANK": rank})
+        assert [s.argv for s in steps if s.kind == "lock"] == [[f"runs/x/SFT/.ML100K.lock.machine{rank}"]]
+        assert [s.argv[1] for s in steps if s.kind == "main"] == (["utils.tiny_model"] if rank == "0" else [])
+        assert [s.argv[1] for s in launched(steps)] == ["train.sft", "eval.inference"]
+        assert plan.launcher_of(steps)[-2:] == ["--main_process_port", "29500"]
+
+
 def test_an_sprec_plan_is_every_stage_of_every_iteration_in_order(ml100k):
     steps = make("SPRec", SPREC, ["2"])
-    assert [s.kind for s in steps[:5]] == ["export"] * 5 and steps[5].kind == "lock"
-    assert steps[5].argv == ["runs/x/SPRec/ML100K/.lock"]
+    assert [s.kind for s in steps[:7]] == ["export"] * 5 + ["launcher", "lock"]
+    assert steps[5].argv == [] and steps[6].argv == ["runs/x/SPRec/ML100K/.lock"]  # one CPU process: plain python
     modules = [s.argv[1] for s in launched(steps)]
     assert modules == ["train.self_play", "train.sft", "eval.inference", "train.dpo", "eval.inference"] * 2
     for i in (0, 1):
@@ -225,7 +235,7 @@ def test_evaluation_runs_each_protocol_named_in_decoding(ml100k, tmp_path):
 def test_a_sasrec_plan_runs_recbole_in_its_own_environment(ml100k):
     env = {"MODEL": "GRU4Rec", "CATEGORY": "ML100K", "OUTPUT_ROOT": "o", "MAX_LEN": "10", "EPOCHS": "5",
            "PATIENCE": "2", "SEED": "3", "RECBOLE_ARGS": "hidden_size=32", "RAW": ""}
-    steps = [s for s in make("sasrec", env) if s.kind not in ("export", "unset")]
+    steps = [s for s in make("sasrec", env) if s.kind not in ("export", "unset", "launcher")]
     assert [(s.kind, s.argv[1], s.output) for s in steps] == [
         ("main", "eval.mostpop", "o/MostPop/ML100K"), ("main", "eval.random_baseline", "o/Random/ML100K"),
         ("recbole", "eval.sasrec", "o/GRU4Rec/ML100K")]
@@ -258,19 +268,18 @@ def test_a_copied_model_leaves_its_evaluations_behind(tmp_path):
 
 def test_the_steps_reach_bash_whole(tmp_path):
     """The machine form through shell/common.sh's run_steps: arguments with spaces, quotes, a newline or nothing
-    arrive as they were; the environment reaches later steps; a machine-0 step is skipped on another machine."""
+    arrive as they were; the environment reaches later steps; a one-process step runs with its banner."""
     odd = ["a b", "it's \"quoted\"", "two\nlines", "", "$HOME"]
     steps = [plan.Step("export", ["PLAN_TEST", "x y"]), plan.Step("run", ["printf", "<%s>", *odd]),
              plan.Step("run", ["bash", "-c", 'echo " $PLAN_TEST"']), plan.Step("say", title="said"),
              plan.Step("main", ["-c", "print('machine 0')"], "a main step")]
     path = tmp_path / "plan"
     path.write_bytes(plan.machine_form(steps))
-    for rank, main_ran in (("0", True), ("1", False)):
-        p = subprocess.run(["bash", "-c", f"source shell/common.sh; exec 8<'{path}'; run_steps"], cwd=ROOT,
-                           env=script_env(MACHINE_RANK=rank), capture_output=True, text=True)
-        assert p.returncode == 0, p.stderr
-        assert p.stdout.startswith("".join(f"<{x}>" for x in odd) + " x y\nsaid\n")
-        assert ("machine 0" in p.stdout) == main_ran and "==== a main step" in p.stdout
+    p = subprocess.run(["bash", "-c", f"source shell/common.sh; exec 8<'{path}'; run_steps"], cwd=ROOT,
+                       env=script_env(), capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("".join(f"<{x}>" for x in odd) + " x y\nsaid\n")
+    assert "machine 0" in p.stdout and "==== a main step" in p.stdout
 
 
 def test_every_script_answers_help():
@@ -306,11 +315,12 @@ def test_a_run_records_its_plan(ml100k, tmp_path):
     out = tmp_path / "steps"
     for rank in ("1", "0"):  # only machine 0 records
         p = subprocess.run([sys.executable, "-m", "utils.plan", "SFT", "--gpus", "", "--out", str(out)], cwd=ROOT,
-                           env=env | {"MACHINE_RANK": rank}, capture_output=True, text=True)
+                           env=env | {"MACHINE_RANK": rank, "NUM_MACHINES": "2"}, capture_output=True, text=True)
         assert p.returncode == 0, p.stderr
         assert (tmp_path / "plans/SFT.json").is_file() == (rank == "0")
     record = json.loads((tmp_path / "plans/SFT.json").read_text())
     assert record["script"] == "shell/SFT.sh" and record["launcher"]["gpu_ids"] == [] and record["git_commit"]
     sft = next(s for s in record["steps"] if s["kind"] == "launch" and s["argv"][1] == "train.sft")
     assert sft["seed"] == stage_seed(42, "sft") and sft["section"] == "sft"
-    assert out.read_bytes() == plan.machine_form(plan.make_plan("SFT", env, [], []))
+    assert record["launcher"]["accelerate"][:2] == ["--config_file", "shell/accelerate/multi_cpu.yaml"]
+    assert out.read_bytes() == plan.machine_form(plan.make_plan("SFT", env | {"NUM_MACHINES": "2"}, [], []))

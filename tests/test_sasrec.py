@@ -1,7 +1,7 @@
 """eval/sasrec.py (SASRec and GRU4Rec from RecBole on the project's split), eval/random_baseline.py, and their rows.
 
 The converter (sequences, the split check, RecBole's atomic files) and the exporter are pure Python and run here
-always. The RecBole run itself needs .venv-recbole (bash shell/setup_recbole.sh: about 2.5-4 minutes to build on
+always. The RecBole run itself needs .venv-recbole (bash shell/setup.sh envs/recbole: about 2.5-4 minutes to build on
 this 2-core machine, more than the suite can spend), so those tests skip, saying so, where it is absent.
 """
 import json
@@ -196,7 +196,8 @@ def test_the_project_environment_says_where_recbole_runs(tiny, tmp_path):
         pytest.skip("recbole is importable in this interpreter (the project's .venv never has it)")
     data, raw = tiny
     p = run_module("eval.sasrec", "--data_dir", data, "--raw", raw, "--output_dir", tmp_path / "out")
-    assert p.returncode == 2 and "RecBole is not importable here" in p.stderr and "shell/setup_recbole.sh" in p.stderr
+    assert p.returncode == 2 and "RecBole is not importable here" in p.stderr
+    assert "shell/setup.sh envs/recbole" in p.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -204,10 +205,10 @@ def test_the_project_environment_says_where_recbole_runs(tiny, tmp_path):
 def recbole_env_missing() -> str | None:
     """Why the RecBole run cannot be tested here, or None."""
     if not RECBOLE_PYTHON.is_file():
-        return "no .venv-recbole (bash shell/setup_recbole.sh builds it: minutes, more than the suite can spend)"
+        return "no .venv-recbole (bash shell/setup.sh envs/recbole builds it: minutes, more than the suite can spend)"
     find = "import importlib.util, sys; sys.exit(importlib.util.find_spec('recbole') is None)"
     if subprocess.run([str(RECBOLE_PYTHON), "-c", find]).returncode != 0:
-        return ".venv-recbole has no recbole: rerun bash shell/setup_recbole.sh"
+        return ".venv-recbole has no recbole: rerun bash shell/setup.sh envs/recbole"
     return None
 
 

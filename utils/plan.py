@@ -9,14 +9,16 @@ one's command line, output, seed (utils/seeds.py), recipe section and launcher; 
 the checks of the variables (category names, the method, switches, the tracker, KERNELS, retired variables). Steps:
     export NAME VALUE, unset NAME   the environment of every later step (KERNELS: threads and kernels)
     lock PATH                       one run per output directory at a time (held until the script ends)
+    launcher ARGS...                accelerate launch's arguments for the launch steps below (none: plain python)
     launch ARGS...                  python ARGS through the launcher: accelerate over the GPU ids or CPU processes
-    main ARGS...                    python ARGS, one process, on machine 0 only (builds, MostPop, reports)
-    recbole ARGS...                 RecBole's python (.venv-recbole) with ARGS, one process, on machine 0 only
+    main ARGS...                    python ARGS, one process (builds, MostPop, reports; machine 0's plan only)
+    recbole ARGS...                 RecBole's python (.venv-recbole) with ARGS, one process (machine 0's plan only)
     run COMMAND...                  a command as it is, on every machine (another script and its own plan)
     say TEXT                        a line to print
 A plan is recorded in <run root>/plans/<name>.json before it runs (machine 0); --dry-run prints it instead, with
 the plans of the scripts it runs.
 """
+import importlib.util
 import os
 import re
 import shlex
@@ -30,7 +32,7 @@ from utils.seeds import stage_seed
 
 @dataclass
 class Step:
-    kind: str  # export, unset, lock, launch, main, recbole, run, say
+    kind: str  # export, unset, lock, launcher, launch, main, recbole, run, say
     argv: list = field(default_factory=list)
     title: str = ""  # the banner printed before it runs
     output: str = ""  # the directory (or file) it makes
@@ -87,18 +89,70 @@ def run_seed(v: Variables) -> int:
 PORTABLE_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
-def kernel_steps(v: Variables) -> list[Step]:
+def kernels_and_threads(v: Variables) -> tuple[str, int]:
     kernels = v.get("KERNELS") or "portable"
     if kernels not in ("portable", "native", "bf16"):
         raise UserError(f"KERNELS must be portable, native or bf16, got {kernels!r}")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = v.get("CPU_THREADS") or str(2 if kernels == "portable" else cores)
-    positive_int(threads, "CPU_THREADS")
+    return kernels, positive_int(v.get("CPU_THREADS") or str(2 if kernels == "portable" else cores), "CPU_THREADS")
+
+
+def kernel_steps(v: Variables) -> list[Step]:
+    kernels, threads = kernels_and_threads(v)
     if kernels == "portable":
         steps = [Step("export", [name, value]) for name, value in PORTABLE_KERNELS.items()]
     else:
         steps = [Step("unset", [name]) for name in PORTABLE_KERNELS]
-    return steps + [Step("export", ["KERNELS", kernels]), Step("export", ["OMP_NUM_THREADS", threads])]
+    return steps + [Step("export", ["KERNELS", kernels]), Step("export", ["OMP_NUM_THREADS", str(threads)])]
+
+
+def launcher(v: Variables, gpus: list[str]) -> list[str]:
+    """accelerate launch's arguments for this machine's launch steps: over the GPU ids (one process each: DDP, or
+    FSDP / DeepSpeed with SHARDING) or over CPU_PROCESSES gloo processes, on each of NUM_MACHINES machines; none
+    where one CPU process on one machine runs plain python. A config from shell/accelerate/ is always passed, so a
+    user's default accelerate config never changes a run (ACCELERATE_CONFIG names another one for GPUs). The port
+    is last: FREE where there is one machine, and shell/common.sh picks a free port at each launch (two runs can
+    share a machine)."""
+    machines = positive_int(v.get("NUM_MACHINES") or "1", "NUM_MACHINES")
+    rank = v.get("MACHINE_RANK") or "0"
+    if not re.fullmatch(r"[0-9]+", rank) or int(rank) >= machines:
+        raise UserError(f"NUM_MACHINES={machines}, MACHINE_RANK={rank}: need 0 <= MACHINE_RANK < NUM_MACHINES")
+    sharding = v.get("SHARDING") or "none"
+    if sharding not in ("none", "fsdp", "zero2", "zero3"):
+        raise UserError(f"SHARDING must be none, fsdp, zero2 or zero3, got {sharding!r}")
+    if sharding != "none" and not gpus:
+        raise UserError(f"SHARDING={sharding} needs GPUs (accelerate shards only on accelerators); on the CPU use "
+                        f"SHARDING=none")
+    if sharding.startswith("zero") and importlib.util.find_spec("deepspeed") is None:
+        raise UserError(f"SHARDING={sharding} needs DeepSpeed: pip install deepspeed (or use SHARDING=fsdp)")
+    per_machine = len(gpus) or positive_int(v.get("CPU_PROCESSES") or "1", "CPU_PROCESSES")
+    threads = []
+    if not gpus:
+        if per_machine == 1 and machines == 1:
+            return []
+        config = "multi_cpu"
+        # the machine's threads shared by its processes, passed (left to accelerate, it takes the machine's cores
+        # and says so in a warning on every launch)
+        threads = ["--num_cpu_threads_per_process", str(max(1, kernels_and_threads(v)[1] // per_machine))]
+    elif sharding != "none":
+        config = sharding
+    else:
+        config = "single_gpu" if per_machine == 1 and machines == 1 else "multi_gpu"
+    config_file = (gpus and v.get("ACCELERATE_CONFIG")) or f"shell/accelerate/{config}.yaml"
+    port = (v.get("MAIN_PROCESS_PORT") or "29500") if machines > 1 else "FREE"
+    return ["--config_file", config_file, "--num_processes", str(per_machine * machines), "--num_machines",
+            str(machines), "--machine_rank", rank, "--main_process_ip", v.get("MAIN_PROCESS_IP") or "127.0.0.1",
+            *threads, "--main_process_port", port]
+
+
+def this_machine(v: Variables, steps: list[Step]) -> list[Step]:
+    """The steps as this machine runs them: on several machines each holds its own lock (a shared file system), and
+    the one-process steps run on machine 0 alone."""
+    if positive_int(v.get("NUM_MACHINES") or "1", "NUM_MACHINES") == 1:
+        return steps
+    rank = v.get("MACHINE_RANK") or "0"
+    locks = [Step("lock", [s.argv[0] + f".machine{rank}"], s.title) if s.kind == "lock" else s for s in steps]
+    return [s for s in locks if rank == "0" or s.kind not in ("main", "recbole")]
 
 
 def check_category(category: str) -> str:
@@ -471,7 +525,7 @@ def make_plan(name: str, environ, gpus: list[str], args: list[str], dry_run: boo
     refuse_retired_variables(environ)
     v = Variables(environ, name)
     extra = {"dry_run": dry_run} if name == "SPRec" else {}
-    return kernel_steps(v) + fn(v, gpus, *args, **extra)
+    return kernel_steps(v) + [Step("launcher", launcher(v, gpus))] + this_machine(v, fn(v, gpus, *args, **extra))
 
 
 # ------------------------------------------------------------------------------------------- its forms
@@ -482,26 +536,24 @@ def plan_name(name: str, environ) -> str:
     return environ.get(by, name) if by else name
 
 
-LAUNCHER_VARIABLES = ("CPU_PROCESSES", "NUM_MACHINES", "SHARDING")  # shell/common.sh's launch reads them
-
-
-def launcher_settings(environ, gpus: list[str]) -> dict:
-    """What the launch steps run on (shell/common.sh's `launch` turns these into accelerate's command line)."""
-    return {"gpu_ids": gpus, **{name.lower(): environ.get(name, "") for name in LAUNCHER_VARIABLES}}
+def launcher_of(steps: list[Step]) -> list[str]:
+    return next((s.argv for s in steps if s.kind == "launcher"), [])
 
 
 def plan_record(name: str, environ, gpus: list[str], args: list[str], steps: list[Step]) -> dict:
     from utils.provenance import git_commit, portable
 
-    return portable({"script": f"shell/{name}.sh", "args": args, "launcher": launcher_settings(environ, gpus),
+    return portable({"script": f"shell/{name}.sh", "args": args,
+                     "launcher": {"gpu_ids": gpus, "accelerate": launcher_of(steps)},
                      "git_commit": git_commit(), "steps": [asdict(s) for s in steps]})
 
 
 def describe(name: str, environ, gpus: list[str], args: list[str], steps: list[Step], recorded: str) -> str:
     """The plan as a person reads it (--dry-run): each step, its command line, what it makes, its seed and recipe
     section, and how it is launched."""
-    launcher = ", ".join(f"{k} {' '.join(v) if isinstance(v, list) else v}".strip()
-                         for k, v in launcher_settings(environ, gpus).items())
+    accelerate = launcher_of(steps)
+    launcher = (f"accelerate launch {shlex.join(accelerate)}".replace("--main_process_port FREE", "(a free port)")
+                + (f" on GPU ids {' '.join(gpus)}" if gpus else "") if accelerate else "python (one CPU process)")
     lines = [f"plan of bash shell/{name}.sh {' '.join([*gpus, *args])}".rstrip()
              + (f"; recorded in {recorded} when it runs" if recorded else ""),
              f"  launch steps: {launcher}"]
@@ -510,7 +562,7 @@ def describe(name: str, environ, gpus: list[str], args: list[str], steps: list[S
     lines.append(f"  environment: {' '.join(env)}")
     number = 0
     for s in steps:
-        if s.kind in ("export", "unset"):
+        if s.kind in ("export", "unset", "launcher"):
             continue
         number += 1
         if s.kind == "lock":
