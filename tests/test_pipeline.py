@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow
 
 # A toy SFT (16 steps) generates no title yet, so greedy self-play would make no pair: the toy runs draw their rejected
 # items by constrained beam search (always catalog items). Greedy self-play end to end: tests/test_pretrained.py.
-TOY_RECIPE = "sft.sample_size=256 sft.num_train_epochs=1 self_play.train_sample_size=32 self_play.valid_sample_size=8"
+TOY_RECIPE = ("sft.sample_size=256 sft.valid_sample_size=16 sft.num_train_epochs=1 self_play.train_sample_size=32 "
+              "self_play.valid_sample_size=8")
 TOY = {"SELF_PLAY_DECODING": "constrained", "RECIPE_ARGS": TOY_RECIPE, "TEST_SAMPLE_SIZE": "48",
        "SFT_STEP_TEST_SAMPLE_SIZE": "24", "SEED": "7", "CATEGORIES": "ML100K",
        "BASE_MODEL": ""}
@@ -90,33 +91,33 @@ def test_the_golden_run_gives_the_committed_digits(run):
                        f"{golden.GOLDEN.relative_to(ROOT)} (tests/golden.py):\n" + "\n".join(moved[:40]))
 
 
-def test_extending_runs_only_the_new_iteration(run, tmp_path):
+def test_a_rerun_of_a_finished_run_skips_every_stage_without_torch(run, tmp_path):
+    """Every stage, evaluation included, checks its settings and skips without importing torch. (A larger ITERATIONS
+    running only the new iteration is the killed-run test below: it extends a finished 1-iteration run to 2.)"""
     root, _ = run
     ext = tmp_path / "ext"
     shutil.copytree(root, ext)
     before = {p: p.stat().st_mtime_ns for p in ext.rglob("DONE")}
-    # a rerun of the finished run: every stage, evaluation included, checks its settings and skips without torch
     again = sh(ext, "shell/SPRec.sh", "2", PYTHONPROFILEIMPORTTIME="1")
     skipped = again.stdout.count("complete; skipping") + again.stdout.count("skipping generation")
     assert skipped == 10 and not re.search(r"\|\s+torch$", again.stderr, re.M), again.stdout[-3000:]
-    log = sh(ext, "shell/SPRec.sh", "3").stdout
-    assert {p: p.stat().st_mtime_ns for p in before} == before  # nothing finished was redone
-    assert (ext / "SPRec/ML100K/it2/DPO/eval_top5.json").is_file()
-    assert "[self-play] iteration 0" not in log and "[self-play] iteration 2" in log
+    assert {p: p.stat().st_mtime_ns for p in before} == before
 
 
 def run_until(root, marker, wait_for=None):
     """Start SPRec.sh 2 and SIGKILL its whole process group once `marker` is printed (and `wait_for` exists)."""
     p = subprocess.Popen(["bash", "shell/SPRec.sh", "2"], cwd=ROOT, env=env_for(root), stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines = []
     for line in p.stdout:
+        lines.append(line)
         if marker in line:
             deadline = time.time() + 120
             while wait_for is not None and not wait_for.exists() and time.time() < deadline:
                 time.sleep(0.01)
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
-            return
+            return "".join(lines)
     p.wait()
     raise AssertionError(f"the run ended before {marker!r}")
 
@@ -124,7 +125,8 @@ def run_until(root, marker, wait_for=None):
 def test_killed_run_resumes_to_the_same_result(run, tmp_path):
     """SIGKILL during self-play generation, then during a training stage; each rerun skips finished stages, and
     the final metrics equal those of the uninterrupted run with the same seed. (Iteration 0 is copied from that run:
-    iteration 1 starts from it exactly as in a fresh run, and the test costs one iteration, not two.)"""
+    iteration 1 starts from it exactly as in a fresh run, and the test costs one iteration, not two. So this is also
+    a finished 1-iteration run extended to 2: only the new iteration runs.)"""
     root, _ = run
     new = tmp_path / "new"
     shutil.copytree(root / "SFT", new / "SFT")
@@ -132,7 +134,8 @@ def test_killed_run_resumes_to_the_same_result(run, tmp_path):
     shutil.copytree(root / "SPRec/ML100K/it0", it / "it0")
     finished = {q: q.stat().st_mtime_ns for q in (it / "it0").rglob("DONE")}
     assert len(finished) == 3
-    run_until(new, "[self-play] iteration 1")  # generating iteration 1's pairs
+    log = run_until(new, "[self-play] iteration 1")  # generating iteration 1's pairs
+    assert "[self-play] iteration 0" not in log and "[sft] start" not in log, log[-3000:]  # it0 and SFT: reused
     assert not (it / "it1/data").exists()
     run_until(new, "[dpo] start", wait_for=it / "it1/DPO.partial")  # training iteration 1's DPO step
     assert (it / "it1/DPO.partial").is_dir() and not (it / "it1/DPO").exists()
@@ -146,20 +149,22 @@ def test_killed_run_resumes_to_the_same_result(run, tmp_path):
     assert not list(new.rglob("*.partial"))
 
 
+def sft(tiny_model, out, recipe_args):
+    """train.sft on the small model in this process (no interpreter start), as one CPU process runs it."""
+    from conftest import run_module
+
+    p = run_module("train.sft", "--category", "ML100K", "--base_model", tiny_model, "--output_dir", out,
+                   "--recipe_args", recipe_args)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return p, json.loads((out / "run_config_sft.json").read_text())["args"]
+
+
 def test_sft_takes_the_recipes_optimizer_steps_on_one_cpu_process(tiny_model, tmp_path):
     """The global batch is the recipe: 1 process accumulates 2 steps of 8 (2 gloo processes take 1 step of 8 each:
     the same 4 steps over 64 records, checked by the two-machine test below)."""
-    processes = 1
-    out = tmp_path / "SFT/ML100K"
-    script = (f"source shell/common.sh; parse_gpu_ids 0; launch -m train.sft --category ML100K "
-              f"--base_model {tiny_model} "
-              f"--output_dir {out} --recipe_args 'sft.sample_size=64 sft.valid_sample_size=8 "
-              "sft.num_train_epochs=1 sft.global_batch_size=16 sft.per_device_train_batch_size=8'")
-    p = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env_for(tmp_path, CPU_PROCESSES=str(processes)),
-                       capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr[-4000:]
-    config = json.loads((out / "run_config_sft.json").read_text())["args"]
-    assert config["world_size"] == config["processes"] == processes and config["grad_accum"] == 2 // processes
+    p, config = sft(tiny_model, tmp_path / "SFT/ML100K", "sft.sample_size=64 sft.valid_sample_size=8 "
+                    "sft.num_train_epochs=1 sft.global_batch_size=16 sft.per_device_train_batch_size=8")
+    assert config["world_size"] == config["processes"] == 1 and config["grad_accum"] == 2
     assert config["global_batch_size"] == 16 and config["steps"] == 4  # 64 records / 16 per step, on any count
     assert "global batch 16 = 8 per device x" in p.stdout
 
@@ -167,14 +172,10 @@ def test_sft_takes_the_recipes_optimizer_steps_on_one_cpu_process(tiny_model, tm
 def test_a_per_device_batch_that_does_not_divide_the_global_batch_is_lowered(tiny_model, tmp_path):
     """The per-device batch is an upper bound (utils.trl_config.batch_plan): 8 per device with a global batch of 12
     runs 6 per device x 2 accumulation steps, the same 12 records per optimizer step."""
-    script = (f"source shell/common.sh; parse_gpu_ids 0; launch -m train.sft --category ML100K "
-              f"--base_model {tiny_model} "
-              f"--output_dir {tmp_path / 'out'} --recipe_args 'sft.sample_size=24 sft.valid_sample_size=4 "
-              "sft.num_train_epochs=1 sft.global_batch_size=12 sft.per_device_train_batch_size=8'")
-    p = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env_for(tmp_path), capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr[-3000:]
+    p, config = sft(tiny_model, tmp_path / "out", "sft.sample_size=24 sft.valid_sample_size=4 sft.num_train_epochs=1 "
+                    "sft.global_batch_size=12 sft.per_device_train_batch_size=8")
     assert "global batch 12 = 6 per device x 1 process(es) x 2 accumulation step(s)" in p.stdout
-    assert json.loads((tmp_path / "out" / "run_config_sft.json").read_text())["args"]["steps"] == 2
+    assert config["steps"] == 2
 
 
 def test_accumulation_and_one_large_batch_train_alike(tiny_model, tmp_path):
@@ -182,14 +183,8 @@ def test_accumulation_and_one_large_batch_train_alike(tiny_model, tmp_path):
     optimizer steps over the same records, to the same loss within float tolerance."""
     losses = {}
     for per_device in (2, 8):
-        out = tmp_path / f"pd{per_device}"
-        script = (f"source shell/common.sh; parse_gpu_ids 0; launch -m train.sft --category ML100K "
-                  f"--base_model {tiny_model} --output_dir {out} --recipe_args 'sft.sample_size=32 "
-                  f"sft.valid_sample_size=4 sft.num_train_epochs=1 sft.global_batch_size=8 "
-                  f"sft.per_device_train_batch_size={per_device}'")
-        p = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env_for(tmp_path), capture_output=True, text=True)
-        assert p.returncode == 0, p.stderr[-3000:]
-        config = json.loads((out / "run_config_sft.json").read_text())["args"]
+        _, config = sft(tiny_model, tmp_path / f"pd{per_device}", "sft.sample_size=32 sft.valid_sample_size=4 "
+                        f"sft.num_train_epochs=1 sft.global_batch_size=8 sft.per_device_train_batch_size={per_device}")
         assert (config["steps"], config["grad_accum"]) == (4, 8 // per_device)
         losses[per_device] = config["train_loss"]
     assert losses[2] == pytest.approx(losses[8], rel=1e-4)
@@ -243,7 +238,8 @@ def test_two_machines_on_loopback_equal_one_machine_with_two_processes(ml100k, t
     OUTPUT_ROOT) run SFT and one SPRec iteration; every eval file equals that of one machine with 2 processes."""
     import socket
 
-    small = dict(RECIPE_ARGS="sft.sample_size=64 sft.num_train_epochs=1 sft.per_device_train_batch_size=8 "
+    small = dict(RECIPE_ARGS="sft.sample_size=64 sft.valid_sample_size=8 sft.num_train_epochs=1 "
+                 "sft.per_device_train_batch_size=8 "
                  "self_play.train_sample_size=16 self_play.valid_sample_size=8 sft_step.per_device_train_batch_size=8 "
                  "dpo.per_device_train_batch_size=4", TEST_SAMPLE_SIZE="32", EVAL_SFT_STEP="0")
     steps = "bash shell/SFT.sh && bash shell/SPRec.sh 1"
@@ -251,13 +247,16 @@ def test_two_machines_on_loopback_equal_one_machine_with_two_processes(ml100k, t
     p = subprocess.run(["bash", "-c", steps], cwd=ROOT, env=env_for(one, CPU_PROCESSES="2", **small),
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-4000:]
+    # Each "machine" takes one of this machine's cores, as a real one has its own (left at 2 threads each, the two
+    # processes oversubscribe 2 cores and spin: evaluation took 30x longer). The one-machine run's 2 processes also
+    # get 1 thread each.
     two = tmp_path / "two"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = str(s.getsockname()[1])
     machines = [subprocess.Popen(["bash", "-c", steps], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                  text=True, env=env_for(two, NUM_MACHINES="2", MACHINE_RANK=str(rank),
-                                                        MAIN_PROCESS_PORT=port, **small))
+                                                        MAIN_PROCESS_PORT=port, CPU_THREADS="1", **small))
                 for rank in (0, 1)]
     logs = [m.communicate(timeout=900)[0] for m in machines]
     assert [m.returncode for m in machines] == [0, 0], logs[0][-3000:] + logs[1][-3000:]

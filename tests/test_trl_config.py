@@ -25,18 +25,13 @@ def test_any_lora_field_reaches_peft():
 def test_an_extra_trainer_field_reaches_the_trainer_and_the_run_config(tiny_model, tmp_path):
     """SFT with the override sft.max_steps=2 stops after 2 optimizer steps (4 without it) and records the field."""
     import json
-    import os
-    import subprocess
-    import sys
 
-    from conftest import ROOT
+    from conftest import run_module
 
     out = tmp_path / "sft"
-    p = subprocess.run([sys.executable, "-m", "train.sft", "--output_dir", str(out), "--base_model", str(tiny_model),
-                        "--recipe_args", "sft.sample_size=16 sft.valid_sample_size=4 sft.num_train_epochs=1 "
-                        "sft.global_batch_size=4 sft.per_device_train_batch_size=4 sft.max_steps=2 "
-                        "sft.weight_decay=0.01"],
-                       cwd=ROOT, capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    p = run_module("train.sft", "--output_dir", out, "--base_model", tiny_model, "--recipe_args",
+                   "sft.sample_size=16 sft.valid_sample_size=4 sft.num_train_epochs=1 sft.global_batch_size=4 "
+                   "sft.per_device_train_batch_size=4 sft.max_steps=2 sft.weight_decay=0.01")
     assert p.returncode == 0, p.stderr[-3000:]
     config = json.loads((out / "run_config_sft.json").read_text())
     recorded = config["settings"]["resolved_recipe"]["sft"]
