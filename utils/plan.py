@@ -552,11 +552,11 @@ def describe(name: str, environ, gpus: list[str], args: list[str], steps: list[S
     """The plan as a person reads it (--dry-run): each step, its command line, what it makes, its seed and recipe
     section, and how it is launched."""
     accelerate = launcher_of(steps)
-    launcher = (f"accelerate launch {shlex.join(accelerate)}".replace("--main_process_port FREE", "(a free port)")
-                + (f" on GPU ids {' '.join(gpus)}" if gpus else "") if accelerate else "python (one CPU process)")
+    launched_by = (f"accelerate launch {shlex.join(accelerate)}".replace("--main_process_port FREE", "(a free port)")
+                   + (f" on GPU ids {' '.join(gpus)}" if gpus else "") if accelerate else "python (one CPU process)")
     lines = [f"plan of bash shell/{name}.sh {' '.join([*gpus, *args])}".rstrip()
              + (f"; recorded in {recorded} when it runs" if recorded else ""),
-             f"  launch steps: {launcher}"]
+             f"  launch steps: {launched_by}"]
     env = [f"{s.argv[0]}={s.argv[1]}" if s.kind == "export" else f"-{s.argv[0]}"
            for s in steps if s.kind in ("export", "unset")]
     lines.append(f"  environment: {' '.join(env)}")
@@ -573,9 +573,9 @@ def describe(name: str, environ, gpus: list[str], args: list[str], steps: list[S
             continue
         python = {"run": [], "recbole": [".venv-recbole/bin/python"]}.get(s.kind, ["python"])
         command = shlex.join([*python, *s.argv])
-        launcher = {"launch": "launch", "main": "one process, machine 0", "recbole": ".venv-recbole, machine 0",
-                    "run": "its own plan below"}[s.kind]
-        lines.append(f"{number:>3}. {s.title}  [{launcher}]")
+        runs_as = {"launch": "launch", "main": "one process, machine 0", "recbole": ".venv-recbole, machine 0",
+                   "run": "its own plan below"}[s.kind]
+        lines.append(f"{number:>3}. {s.title}  [{runs_as}]")
         lines.append(f"       {command}")
         facts = [f"-> {s.output}"] if s.output else []
         facts += [f"seed {s.seed}"] if s.seed is not None else []
