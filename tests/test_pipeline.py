@@ -235,16 +235,17 @@ def test_a_rerun_with_changed_settings_stops_and_changes_nothing(run, tmp_path):
 
 def test_two_machines_on_loopback_equal_one_machine_with_two_processes(ml100k, tmp_path):
     """Multi-node launching: two "machines" on 127.0.0.1 (machine ranks 0 and 1, one gloo process each, one shared
-    OUTPUT_ROOT) run SFT and one SPRec iteration; every eval file equals that of one machine with 2 processes."""
+    OUTPUT_ROOT) run SFT and one SPRec iteration. SFT's training and its evaluation (generation sharded over the
+    global ranks by the one routine self-play generates with too) equal those of one machine with 2 processes; the
+    SPRec iteration runs on both machines, and machine 0 alone writes."""
     import socket
 
     small = dict(RECIPE_ARGS="sft.sample_size=64 sft.valid_sample_size=8 sft.num_train_epochs=1 "
                  "sft.per_device_train_batch_size=8 "
                  "self_play.train_sample_size=16 self_play.valid_sample_size=8 sft_step.per_device_train_batch_size=8 "
                  "dpo.per_device_train_batch_size=4", TEST_SAMPLE_SIZE="32", EVAL_SFT_STEP="0")
-    steps = "bash shell/SFT.sh && bash shell/SPRec.sh 1"
     one = tmp_path / "one"
-    p = subprocess.run(["bash", "-c", steps], cwd=ROOT, env=env_for(one, CPU_PROCESSES="2", **small),
+    p = subprocess.run(["bash", "shell/SFT.sh"], cwd=ROOT, env=env_for(one, CPU_PROCESSES="2", **small),
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-4000:]
     # Each "machine" takes one of this machine's cores, as a real one has its own (left at 2 threads each, the two
@@ -254,21 +255,25 @@ def test_two_machines_on_loopback_equal_one_machine_with_two_processes(ml100k, t
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = str(s.getsockname()[1])
-    machines = [subprocess.Popen(["bash", "-c", steps], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 text=True, env=env_for(two, NUM_MACHINES="2", MACHINE_RANK=str(rank),
-                                                        MAIN_PROCESS_PORT=port, CPU_THREADS="1", **small))
+    machines = [subprocess.Popen(["bash", "-c", "bash shell/SFT.sh && bash shell/SPRec.sh 1"], cwd=ROOT,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 env=env_for(two, NUM_MACHINES="2", MACHINE_RANK=str(rank), MAIN_PROCESS_PORT=port,
+                                             CPU_THREADS="1", **small))
                 for rank in (0, 1)]
     logs = [m.communicate(timeout=900)[0] for m in machines]
     assert [m.returncode for m in machines] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
-    dirs = ["SFT/ML100K", "SPRec/ML100K/it0/DPO"]
-    for d in dirs:
-        for k in (1, 5):
-            assert metrics(two / d, k) == metrics(one / d, k), d
-        config = json.loads((two / d / f"run_config_{'sft' if d.startswith('SFT') else 'dpo'}.json").read_text())
-        assert config["args"]["world_size"] == 2
-    for root in (one, two):  # the same 4 steps as one process (the test above), with no accumulation
-        config = json.loads((root / "SFT/ML100K/run_config_sft.json").read_text())["args"]
-        assert (config["steps"], config["grad_accum"], config["processes"]) == (4, 1, 2)
+    for k in (1, 5):
+        assert metrics(two / "SFT/ML100K", k) == metrics(one / "SFT/ML100K", k)
+    configs = [json.loads((root / "SFT/ML100K/run_config_sft.json").read_text())["args"] for root in (one, two)]
+    assert configs[0]["train_loss"] == configs[1]["train_loss"]
+    for config in configs:  # the same 4 steps as one process (the test above), with no accumulation
+        assert (config["steps"], config["grad_accum"], config["processes"], config["world_size"]) == (4, 1, 2, 2)
+    it = two / "SPRec/ML100K/it0"
+    for path in (it / "data/run_config_self_play.json", it / "DPO/run_config_dpo.json",
+                 it / "DPO/run_config_inference.json"):
+        assert json.loads(path.read_text())["args"]["world_size"] == 2, path
+    assert (it / "DPO/eval_top5.json").is_file()
     # Only the main process of machine 0 writes: the other machine's log has no "wrote" line.
-    assert "[sft] wrote" in logs[0] and "[sft] wrote" not in logs[1]
+    for stage in ("[sft] wrote", "[self-play] wrote", "[dpo] wrote", "[inference] wrote"):
+        assert stage in logs[0] and stage not in logs[1], stage
     assert "had defaults used instead" not in logs[0] + logs[1]  # every launch value is passed: no accelerate warning
