@@ -61,9 +61,9 @@ def render(report: Path, columns: list[str], rows: str | None) -> list[str]:
     where rows are named, every named row."""
     tables = read_tables(report)
     candidates = [t for t in tables if all(c in _plain(t[0]) for c in columns)] or tables[:1]
-    named = [None if rows is None else split_rows(rows, {b[0] for b in t[1]}) for t in candidates]
-    pick = next((i for i, t in enumerate(candidates)
-                 if named[i] is None or all(r in {b[0] for b in t[1]} for r in named[i])), 0)
+    labels = [{b[0] for b in body} for _, body in candidates]
+    named = [None if rows is None else split_rows(rows, have) for have in labels]
+    pick = next((i for i, have in enumerate(labels) if named[i] is None or set(named[i]) <= have), 0)
     (header, body), rows = candidates[pick], named[pick]
     plain = _plain(header)
     missing = [c for c in columns if c not in plain]
